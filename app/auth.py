@@ -1,0 +1,151 @@
+"""Tokens, password hashing and the ``CurrentUser`` / ``CurrentAdmin`` / ``CurrentVolunteer`` dependencies."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from app.config import Settings
+from app.db import Session
+from app.domain import Role
+from app.errors import Forbidden, Unauthorized
+from app.models import OrgUnit, TeamMember, User, Volunteer
+
+_hasher = PasswordHasher()
+_bearer = HTTPBearer(auto_error=False, description="令牌: POST /api/v1/auth/login 或 /auth/wechat 返回")
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def verify_password(password_hash: str, password: str) -> bool:
+    def _verify() -> bool:
+        try:
+            return _hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(_verify)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is calling, with everything scope checks need, loaded in one query per request."""
+
+    user_id: int
+    role: Role
+    username: str | None
+    unit_id: int | None
+    unit_path: str | None  # admin: jurisdiction; volunteer: home unit; resident: home 站
+    volunteer_id: int | None = None
+    volunteer_active: bool = False
+    team_ids: frozenset[int] = frozenset()
+
+    def administers(self, unit_path: str) -> bool:
+        """True if ``unit_path`` lies in this admin's subtree (本级及下级)."""
+        return self.role is Role.ADMIN and self.unit_path is not None and unit_path.startswith(self.unit_path)
+
+
+SYSTEM_ACTOR = Actor(user_id=0, role=Role.SYSTEM, username="system", unit_id=None, unit_path=None)
+
+
+def issue_token(settings: Settings, user: User) -> str:
+    now = datetime.now(UTC)
+    claims = {
+        "sub": str(user.id),
+        "role": user.role,
+        "tv": user.token_version,
+        "iat": now,
+        "exp": now + timedelta(minutes=settings.token_ttl_minutes),
+    }
+    return jwt.encode(claims, settings.token_secret, algorithm="HS256")
+
+
+async def load_actor(session: AsyncSession, user_id: int, token_version: int | None = None) -> Actor:
+    """Load the caller; refuses disabled accounts and tokens issued before a password change."""
+    home = aliased(OrgUnit)
+    row = (
+        await session.execute(
+            select(
+                User.id,
+                User.role,
+                User.username,
+                User.unit_id,
+                User.is_active,
+                User.token_version,
+                OrgUnit.path,
+                Volunteer.id,
+                Volunteer.status,
+                home.path,
+                select(func.array_agg(TeamMember.team_id))
+                .where(TeamMember.volunteer_id == Volunteer.id)
+                .scalar_subquery(),
+            )
+            .outerjoin(OrgUnit, OrgUnit.id == User.unit_id)
+            .outerjoin(Volunteer, Volunteer.user_id == User.id)
+            .outerjoin(home, home.id == Volunteer.home_unit_id)
+            .where(User.id == user_id)
+        )
+    ).one_or_none()
+    await session.rollback()  # end the read transaction: handlers start their own
+    if row is None or not row[4] or (token_version is not None and row[5] != token_version):
+        raise Unauthorized()
+    role = Role(row[1])
+    is_volunteer = role is Role.VOLUNTEER and row[7] is not None
+    return Actor(
+        user_id=row[0],
+        role=role,
+        username=row[2],
+        unit_id=row[3],
+        unit_path=row[9] if is_volunteer else row[6],
+        volunteer_id=row[7] if is_volunteer else None,
+        volunteer_active=is_volunteer and row[8] == "active",
+        team_ids=frozenset(row[10] or ()) if is_volunteer else frozenset(),
+    )
+
+
+async def current_actor(
+    request: Request,
+    session: Session,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Actor:
+    if credentials is None:
+        raise Unauthorized("缺少令牌 (Authorization: Bearer …)")
+    settings: Settings = request.app.state.settings
+    try:
+        claims = jwt.decode(
+            credentials.credentials, settings.token_secret, algorithms=["HS256"], options={"require": ["exp"]}
+        )
+        user_id, token_version = int(claims["sub"]), int(claims["tv"])
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError) as exc:
+        raise Unauthorized("令牌无效或已过期") from exc
+    actor = await load_actor(session, user_id, token_version)
+    request.state.user_id = actor.user_id
+    return actor
+
+
+def require_role(*roles: Role) -> object:
+    async def _check(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
+        if actor.role not in roles:
+            raise Forbidden(f"需要角色: {', '.join(r.value for r in roles)}")
+        return actor
+
+    return Depends(_check)
+
+
+CurrentUser = Annotated[Actor, Depends(current_actor)]
+CurrentAdmin = Annotated[Actor, require_role(Role.ADMIN)]
+CurrentVolunteer = Annotated[Actor, require_role(Role.VOLUNTEER)]
+CurrentResident = Annotated[Actor, require_role(Role.RESIDENT)]

@@ -1,0 +1,92 @@
+"""``sidan``: serve, migrate, seed-demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from app.config import get_settings
+from app.db import resolve_database_url
+
+log = logging.getLogger("sidan")
+
+
+def _database_url() -> str:
+    """The server to use; starts the embedded PostgreSQL when ``DATABASE_URL`` is not set."""
+    url = resolve_database_url(get_settings())
+    # Worker processes (``--workers``) and the app factory inherit the resolved server.
+    os.environ["SIDAN_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    return url
+
+
+def _migrate(url: str) -> None:
+    from app.migrate import upgrade
+
+    upgrade(url)
+
+
+def _seed_demo(url: str) -> bool:
+    from app.demo import seed_demo
+
+    return asyncio.run(seed_demo(url))
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    _migrate(_database_url())
+    print("database migrated to head")
+    return 0
+
+
+def cmd_seed_demo(_: argparse.Namespace) -> int:
+    url = _database_url()
+    _migrate(url)
+    print("demo data loaded" if _seed_demo(url) else "database already has data: demo not loaded")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    url = _database_url()
+    _migrate(url)
+    if args.demo:
+        loaded = _seed_demo(url)
+        print("demo data loaded" if loaded else "database already has data: demo not reloaded")
+    print(f"Sidan is serving on http://{args.host}:{args.port}  (API docs: http://{args.host}:{args.port}/docs)")
+    sys.stdout.flush()
+    uvicorn.run(
+        "app.asgi:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+        timeout_graceful_shutdown=20,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    parser = argparse.ArgumentParser(prog="sidan", description="四单 order-dispatch service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="migrate, then serve the API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--demo", action="store_true", help="load the demo county into an empty database")
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="migrate the database to head").set_defaults(func=cmd_migrate)
+    sub.add_parser("seed-demo", help="load the demo county into an empty database").set_defaults(
+        func=cmd_seed_demo
+    )
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""Settings: one pydantic-settings class, read from the environment (prefix ``SIDAN_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_TOKEN_SECRET = "sidan-dev-secret-change-me-0123456789abcdef"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SIDAN_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    # ``DATABASE_URL`` (the conventional name) or ``SIDAN_DATABASE_URL``; empty = embedded PostgreSQL.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("SIDAN_DATABASE_URL", "DATABASE_URL")
+    )
+    data_dir: Path = Path(".sidan")
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    db_statement_timeout_ms: int = 15_000
+    db_lock_timeout_ms: int = 5_000
+
+    token_secret: str = DEFAULT_TOKEN_SECRET
+    token_ttl_minutes: int = 12 * 60
+    # The dev/test token endpoint (POST /api/v1/auth/dev-token); never mounted in production.
+    enable_dev_token: bool = False
+
+    wechat_base_url: str = "https://api.weixin.qq.com"
+    wechat_appid: str = "wx-demo-appid"
+    wechat_secret: str = "wx-demo-secret"
+    wechat_timeout_seconds: float = 5.0
+
+    default_accept_minutes: int = 120
+    default_pool_minutes: int = 24 * 60
+
+    @model_validator(mode="after")
+    def _refuse_default_secret_in_production(self) -> Settings:
+        if self.environment == "production":
+            if self.token_secret == DEFAULT_TOKEN_SECRET or len(self.token_secret) < 32:
+                raise ValueError(
+                    "SIDAN_TOKEN_SECRET must be set to a random value of 32+ characters in production"
+                )
+            if self.enable_dev_token:
+                raise ValueError("SIDAN_ENABLE_DEV_TOKEN is not allowed in production")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

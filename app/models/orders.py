@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, CreatedAtMixin, IdMixin
+
+STATUS_CHECK = (
+    "status IN ('submitted','approved','dispatched','pooled','accepted','in_service',"
+    "'completed','rated','closed','rejected','cancelled')"
+)
+
+
+class Order(IdMixin, CreatedAtMixin, Base):
+    """服务订单: one resident need, from 点单 to 评单.
+
+    ``status`` changes only through ``app.services.transitions.apply_action``; ``unit_path`` copies
+    the owning unit's materialized path so subtree scopes are one indexed predicate.
+    """
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint(STATUS_CHECK, name="status"),
+        CheckConstraint("beneficiaries >= 1", name="beneficiaries"),
+        Index("ix_orders_unit_path_pattern", "unit_path", postgresql_ops={"unit_path": "text_pattern_ops"}),
+        Index("ix_orders_created_at_id", "created_at", "id"),
+        Index("ix_orders_resident_id_created_at", "resident_id", "created_at"),
+        Index("ix_orders_placed_by_id_created_at", "placed_by_id", "created_at"),
+        Index("ix_orders_assignee_volunteer_id_status", "assignee_volunteer_id", "status"),
+        Index("ix_orders_assignee_team_id_status", "assignee_team_id", "status"),
+        Index("ix_orders_pool", "unit_path", postgresql_where=text("status = 'pooled'")),
+    )
+
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    # The resident served; null when staff order for someone with no account (电话/线下).
+    resident_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # Who placed it: the resident, or a volunteer/admin ordering on their behalf (代点单).
+    placed_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("menu_items.id"))
+    category_id: Mapped[int | None] = mapped_column(ForeignKey("menu_categories.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
+    unit_path: Mapped[str] = mapped_column(String(400))
+    address: Mapped[str] = mapped_column(String(300))
+    lat: Mapped[float | None] = mapped_column(Float)
+    lng: Mapped[float | None] = mapped_column(Float)
+    contact_name: Mapped[str] = mapped_column(String(64))
+    contact_phone: Mapped[str] = mapped_column(String(20))
+    preferred_start: Mapped[datetime | None]
+    preferred_end: Mapped[datetime | None]
+    beneficiaries: Mapped[int] = mapped_column(server_default=text("1"))
+    channel: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    assignee_team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"))
+    assignee_volunteer_id: Mapped[int | None] = mapped_column(ForeignKey("volunteers.id"))
+    # Deadline of the current step (accept / pool); swept by the dispatch engine.
+    deadline_at: Mapped[datetime | None]
+    checked_in_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    # Service round: 1, then +1 on each 返工 (reopen). Records and ratings are per round.
+    round: Mapped[int] = mapped_column(server_default=text("1"))
+    version: Mapped[int] = mapped_column(server_default=text("1"))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class OrderEvent(IdMixin, CreatedAtMixin, Base):
+    """订单时间线: append-only (a trigger refuses UPDATE and DELETE), written with each transition."""
+
+    __tablename__ = "order_events"
+
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_role: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+
+class ServiceRecord(IdMixin, CreatedAtMixin, Base):
+    """服务记录: the completion report of one service round."""
+
+    __tablename__ = "service_records"
+    __table_args__ = (UniqueConstraint("order_id", "round"),)
+
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
+    round: Mapped[int]
+    summary: Mapped[str] = mapped_column(Text)
+    served_count: Mapped[int]
+    photos: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    submitted_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+
+class ServiceParticipant(Base):
+    """参与志愿者 and the hours each served (信用时长: recorded through an order)."""
+
+    __tablename__ = "service_participants"
+    __table_args__ = (CheckConstraint("hours > 0 AND hours <= 24", name="hours"),)
+
+    record_id: Mapped[int] = mapped_column(
+        ForeignKey("service_records.id", ondelete="CASCADE"), primary_key=True
+    )
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteers.id"), primary_key=True, index=True)
+    hours: Mapped[Decimal] = mapped_column(Numeric(5, 1))
+
+
+class Rating(IdMixin, CreatedAtMixin, Base):
+    """评单: 1–5 stars, at most one per order and service round; ``by_proxy`` marks 代评."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (
+        UniqueConstraint("order_id", "round"),
+        CheckConstraint("stars BETWEEN 1 AND 5", name="stars"),
+    )
+
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
+    round: Mapped[int]
+    stars: Mapped[int] = mapped_column(SmallInteger)
+    tags: Mapped[list[str]] = mapped_column(ARRAY(String(32)), server_default="{}")
+    comment: Mapped[str] = mapped_column(Text, server_default="")
+    rated_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    by_proxy: Mapped[bool] = mapped_column(server_default=text("false"))

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Request
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from app.auth import CurrentUser
+from app.db import Session
+from app.errors import NotFound
+from app.models import User
+from app.routers.deps import SettingsDep, errors
+from app.schemas.auth import LoginIn, MeOut, TokenOut, WechatLoginIn
+from app.services import accounts
+
+router = APIRouter(tags=["auth"])
+
+
+@router.post("/auth/login", response_model=TokenOut, responses=errors(401, 422))
+async def login(body: LoginIn, session: Session, settings: SettingsDep) -> TokenOut:
+    """用户名密码登录 (工作人员、志愿者)."""
+    return await accounts.login(session, settings, body.username, body.password)
+
+
+@router.post("/auth/wechat", response_model=TokenOut, responses=errors(401, 422, 503))
+async def wechat_login(body: WechatLoginIn, request: Request, session: Session, settings: SettingsDep) -> TokenOut:
+    """微信小程序登录: ``code`` from ``wx.login()``; residents are created on first login."""
+    return await accounts.wechat_login(session, settings, request.app.state.http, body.code)
+
+
+@router.get("/me", response_model=MeOut, responses=errors(401))
+async def me(actor: CurrentUser) -> MeOut:
+    return MeOut(
+        id=actor.user_id,
+        username=actor.username,
+        role=actor.role,
+        unit_id=actor.unit_id,
+        volunteer_id=actor.volunteer_id,
+    )
+
+
+class DevTokenIn(BaseModel):
+    username: str
+
+
+dev_router = APIRouter(tags=["auth"])
+
+
+@dev_router.post("/auth/dev-token", response_model=TokenOut, responses=errors(404, 422))
+async def dev_token(
+    body: Annotated[DevTokenIn, Body()], session: Session, settings: SettingsDep
+) -> TokenOut:
+    """开发/测试专用: a token for any username without its password. Never mounted in production."""
+    async with session.begin():
+        user = (await session.execute(select(User).where(User.username == body.username))).scalar_one_or_none()
+    if user is None or not user.is_active:
+        raise NotFound("用户不存在")
+    return accounts.token_response(settings, user)

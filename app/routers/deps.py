@@ -1,0 +1,49 @@
+"""Dependencies and OpenAPI error declarations shared by the routers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Path, Request
+
+from app.config import Settings
+from app.errors import ErrorResponse, InvalidInput
+from app.schemas.common import MAX_BIGINT
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+ObjectId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", description="retries with the same key return the first response"),
+]
+
+
+def parse_if_match(
+    if_match: Annotated[
+        str | None, Header(alias="If-Match", description="expected order version; 409 if it moved on")
+    ] = None,
+) -> int | None:
+    if if_match is None:
+        return None
+    try:
+        return int(if_match.strip().strip('"').removeprefix('W/"'))
+    except ValueError as exc:
+        raise InvalidInput("If-Match 须为订单版本号") from exc
+
+
+ExpectedVersion = Annotated[int | None, Depends(parse_if_match)]
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for the error codes an endpoint may answer."""
+    descriptions = {
+        401: "未登录或令牌无效", 403: "角色无权执行", 404: "对象不存在或不在可见范围",
+        409: "状态冲突 (当前状态与允许的操作见 details)", 422: "请求参数不正确", 503: "数据库或上游不可用",
+    }  # fmt: skip
+    return {code: {"model": ErrorResponse, "description": descriptions[code]} for code in codes}

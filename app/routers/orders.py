@@ -1,0 +1,109 @@
+# No ``from __future__ import annotations`` here: the action endpoints are built in a loop and FastAPI
+# must see each one's body class as a real object, not a string.
+"""Orders: 点单, reads, and one ``POST /orders/{id}/{action}`` per user action of the state machine."""
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+from pydantic import BaseModel
+
+from app.auth import CurrentUser
+from app.db import Session
+from app.domain import Action, Status
+from app.routers.deps import ExpectedVersion, IdempotencyKeyHeader, ObjectId, SettingsDep, errors
+from app.schemas.common import Page
+from app.schemas.orders import EmptyBody, EventOut, OrderCreate, OrderOut, body_for
+from app.services import ordering, transitions
+from app.services.idempotency import IdempotencyKey
+from app.workflow import TRANSITIONS, USER_ACTIONS, roles_for
+
+router = APIRouter(tags=["orders"])
+
+
+@router.post("/orders", status_code=201, response_model=OrderOut, responses=errors(401, 403, 422))
+async def place_order(
+    body: OrderCreate, request: Request, session: Session, actor: CurrentUser, idempotency_key: IdempotencyKeyHeader = None
+) -> OrderOut:
+    """点单 (或代点单). Send ``Idempotency-Key`` so a retried request never creates a second order."""
+    idem = IdempotencyKey.from_request(idempotency_key, "POST", request.url.path, body.model_dump(mode="json"))
+    return await ordering.place_order(session, actor, body, idem)
+
+
+@router.get("/orders/mine", response_model=Page[OrderOut], responses=errors(401, 422))
+async def my_orders(
+    session: Session,
+    actor: CurrentUser,
+    status: Status | None = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> Page[OrderOut]:
+    """我的订单: orders the caller is served by or placed for someone, newest first."""
+    return await ordering.my_orders(session, actor, status, cursor, limit)
+
+
+@router.get("/orders/{order_id}", response_model=OrderOut, responses=errors(401, 404, 422))
+async def get_order(order_id: ObjectId, session: Session, actor: CurrentUser) -> OrderOut:
+    return await ordering.get_order(session, actor, order_id)
+
+
+@router.get("/orders/{order_id}/events", response_model=list[EventOut], responses=errors(401, 404, 422))
+async def order_events(order_id: ObjectId, session: Session, actor: CurrentUser) -> list[EventOut]:
+    """订单时间线, oldest first."""
+    return await ordering.order_events(session, actor, order_id)
+
+
+def _describe(action: Action) -> str:
+    rows = [
+        f"- `{frm.value if frm else '—'}` → `{(rule.to or frm).value if (rule.to or frm) else '—'}`"
+        f" by {', '.join(sorted(r.value for r in rule.actors))} (guard: {rule.guard.value})"
+        for (frm, act), rule in TRANSITIONS.items()
+        if act is action
+    ]
+    return f"Transition `{action.value}` (from the state machine table):\n\n" + "\n".join(rows)
+
+
+def _action_endpoint(action: Action) -> Callable[..., Awaitable[OrderOut]]:
+    body_model: Any = body_for(action)
+    optional = body_model is EmptyBody
+
+    async def endpoint(
+        order_id: ObjectId,
+        request: Request,
+        session: Session,
+        settings: SettingsDep,
+        actor: CurrentUser,
+        expected_version: ExpectedVersion,
+        body: Annotated[body_model, Body()] = EmptyBody() if optional else ...,  # type: ignore[valid-type]
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> OrderOut:
+        payload: BaseModel = body if body is not None else EmptyBody()
+        idem = IdempotencyKey.from_request(
+            idempotency_key, "POST", request.url.path, payload.model_dump(mode="json")
+        )
+        return await transitions.apply_action(
+            session,
+            settings,
+            order_id=order_id,
+            action=action,
+            actor=actor,
+            body=payload,
+            idem=idem,
+            expected_version=expected_version,
+        )
+
+    endpoint.__name__ = f"order_{action.value}"
+    return endpoint
+
+
+for _action in USER_ACTIONS:
+    router.add_api_route(
+        f"/orders/{{order_id}}/{_action.path}",
+        _action_endpoint(_action),
+        methods=["POST"],
+        response_model=OrderOut,
+        responses=errors(401, 403, 404, 409, 422),
+        summary=f"{_action.value} ({', '.join(sorted(r.value for r in roles_for(_action)))})",
+        description=_describe(_action),
+        name=f"order_{_action.value}",
+    )

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from app.domain import Role
+from app.schemas.common import Schema
+
+
+class LoginIn(BaseModel):
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class WechatLoginIn(BaseModel):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")]
+
+
+class UserOut(Schema):
+    id: int
+    username: str | None
+    role: Role
+    unit_id: int | None
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    user: UserOut
+
+
+class MeOut(BaseModel):
+    id: int
+    username: str | None
+    role: Role
+    unit_id: int | None
+    volunteer_id: int | None = Field(default=None, description="set for volunteers")

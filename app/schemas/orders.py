@@ -1,0 +1,198 @@
+"""Order requests and responses: the body of each action endpoint comes from ``ACTION_BODIES``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.domain import STATUS_LABELS, Action, Channel, Status
+from app.schemas.common import (
+    Address,
+    Id,
+    Latitude,
+    LongText,
+    Longitude,
+    Name,
+    Phone,
+    Reason,
+    Schema,
+    Tag,
+    Title,
+    Url,
+)
+from app.workflow import TRANSITIONS
+
+
+class OrderCreate(BaseModel):
+    """点单: a menu item or a custom need. Staff and volunteers may order for a resident (代点单)."""
+
+    item_id: Id | None = None
+    title: Title | None = None
+    description: LongText
+    unit_id: Id
+    address: Address
+    contact_name: Name
+    contact_phone: Phone
+    preferred_start: datetime | None = None
+    preferred_end: datetime | None = None
+    beneficiaries: Annotated[int, Field(ge=1, le=100_000)] = 1
+    channel: Channel | None = None
+    lat: Latitude | None = None
+    lng: Longitude | None = None
+    resident_id: Id | None = Field(
+        default=None, description="代点单: the registered resident served (volunteers and admins only)"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.item_id is None and not self.title:
+            raise ValueError("item_id 与 title 至少填写一项")
+        if (self.lat is None) != (self.lng is None):
+            raise ValueError("lat 与 lng 须同时提供")
+        if self.preferred_start and self.preferred_end and self.preferred_end <= self.preferred_start:
+            raise ValueError("preferred_end 必须晚于 preferred_start")
+        for value in (self.preferred_start, self.preferred_end):
+            if value is not None and value.tzinfo is None:
+                raise ValueError("时间须带时区, 例如 2026-12-05T09:00:00+08:00")
+        return self
+
+
+class EmptyBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ReasonBody(BaseModel):
+    reason: Reason
+
+
+class DispatchBody(BaseModel):
+    """指令性派单: exactly one of ``team_id`` / ``volunteer_id``."""
+
+    team_id: Id | None = None
+    volunteer_id: Id | None = None
+    accept_within_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if (self.team_id is None) == (self.volunteer_id is None):
+            raise ValueError("team_id 与 volunteer_id 须且只能填写一项")
+        return self
+
+
+class PublishBody(BaseModel):
+    accept_within_minutes: Annotated[int, Field(ge=1, le=30 * 24 * 60)] | None = None
+
+
+class TransferBody(BaseModel):
+    unit_id: Id
+    reason: Reason | None = None
+
+
+class CheckInBody(BaseModel):
+    lat: Latitude | None = None
+    lng: Longitude | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> Self:
+        if (self.lat is None) != (self.lng is None):
+            raise ValueError("lat 与 lng 须同时提供")
+        return self
+
+
+class Participant(BaseModel):
+    volunteer_id: Id
+    hours: Annotated[Decimal, Field(gt=0, le=24, max_digits=4, decimal_places=1)]
+
+
+class CompleteBody(BaseModel):
+    """服务记录: summary, people served, hours per participant, photos."""
+
+    summary: Annotated[LongText, Field(min_length=1)]
+    served_count: Annotated[int, Field(ge=0, le=100_000)]
+    participants: Annotated[list[Participant], Field(min_length=1, max_length=200)]
+    photos: Annotated[list[Url], Field(max_length=20)] = []
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        ids = [p.volunteer_id for p in self.participants]
+        if len(set(ids)) != len(ids):
+            raise ValueError("participants 中志愿者重复")
+        return self
+
+
+class RateBody(BaseModel):
+    stars: Annotated[int, Field(ge=1, le=5)]
+    comment: LongText = ""
+    tags: Annotated[list[Tag], Field(max_length=10)] = []
+
+
+_SPECIFIC_BODIES: dict[Action, type[BaseModel]] = {
+    Action.DISPATCH: DispatchBody,
+    Action.PUBLISH: PublishBody,
+    Action.TRANSFER: TransferBody,
+    Action.CHECK_IN: CheckInBody,
+    Action.COMPLETE: CompleteBody,
+    Action.RATE: RateBody,
+}
+
+
+def body_for(action: Action) -> type[BaseModel]:
+    """The request body of an action: its own schema, else ``{reason}`` when the table demands one."""
+    if action in _SPECIFIC_BODIES:
+        return _SPECIFIC_BODIES[action]
+    if any(rule.reason_required for (_, act), rule in TRANSITIONS.items() if act is action):
+        return ReasonBody
+    return EmptyBody
+
+
+class OrderOut(Schema):
+    id: int
+    code: str
+    status: Status
+    status_label: str
+    version: int
+    round: int
+    unit_id: int
+    item_id: int | None
+    category_id: int | None
+    title: str
+    description: str
+    address: str
+    lat: float | None
+    lng: float | None
+    contact_name: str
+    contact_phone: str = Field(description="masked (138****5678) unless the caller may see it")
+    preferred_start: datetime | None
+    preferred_end: datetime | None
+    beneficiaries: int
+    channel: Channel
+    resident_id: int | None
+    placed_by_id: int
+    by_proxy: bool = Field(description="代点单: placed by someone other than the resident served")
+    assignee_team_id: int | None
+    assignee_volunteer_id: int | None
+    deadline_at: datetime | None
+    checked_in_at: datetime | None
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    allowed_actions: list[Action] = Field(description="actions the caller may take now")
+
+
+class EventOut(Schema):
+    id: int
+    action: Action
+    from_status: Status | None
+    to_status: Status
+    actor_id: int | None
+    actor_role: str
+    reason: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+def status_label(status: Status) -> str:
+    return STATUS_LABELS[status]

@@ -1,0 +1,66 @@
+"""登录: password login for staff and volunteers, WeChat mini-program login for residents."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import issue_token, verify_password
+from app.config import Settings
+from app.domain import Role
+from app.errors import ServiceUnavailable, Unauthorized
+from app.models import User
+from app.schemas.auth import TokenOut, UserOut
+
+# A real argon2 hash of a random string: unknown usernames cost as much as wrong passwords.
+_DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$s5X707NJ9eFg3UUMdIENqw$CjrBYuGZbs38A48ikKyU9WpN2nT2od3gXD+3fgLTzEw"
+
+
+def token_response(settings: Settings, user: User) -> TokenOut:
+    return TokenOut(access_token=issue_token(settings, user), user=UserOut.model_validate(user))
+
+
+async def login(session: AsyncSession, settings: Settings, username: str, password: str) -> TokenOut:
+    async with session.begin():
+        user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
+    ok = await verify_password(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
+    if user is None or not ok or not user.is_active:
+        raise Unauthorized("用户名或密码错误")
+    return token_response(settings, user)
+
+
+async def wechat_login(
+    session: AsyncSession, settings: Settings, http: httpx.AsyncClient, code: str
+) -> TokenOut:
+    """小程序登录: exchange ``code`` at code2session for the openid; first login creates the resident."""
+    try:
+        response = await http.get(
+            f"{settings.wechat_base_url.rstrip('/')}/sns/jscode2session",
+            params={
+                "appid": settings.wechat_appid,
+                "secret": settings.wechat_secret,
+                "js_code": code,
+                "grant_type": "authorization_code",
+            },
+            timeout=settings.wechat_timeout_seconds,
+        )
+        data = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise ServiceUnavailable("微信登录服务暂不可用") from exc
+    if not isinstance(data, dict):
+        raise ServiceUnavailable("微信登录服务返回异常")
+    openid = data.get("openid")
+    if data.get("errcode") or not isinstance(openid, str) or not openid:
+        raise Unauthorized("微信登录凭证无效", wechat_errcode=data.get("errcode"))
+    async with session.begin():
+        await session.execute(
+            insert(User)
+            .values(wechat_openid=openid, role=Role.RESIDENT.value, display_name="微信用户")
+            .on_conflict_do_nothing(index_elements=[User.wechat_openid])
+        )
+        user = (await session.execute(select(User).where(User.wechat_openid == openid))).scalar_one()
+    if not user.is_active:
+        raise Unauthorized("账号已停用")
+    return token_response(settings, user)

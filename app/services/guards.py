@@ -1,0 +1,65 @@
+"""What a guard of the transition table means for a given caller and order."""
+
+from __future__ import annotations
+
+from app.auth import Actor
+from app.domain import Action, Role, Status
+from app.models import Order
+from app.models.org import ancestor_paths
+from app.workflow import TRANSITIONS, Guard
+
+# The states in which the volunteer holding an order needs the resident's phone (接单后可见).
+HOLDING_STATES = frozenset({Status.ACCEPTED, Status.IN_SERVICE})
+
+
+def is_orderer(actor: Actor, order: Order) -> bool:
+    return actor.user_id in (order.resident_id, order.placed_by_id)
+
+
+def guard_holds(guard: Guard, actor: Actor, order: Order) -> bool:
+    if actor.role is Role.SYSTEM:
+        return True  # timers act for the whole deployment; the table already limits what they may do
+    match guard:
+        case Guard.NONE:
+            return True
+        case Guard.ADMIN_IN_SCOPE:
+            return actor.administers(order.unit_path)
+        case Guard.TARGET:
+            if actor.volunteer_id is None or not actor.volunteer_active:
+                return False
+            if order.assignee_volunteer_id is not None:
+                return order.assignee_volunteer_id == actor.volunteer_id
+            return order.assignee_team_id is not None and order.assignee_team_id in actor.team_ids
+        case Guard.POOL_ELIGIBLE:
+            return (
+                actor.volunteer_active
+                and actor.unit_path is not None
+                and order.unit_path in ancestor_paths(actor.unit_path)
+            )
+        case Guard.ASSIGNEE:
+            return actor.volunteer_id is not None and order.assignee_volunteer_id == actor.volunteer_id
+        case Guard.ORDERER:
+            return is_orderer(actor, order)
+        case Guard.ORDERER_OR_ADMIN:
+            return is_orderer(actor, order) or actor.administers(order.unit_path)
+
+
+def allowed_actions(actor: Actor, order: Order) -> list[Action]:
+    """The actions ``actor`` may take on ``order`` right now, straight from the table."""
+    status = Status(order.status)
+    return [
+        action
+        for (frm, action), rule in TRANSITIONS.items()
+        if frm is status and actor.role in rule.actors and guard_holds(rule.guard, actor, order)
+    ]
+
+
+def may_see_phone(actor: Actor, order: Order) -> bool:
+    """The resident's phone: to the orderer, admins in scope, and the volunteer holding the order."""
+    if actor.role is Role.SYSTEM or is_orderer(actor, order) or actor.administers(order.unit_path):
+        return True
+    return (
+        actor.volunteer_id is not None
+        and order.assignee_volunteer_id == actor.volunteer_id
+        and order.status in HOLDING_STATES
+    )

@@ -1,0 +1,168 @@
+"""点单 and order reads: placing orders (also 代点单), one order, its timeline, the caller's orders."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import SYSTEM_ACTOR, Actor
+from app.domain import Action, Channel, Role, Status
+from app.errors import InvalidInput, NotFound
+from app.models import MenuItem, Order, OrderEvent, OrgUnit, User
+from app.models.org import ancestor_paths
+from app.schemas.common import Page
+from app.schemas.orders import EventOut, OrderCreate, OrderOut
+from app.services import idempotency
+from app.services.pagination import keyset, page_of
+from app.services.presenters import present_order
+from app.services.scope import order_visible_to
+from app.services.transitions import notify, record_event
+from app.workflow import TRANSITIONS
+
+_CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud over the hotline
+
+
+def new_order_code(now: datetime) -> str:
+    return f"SD{now:%Y%m%d}" + "".join(secrets.choice(_CODE_ALPHABET) for _ in range(6))
+
+
+async def place_order(
+    session: AsyncSession,
+    actor: Actor,
+    body: OrderCreate,
+    idem: idempotency.IdempotencyKey | None = None,
+    now: datetime | None = None,
+) -> OrderOut:
+    """点单. A resident orders for themself; a volunteer or admin may order for a resident (代点单).
+
+    Items marked auto-approve (免审) are approved by the system in the same transaction.
+    """
+    now = now or datetime.now(UTC)
+    async with session.begin():
+        if idem is not None:
+            replay = await idempotency.claim(session, actor.user_id, idem)
+            if replay is not None:
+                return OrderOut.model_validate(replay)
+        unit = await session.get(OrgUnit, body.unit_id)
+        if unit is None or not unit.is_active:
+            raise InvalidInput("服务单位不存在或已停用", unit_id=body.unit_id)
+        if actor.role is Role.ADMIN and not actor.administers(unit.path):
+            raise InvalidInput("只能为本单位及下级单位代点单", unit_id=body.unit_id)
+        resident_id = await _resident_served(session, actor, body)
+        item = await _menu_item(session, body, unit) if body.item_id is not None else None
+        default_channel = Channel.MINIPROGRAM if actor.role is Role.RESIDENT else Channel.APP
+        order = Order(
+            code=new_order_code(now),
+            resident_id=resident_id,
+            placed_by_id=actor.user_id,
+            item_id=item.id if item else None,
+            category_id=item.category_id if item else None,
+            title=body.title or (item.name if item else ""),
+            description=body.description,
+            unit_id=unit.id,
+            unit_path=unit.path,
+            address=body.address,
+            lat=body.lat,
+            lng=body.lng,
+            contact_name=body.contact_name,
+            contact_phone=body.contact_phone,
+            preferred_start=body.preferred_start,
+            preferred_end=body.preferred_end,
+            beneficiaries=body.beneficiaries,
+            channel=(body.channel or default_channel).value,
+            status=Status.SUBMITTED.value,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(order)
+        await session.flush()
+        place_rule = TRANSITIONS[(None, Action.PLACE)]
+        payload = {"channel": order.channel, "by_proxy": order.placed_by_id != order.resident_id}
+        await record_event(session, order, Action.PLACE, None, actor, None, payload, now)
+        await notify(session, order, Action.PLACE, place_rule.notify)
+        if item is not None and item.auto_approve:
+            order.status = Status.APPROVED.value
+            order.version += 1
+            await record_event(
+                session, order, Action.APPROVE, Status.SUBMITTED, SYSTEM_ACTOR, "菜单项免审", {}, now
+            )
+        await session.flush()
+        result = present_order(order, actor)
+        if idem is not None:
+            await idempotency.store(session, actor.user_id, idem, 201, result.model_dump(mode="json"))
+    return result
+
+
+async def _resident_served(session: AsyncSession, actor: Actor, body: OrderCreate) -> int | None:
+    if actor.role is Role.RESIDENT:
+        if body.resident_id not in (None, actor.user_id):
+            raise InvalidInput("群众只能为本人点单", resident_id=body.resident_id)
+        return actor.user_id
+    if body.resident_id is None:
+        return None  # ordered by phone / offline for someone without an account
+    role = await session.scalar(
+        select(User.role).where(User.id == body.resident_id, User.is_active.is_(True))
+    )
+    if role != Role.RESIDENT.value:
+        raise InvalidInput("resident_id 不是有效的群众账号", resident_id=body.resident_id)
+    return body.resident_id
+
+
+async def _menu_item(session: AsyncSession, body: OrderCreate, unit: OrgUnit) -> MenuItem:
+    item = (
+        await session.execute(
+            select(MenuItem)
+            .join(OrgUnit, OrgUnit.id == MenuItem.unit_id)
+            .where(
+                MenuItem.id == body.item_id,
+                MenuItem.is_active.is_(True),
+                OrgUnit.path.in_(ancestor_paths(unit.path)),
+            )
+        )
+    ).scalar_one_or_none()
+    if item is None:
+        raise InvalidInput("菜单项不存在, 或不在该单位的服务菜单中", item_id=body.item_id)
+    return item
+
+
+async def _visible_order(session: AsyncSession, actor: Actor, order_id: int) -> Order:
+    order = (
+        await session.execute(select(Order).where(Order.id == order_id, order_visible_to(actor)))
+    ).scalar_one_or_none()
+    if order is None:
+        raise NotFound("订单不存在")
+    return order
+
+
+async def get_order(session: AsyncSession, actor: Actor, order_id: int) -> OrderOut:
+    async with session.begin():
+        return present_order(await _visible_order(session, actor, order_id), actor)
+
+
+async def order_events(session: AsyncSession, actor: Actor, order_id: int) -> list[EventOut]:
+    """The order's timeline, oldest first."""
+    async with session.begin():
+        await _visible_order(session, actor, order_id)
+        events = (
+            await session.execute(
+                select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id)
+            )
+        ).scalars()
+        return [EventOut.model_validate(e) for e in events]
+
+
+async def my_orders(
+    session: AsyncSession, actor: Actor, status: Status | None, cursor: str | None, limit: int
+) -> Page[OrderOut]:
+    """Orders the caller is served by or placed (代点单 included), newest first."""
+    mine = (Order.resident_id == actor.user_id) | (Order.placed_by_id == actor.user_id)
+    query = select(Order).where(mine)
+    if status is not None:
+        query = query.where(Order.status == status.value)
+    async with session.begin():
+        rows = list((await session.execute(keyset(query, Order.created_at, Order.id, cursor, limit))).scalars())
+        items, next_cursor = page_of(rows, limit)
+        return Page[OrderOut](items=[present_order(o, actor) for o in items], next_cursor=next_cursor)

@@ -1,0 +1,47 @@
+"""Orders as a given caller may see them."""
+
+from __future__ import annotations
+
+from app.auth import Actor
+from app.domain import STATUS_LABELS, Status
+from app.models import Order
+from app.schemas.common import mask_phone
+from app.schemas.orders import OrderOut
+from app.services.guards import allowed_actions, may_see_phone
+
+
+def present_order(order: Order, actor: Actor) -> OrderOut:
+    status = Status(order.status)
+    return OrderOut(
+        id=order.id,
+        code=order.code,
+        status=status,
+        status_label=STATUS_LABELS[status],
+        version=order.version,
+        round=order.round,
+        unit_id=order.unit_id,
+        item_id=order.item_id,
+        category_id=order.category_id,
+        title=order.title,
+        description=order.description,
+        address=order.address,
+        lat=order.lat,
+        lng=order.lng,
+        contact_name=order.contact_name,
+        contact_phone=order.contact_phone if may_see_phone(actor, order) else mask_phone(order.contact_phone),
+        preferred_start=order.preferred_start,
+        preferred_end=order.preferred_end,
+        beneficiaries=order.beneficiaries,
+        channel=order.channel,
+        resident_id=order.resident_id,
+        placed_by_id=order.placed_by_id,
+        by_proxy=order.placed_by_id != order.resident_id,
+        assignee_team_id=order.assignee_team_id,
+        assignee_volunteer_id=order.assignee_volunteer_id,
+        deadline_at=order.deadline_at,
+        checked_in_at=order.checked_in_at,
+        completed_at=order.completed_at,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+        allowed_actions=allowed_actions(actor, order),
+    )

@@ -1,0 +1,347 @@
+"""Apply one action of the state machine to one order: the only code that changes an order's status.
+
+Every call is one transaction: lock the order row (the scope check folded into the same query),
+look the rule up in ``app.workflow.TRANSITIONS``, check role and guard, run the action's effect,
+bump the version, append the ``OrderEvent``, write outbox rows, store the idempotent response, commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from app.auth import Actor
+from app.config import Settings
+from app.domain import Action, Role, Status
+from app.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound, VersionMismatch
+from app.models import (
+    OrderEvent,
+    OrgUnit,
+    OutboxMessage,
+    Rating,
+    ServiceParticipant,
+    ServiceRecord,
+    Team,
+    Volunteer,
+)
+from app.models.orders import Order
+from app.schemas.orders import CompleteBody, DispatchBody, OrderOut, PublishBody, RateBody, TransferBody
+from app.services import idempotency
+from app.services.guards import allowed_actions, guard_holds
+from app.services.presenters import present_order
+from app.services.scope import in_pool_region, order_visible_to
+from app.workflow import TRANSITIONS, Notify, Rule, roles_for
+
+
+class Change:
+    """What one transition is doing, handed to the action's effect."""
+
+    def __init__(
+        self, session: AsyncSession, order: Order, actor: Actor, body: BaseModel, now: datetime, settings: Settings
+    ) -> None:
+        self.session, self.order, self.actor, self.body, self.now = session, order, actor, body, now
+        self.settings = settings
+        self.event_payload: dict[str, Any] = {}
+
+
+Effect = Callable[[Change], Awaitable[None]]
+
+
+async def apply_action(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    order_id: int,
+    action: Action,
+    actor: Actor,
+    body: BaseModel,
+    idem: idempotency.IdempotencyKey | None = None,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> OrderOut:
+    """Perform ``action`` on order ``order_id`` as ``actor`` (see the module docstring)."""
+    if actor.role not in roles_for(action):
+        raise Forbidden(f"角色 {actor.role.value} 不能执行 {action.value}")
+    now = now or datetime.now(UTC)
+    async with session.begin():
+        if idem is not None:
+            replay = await idempotency.claim(session, actor.user_id, idem)
+            if replay is not None:
+                return OrderOut.model_validate(replay)
+        order = await _lock_order(session, order_id, action, actor)
+        status = Status(order.status)
+        if expected_version is not None and expected_version != order.version:
+            raise VersionMismatch(current_version=order.version, status=status.value)
+        rule = TRANSITIONS.get((status, action))
+        if rule is None:
+            raise IllegalTransition(
+                f"订单处于「{status.value}」, 不能执行 {action.value}",
+                status=status.value,
+                allowed_actions=[a.value for a in allowed_actions(actor, order)],
+            )
+        if actor.role not in rule.actors or not guard_holds(rule.guard, actor, order):
+            raise Forbidden(f"无权对此订单执行 {action.value}", status=status.value)
+        await _transition(session, settings, order, rule, action, actor, body, now)
+        result = present_order(order, actor)
+        if idem is not None:
+            await idempotency.store(session, actor.user_id, idem, 200, result.model_dump(mode="json"))
+    return result
+
+
+async def _lock_order(session: AsyncSession, order_id: int, action: Action, actor: Actor) -> Order:
+    # A volunteer who may grab in this region learns "already taken" (409), not "no such order".
+    known = order_visible_to(actor)
+    if action is Action.GRAB:
+        known = known | in_pool_region(actor)
+    order = (
+        await session.execute(
+            select(Order).where(Order.id == order_id, known).with_for_update(of=Order)
+        )
+    ).scalar_one_or_none()
+    if order is None:
+        raise NotFound("订单不存在")
+    return order
+
+
+async def _transition(
+    session: AsyncSession,
+    settings: Settings,
+    order: Order,
+    rule: Rule,
+    action: Action,
+    actor: Actor,
+    body: BaseModel,
+    now: datetime,
+) -> None:
+    from_status = Status(order.status)
+    change = Change(session, order, actor, body, now, settings)
+    previous_target = (order.assignee_team_id, order.assignee_volunteer_id)
+    if rule.clears_assignment:
+        change.event_payload |= {"previous_team_id": previous_target[0], "previous_volunteer_id": previous_target[1]}
+        order.assignee_team_id = order.assignee_volunteer_id = None
+        order.deadline_at = None
+    effect = EFFECTS.get(action)
+    if effect is not None:
+        await effect(change)
+    if rule.to is not None:
+        order.status = rule.to.value
+    order.version += 1
+    order.updated_at = now
+    reason = getattr(body, "reason", None)
+    payload = body.model_dump(mode="json", exclude={"reason"}) | change.event_payload
+    await record_event(session, order, action, from_status, actor, reason, payload, now)
+    await notify(session, order, action, rule.notify, previous_target)
+    await session.flush()
+
+
+async def record_event(
+    session: AsyncSession,
+    order: Order,
+    action: Action,
+    from_status: Status | None,
+    actor: Actor,
+    reason: str | None,
+    payload: dict[str, Any],
+    now: datetime,
+) -> None:
+    """Append to the order's timeline (the table refuses updates and deletes)."""
+    session.add(
+        OrderEvent(
+            order_id=order.id,
+            action=action.value,
+            from_status=from_status.value if from_status else None,
+            to_status=order.status,
+            actor_id=actor.user_id if actor.role is not Role.SYSTEM else None,
+            actor_role=actor.role.value,
+            reason=reason,
+            payload=payload,
+            created_at=now,
+        )
+    )
+
+
+async def notify(
+    session: AsyncSession,
+    order: Order,
+    action: Action,
+    audiences: tuple[Notify, ...],
+    previous_target: tuple[int | None, int | None] = (None, None),
+) -> None:
+    """Write one outbox row per recipient, in the transaction of the transition."""
+    base = {"order_id": order.id, "code": order.code, "action": action.value, "status": order.status}
+    topic = f"order.{action.value}"
+    for audience in audiences:
+        if audience is Notify.UNIT_ADMINS:
+            session.add(OutboxMessage(topic=topic, order_id=order.id, recipient_unit_id=order.unit_id, payload=base))
+        elif audience is Notify.RESIDENT:
+            for user_id in {order.resident_id, order.placed_by_id} - {None}:
+                session.add(OutboxMessage(topic=topic, order_id=order.id, recipient_user_id=user_id, payload=base))
+        elif audience is Notify.TARGET:
+            team_id = order.assignee_team_id or previous_target[0]
+            volunteer_id = order.assignee_volunteer_id or previous_target[1]
+            if volunteer_id is not None:
+                user_id = await session.scalar(select(Volunteer.user_id).where(Volunteer.id == volunteer_id))
+                session.add(
+                    OutboxMessage(topic=topic, order_id=order.id, recipient_user_id=user_id, payload=base)
+                )
+            elif team_id is not None:
+                session.add(
+                    OutboxMessage(topic=topic, order_id=order.id, payload=base | {"team_id": team_id})
+                )
+
+
+# ---- effects: what each action does beyond the status change ------------------------------------
+
+
+async def _escalate(change: Change) -> None:
+    """上报: the owner becomes the parent unit."""
+    order = change.order
+    child = aliased(OrgUnit)
+    parent = (
+        await change.session.execute(
+            select(OrgUnit).join(child, child.parent_id == OrgUnit.id).where(child.id == order.unit_id)
+        )
+    ).scalar_one_or_none()
+    if parent is None:
+        raise Conflict("已是最高一级单位, 无法上报", status=order.status)
+    change.event_payload |= {"from_unit_id": order.unit_id, "to_unit_id": parent.id}
+    order.unit_id, order.unit_path = parent.id, parent.path
+
+
+async def _transfer(change: Change) -> None:
+    """层层派单: hand the order to another unit in the actor's subtree."""
+    assert isinstance(change.body, TransferBody)
+    order, target_id = change.order, change.body.unit_id
+    target = await change.session.get(OrgUnit, target_id)
+    if target is None or not target.is_active or not change.actor.administers(target.path):
+        raise InvalidInput("目标单位不存在或不在本单位管辖范围内", unit_id=target_id)
+    if target.id == order.unit_id:
+        raise InvalidInput("订单已属于该单位", unit_id=target_id)
+    change.event_payload |= {"from_unit_id": order.unit_id, "to_unit_id": target.id}
+    order.unit_id, order.unit_path = target.id, target.path
+
+
+async def _dispatch(change: Change) -> None:
+    """指令性派单 to one team or one volunteer in the actor's jurisdiction, with an accept deadline."""
+    assert isinstance(change.body, DispatchBody)
+    body, session, actor = change.body, change.session, change.actor
+    if body.team_id is not None:
+        row = (
+            await session.execute(
+                select(Team.is_active, OrgUnit.path).join(OrgUnit, OrgUnit.id == Team.unit_id).where(
+                    Team.id == body.team_id
+                )
+            )
+        ).one_or_none()
+        if row is None or not row[0] or not actor.administers(row[1]):
+            raise InvalidInput("服务队不存在、已停用或不在管辖范围内", team_id=body.team_id)
+        change.order.assignee_team_id = body.team_id
+    else:
+        row = (
+            await session.execute(
+                select(Volunteer.status, OrgUnit.path)
+                .join(OrgUnit, OrgUnit.id == Volunteer.home_unit_id)
+                .where(Volunteer.id == body.volunteer_id)
+            )
+        ).one_or_none()
+        if row is None or row[0] != "active" or not actor.administers(row[1]):
+            raise InvalidInput("志愿者不存在、未激活或不在管辖范围内", volunteer_id=body.volunteer_id)
+        change.order.assignee_volunteer_id = body.volunteer_id
+    minutes = body.accept_within_minutes or change.settings.default_accept_minutes
+    change.order.deadline_at = change.now + timedelta(minutes=minutes)
+
+
+async def _publish(change: Change) -> None:
+    assert isinstance(change.body, PublishBody)
+    minutes = change.body.accept_within_minutes or change.settings.default_pool_minutes
+    change.order.deadline_at = change.now + timedelta(minutes=minutes)
+
+
+async def _take(change: Change) -> None:
+    """接单 / 抢单: the calling volunteer now holds the order."""
+    change.order.assignee_volunteer_id = change.actor.volunteer_id
+    change.order.deadline_at = None
+
+
+async def _check_in(change: Change) -> None:
+    change.order.checked_in_at = change.now
+
+
+async def _complete(change: Change) -> None:
+    """完成: the service record of this round, with each participant's hours."""
+    assert isinstance(change.body, CompleteBody)
+    body, order, session = change.body, change.order, change.session
+    ids = [p.volunteer_id for p in body.participants]
+    if order.assignee_volunteer_id not in ids:
+        raise InvalidInput("参与者须包含接单志愿者本人", volunteer_id=order.assignee_volunteer_id)
+    found = set(
+        (await session.execute(select(Volunteer.id).where(Volunteer.id.in_(ids), Volunteer.status == "active")))
+        .scalars()
+        .all()
+    )
+    if missing := sorted(set(ids) - found):
+        raise InvalidInput("参与者中有不存在或未激活的志愿者", volunteer_ids=missing)
+    record = ServiceRecord(
+        order_id=order.id,
+        round=order.round,
+        summary=body.summary,
+        served_count=body.served_count,
+        photos=body.photos,
+        submitted_by_id=change.actor.user_id,
+    )
+    session.add(record)
+    await session.flush()
+    session.add_all(
+        ServiceParticipant(record_id=record.id, volunteer_id=p.volunteer_id, hours=p.hours) for p in body.participants
+    )
+    order.completed_at = change.now
+    change.event_payload = {"record_id": record.id, "served_count": body.served_count,
+                            "participants": len(ids)}  # fmt: skip
+
+
+async def _rate(change: Change) -> None:
+    """评单, marked 代评 when the proxy who placed the order rates it."""
+    assert isinstance(change.body, RateBody)
+    order, body = change.order, change.body
+    by_proxy = change.actor.user_id != order.resident_id
+    change.session.add(
+        Rating(
+            order_id=order.id,
+            round=order.round,
+            stars=body.stars,
+            tags=body.tags,
+            comment=body.comment,
+            rated_by_id=change.actor.user_id,
+            by_proxy=by_proxy,
+        )
+    )
+    change.event_payload = {"stars": body.stars, "by_proxy": by_proxy}
+
+
+async def _reopen(change: Change) -> None:
+    """返工: a new service round; the old record and rating stay on file."""
+    order = change.order
+    order.round += 1
+    order.assignee_team_id = order.assignee_volunteer_id = None
+    order.checked_in_at = order.completed_at = order.deadline_at = None
+    change.event_payload = {"round": order.round}
+
+
+EFFECTS: dict[Action, Effect] = {
+    Action.ESCALATE: _escalate,
+    Action.TRANSFER: _transfer,
+    Action.DISPATCH: _dispatch,
+    Action.PUBLISH: _publish,
+    Action.ACCEPT: _take,
+    Action.GRAB: _take,
+    Action.CHECK_IN: _check_in,
+    Action.COMPLETE: _complete,
+    Action.RATE: _rate,
+    Action.REOPEN: _reopen,
+}

@@ -1,0 +1,85 @@
+"""The volunteer's side: task lists (派给我的 / 抢单池) and the profile with hours and star level."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import Actor
+from app.domain import Status
+from app.errors import NotFound
+from app.models import Order, ServiceParticipant, TeamMember, Volunteer
+from app.schemas.common import Page
+from app.schemas.orders import OrderOut
+from app.schemas.volunteers import StarLevel, VolunteerMe
+from app.services.pagination import keyset, page_of
+from app.services.presenters import present_order
+from app.services.scope import in_pool_region
+
+# 全国志愿服务信息系统: 1★–5★ at 100 / 300 / 600 / 1,000 / 1,500 certified hours.
+STAR_THRESHOLDS: tuple[Decimal, ...] = tuple(Decimal(h) for h in (100, 300, 600, 1000, 1500))
+
+ACTIVE_ASSIGNED = (Status.DISPATCHED, Status.ACCEPTED, Status.IN_SERVICE)
+
+
+def star_level(hours: Decimal) -> StarLevel:
+    stars = sum(1 for threshold in STAR_THRESHOLDS if hours >= threshold)
+    if stars == len(STAR_THRESHOLDS):
+        return StarLevel(stars=stars, next_stars=None, hours_to_next=None)
+    return StarLevel(stars=stars, next_stars=stars + 1, hours_to_next=STAR_THRESHOLDS[stars] - hours)
+
+
+async def tasks(
+    session: AsyncSession, actor: Actor, kind: Literal["assigned", "pool"], cursor: str | None, limit: int
+) -> Page[OrderOut]:
+    """``assigned``: dispatched to me or my team, or held by me, not yet finished.
+    ``pool``: open grab pools I am eligible for."""
+    if kind == "pool":
+        where = [Order.status == Status.POOLED.value, in_pool_region(actor)]
+    else:
+        mine = [Order.assignee_volunteer_id == actor.volunteer_id]
+        if actor.team_ids:
+            mine.append(Order.assignee_team_id.in_(actor.team_ids))
+        where = [or_(*mine), Order.status.in_([s.value for s in ACTIVE_ASSIGNED])]
+    async with session.begin():
+        query = keyset(select(Order).where(*where), Order.created_at, Order.id, cursor, limit)
+        rows = list((await session.execute(query)).scalars())
+        items, next_cursor = page_of(rows, limit)
+        return Page[OrderOut](items=[present_order(o, actor) for o in items], next_cursor=next_cursor)
+
+
+async def volunteer_me(session: AsyncSession, actor: Actor) -> VolunteerMe:
+    async with session.begin():
+        volunteer = await session.get(Volunteer, actor.volunteer_id) if actor.volunteer_id else None
+        if volunteer is None:
+            raise NotFound("志愿者档案不存在")
+        hours, count = (
+            await session.execute(
+                select(func.coalesce(func.sum(ServiceParticipant.hours), 0), func.count()).where(
+                    ServiceParticipant.volunteer_id == volunteer.id
+                )
+            )
+        ).one()
+        team_ids = sorted(
+            (await session.execute(select(TeamMember.team_id).where(TeamMember.volunteer_id == volunteer.id)))
+            .scalars()
+            .all()
+        )
+    hours = Decimal(hours)
+    return VolunteerMe(
+        id=volunteer.id,
+        user_id=volunteer.user_id,
+        real_name=volunteer.real_name,
+        phone=volunteer.phone,
+        home_unit_id=volunteer.home_unit_id,
+        skills=list(volunteer.skills),
+        status=volunteer.status,
+        team_ids=team_ids,
+        service_hours=hours,
+        service_count=count,
+        points=0,
+        star_level=star_level(hours),
+    )
