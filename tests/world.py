@@ -68,9 +68,8 @@ class World:
     async def act(self, username: str, order_id: int, action: str, body: dict[str, Any] | None = None,
                   **kwargs: Any) -> httpx.Response:  # fmt: skip
         path = action.replace("_", "-")
-        return await self.client.post(
-            f"/orders/{order_id}/{path}", json=body or {}, headers=self.h(username), **kwargs
-        )
+        headers = self.h(username) | kwargs.pop("headers", {})
+        return await self.client.post(f"/orders/{order_id}/{path}", json=body or {}, headers=headers, **kwargs)
 
     async def place(self, username: str = "r1", **overrides: Any) -> dict[str, Any]:
         response = await self.client.post("/orders", json=self.order_body(**overrides), headers=self.h(username))

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -95,10 +95,14 @@ async def apply_action(
 
 
 async def _lock_order(session: AsyncSession, order_id: int, action: Action, actor: Actor) -> Order:
-    # A volunteer who may grab in this region learns "already taken" (409), not "no such order".
     known = order_visible_to(actor)
     if action is Action.GRAB:
-        known = known | in_pool_region(actor)
+        # A volunteer of the region an order was published to learns "already taken" (409) when
+        # another volunteer was faster, not "no such order"; unpublished orders stay invisible.
+        was_published = exists().where(
+            OrderEvent.order_id == Order.id, OrderEvent.action == Action.PUBLISH.value
+        )
+        known = known | (in_pool_region(actor) & was_published)
     order = (
         await session.execute(
             select(Order).where(Order.id == order_id, known).with_for_update(of=Order)

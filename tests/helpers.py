@@ -1,0 +1,39 @@
+"""Small helpers shared by tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from app.auth import SYSTEM_ACTOR
+from app.domain import Action
+from app.models import Order, OrderEvent
+from app.schemas.orders import EmptyBody, OrderOut
+from app.services.transitions import apply_action
+
+
+async def system_act(app: FastAPI, order_id: int, action: Action, body: BaseModel | None = None) -> OrderOut:
+    """Fire a system action (timers) through the same service the API uses."""
+    async with app.state.sessionmaker() as session:
+        return await apply_action(
+            session, app.state.settings, order_id=order_id, action=action, actor=SYSTEM_ACTOR,
+            body=body or EmptyBody(),
+        )  # fmt: skip
+
+
+async def snapshot(app: FastAPI, order_id: int) -> dict[str, Any]:
+    """The order row and its event count, to prove a refused request changed nothing."""
+    async with app.state.sessionmaker() as session:
+        order = await session.get(Order, order_id)
+        assert order is not None
+        events = await session.scalar(select(func.count()).where(OrderEvent.order_id == order_id))
+        columns = {c.key: getattr(order, c.key) for c in Order.__table__.columns}
+        return columns | {"events": events}
+
+
+async def count(app: FastAPI, model: Any) -> int:
+    async with app.state.sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)

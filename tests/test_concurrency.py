@@ -1,0 +1,90 @@
+"""Concurrency promises, with real commits on separate connections."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.auth import issue_token
+from app.domain import Role, Status
+from app.models import OrderEvent, User, Volunteer
+from tests.world import World
+
+
+async def add_volunteers(
+    world: World, sessionmaker: async_sessionmaker[AsyncSession], n: int, unit: str = "zhan11"
+) -> list[str]:
+    """``n`` more active volunteers homed at ``unit``; returns their usernames (tokens in world)."""
+    names = [f"grabber{i:02d}" for i in range(n)]
+    async with sessionmaker() as session, session.begin():
+        for i, name in enumerate(names):
+            user = User(username=name, role=Role.VOLUNTEER.value, unit_id=world.units[unit], display_name=name)
+            session.add(user)
+            await session.flush()
+            session.add(Volunteer(user_id=user.id, real_name=name, phone=f"1590000{i:04d}",
+                                  home_unit_id=world.units[unit]))  # fmt: skip
+            world.tokens[name] = issue_token(world.settings, user)
+    return names
+
+
+async def test_twenty_concurrent_grabs_have_exactly_one_winner(
+    world: World, app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    grabbers = await add_volunteers(world, sessionmaker, 20)
+    order = await world.order_in(Status.POOLED)
+    responses = await asyncio.gather(*(world.act(name, order["id"], "grab") for name in grabbers))
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200] + [409] * 19, codes
+    winner = next(r.json() for r in responses if r.status_code == 200)
+    for loser in (r for r in responses if r.status_code == 409):
+        assert loser.json()["error"]["details"]["status"] == "accepted"
+    async with sessionmaker() as session:
+        grabs = (
+            await session.execute(
+                select(OrderEvent).where(OrderEvent.order_id == order["id"], OrderEvent.action == "grab")
+            )
+        ).scalars().all()
+    assert len(grabs) == 1
+    final = (await world.client.get(f"/orders/{order['id']}", headers=world.h("center_admin"))).json()
+    assert final["assignee_volunteer_id"] == winner["assignee_volunteer_id"]
+    assert final["version"] == order["version"] + 1
+
+
+async def test_concurrent_dispatch_and_cancel_one_wins(world: World) -> None:
+    order = await world.order_in(Status.APPROVED)
+    dispatch, cancel = await asyncio.gather(
+        world.act("zhan11_admin", order["id"], "dispatch", {"volunteer_id": world.volunteers["v11a"]}),
+        world.act("r1", order["id"], "cancel", {"reason": "不需要了"}),
+    )
+    # Both orders of events are legal (cancel is allowed from dispatched), but neither is lost.
+    final = (await world.client.get(f"/orders/{order['id']}", headers=world.h("r1"))).json()
+    events = (await world.client.get(f"/orders/{order['id']}/events", headers=world.h("r1"))).json()
+    succeeded = [r for r in (dispatch, cancel) if r.status_code == 200]
+    assert final["version"] == order["version"] + len(succeeded)
+    assert len(events) == 2 + len(succeeded)  # place, approve, then what succeeded
+    assert final["status"] == "cancelled"
+
+
+async def test_concurrent_conflicting_dispatches_one_wins(world: World) -> None:
+    order = await world.order_in(Status.APPROVED)
+    responses = await asyncio.gather(
+        world.act("zhan11_admin", order["id"], "dispatch", {"volunteer_id": world.volunteers["v11a"]}),
+        world.act("suo1_admin", order["id"], "dispatch", {"volunteer_id": world.volunteers["v11b"]}),
+        world.act("center_admin", order["id"], "publish"),
+    )
+    assert sorted(r.status_code for r in responses) == [200, 409, 409]
+
+
+async def test_if_match_refuses_a_stale_version(world: World) -> None:
+    order = await world.place("r1")
+    stale = {"If-Match": str(order["version"])}
+    await world.ok("zhan11_admin", order["id"], "approve")
+    response = await world.act("zhan11_admin", order["id"], "publish", headers=stale)
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "version_mismatch"
+    fresh = {"If-Match": str(order["version"] + 1)}
+    assert (await world.act("zhan11_admin", order["id"], "publish", headers=fresh)
+            ).status_code == 200  # fmt: skip
