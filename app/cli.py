@@ -56,7 +56,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.demo:
         loaded = _seed_demo(url)
         print("demo data loaded" if loaded else "database already has data: demo not reloaded")
-    print(f"Sidan is serving on http://{args.host}:{args.port}  (API docs: http://{args.host}:{args.port}/docs)")
+    print(
+        f"Sidan is serving on http://{args.host}:{args.port}  (API docs: http://{args.host}:{args.port}/docs)"
+    )
     sys.stdout.flush()
     uvicorn.run(
         "app.asgi:app",

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 from sqlalchemy import exists, select, text
@@ -22,16 +21,7 @@ from app.auth import SYSTEM_ACTOR, Actor, hash_password, load_actor
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.domain import Action, Channel, Role, Status, UnitLevel
-from app.models import (
-    MenuCategory,
-    MenuItem,
-    OrgUnit,
-    Team,
-    TeamMember,
-    User,
-    Volunteer,
-    team_categories,
-)
+from app.models import MenuCategory, MenuItem, OrgUnit, Team, TeamMember, User, Volunteer, team_categories
 from app.schemas.orders import OrderCreate, body_for
 from app.services.ordering import place_order
 from app.services.transitions import apply_action
@@ -39,79 +29,111 @@ from app.services.transitions import apply_action
 log = logging.getLogger(__name__)
 
 DEMO_PASSWORD: Final = "sidan-demo"
-LOCAL_TZ: Final = ZoneInfo("Asia/Shanghai")
+BEIJING: Final = timezone(timedelta(hours=8), "CST")
+
+CENTER, INSTITUTE, STATION = UnitLevel.CENTER, UnitLevel.INSTITUTE, UnitLevel.STATION
 
 # ---- the county --------------------------------------------------------------------------------
 
+# fmt: off
 # key: (parent key, level, name, code, address, (lat, lng))
 UNITS: Final[dict[str, tuple[str | None, UnitLevel, str, str, str, tuple[float, float]]]] = {
-    "center": (None, UnitLevel.CENTER, "清河区新时代文明实践中心", "QH", "清河区人民路88号区文化中心三楼", (36.6512, 117.1201)),
-    "chengguan": ("center", UnitLevel.INSTITUTE, "城关街道新时代文明实践所", "QH-CG", "城关街道府前街12号", (36.6549, 117.1156)),
-    "liuwan": ("center", UnitLevel.INSTITUTE, "柳湾镇新时代文明实践所", "QH-LW", "柳湾镇政府路6号", (36.5873, 117.0682)),
-    "shuangqiao": ("center", UnitLevel.INSTITUTE, "双桥镇新时代文明实践所", "QH-SQ", "双桥镇商贸街21号", (36.7021, 117.1935)),
-    "xingfuli": ("chengguan", UnitLevel.STATION, "幸福里社区新时代文明实践站", "QH-CG-XFL", "幸福里小区3号楼底商", (36.6571, 117.1189)),
-    "nanguan": ("chengguan", UnitLevel.STATION, "南关社区新时代文明实践站", "QH-CG-NG", "南关社区和平路45号", (36.6478, 117.1132)),
-    "wenchang": ("chengguan", UnitLevel.STATION, "文昌社区新时代文明实践站", "QH-CG-WC", "文昌苑社区服务中心", (36.6602, 117.1240)),
-    "liuwancun": ("liuwan", UnitLevel.STATION, "柳湾村新时代文明实践站", "QH-LW-LWC", "柳湾村党群服务中心", (36.5861, 117.0657)),
-    "yangjiazhuang": ("liuwan", UnitLevel.STATION, "杨家庄村新时代文明实践站", "QH-LW-YJZ", "杨家庄村文化大院", (36.5790, 117.0731)),
-    "lijiabao": ("liuwan", UnitLevel.STATION, "李家堡村新时代文明实践站", "QH-LW-LJB", "李家堡村委会", (36.5952, 117.0548)),
-    "shuangqiaosq": ("shuangqiao", UnitLevel.STATION, "双桥社区新时代文明实践站", "QH-SQ-SQ", "双桥社区便民服务大厅", (36.7035, 117.1920)),
-    "donggang": ("shuangqiao", UnitLevel.STATION, "东岗村新时代文明实践站", "QH-SQ-DG", "东岗村农家书屋", (36.7110, 117.2046)),
-    "taoyuan": ("shuangqiao", UnitLevel.STATION, "桃园村新时代文明实践站", "QH-SQ-TY", "桃园村文化广场", (36.6950, 117.2103)),
-}  # fmt: skip
+    "center": (None, CENTER, "清河区新时代文明实践中心", "QH",
+               "清河区人民路88号区文化中心三楼", (36.6512, 117.1201)),
+    "chengguan": ("center", INSTITUTE, "城关街道新时代文明实践所", "QH-CG",
+                  "城关街道府前街12号", (36.6549, 117.1156)),
+    "liuwan": ("center", INSTITUTE, "柳湾镇新时代文明实践所", "QH-LW",
+               "柳湾镇政府路6号", (36.5873, 117.0682)),
+    "shuangqiao": ("center", INSTITUTE, "双桥镇新时代文明实践所", "QH-SQ",
+                   "双桥镇商贸街21号", (36.7021, 117.1935)),
+    "xingfuli": ("chengguan", STATION, "幸福里社区新时代文明实践站", "QH-CG-XFL",
+                 "幸福里小区3号楼底商", (36.6571, 117.1189)),
+    "nanguan": ("chengguan", STATION, "南关社区新时代文明实践站", "QH-CG-NG",
+                "南关社区和平路45号", (36.6478, 117.1132)),
+    "wenchang": ("chengguan", STATION, "文昌社区新时代文明实践站", "QH-CG-WC",
+                 "文昌苑社区服务中心", (36.6602, 117.1240)),
+    "liuwancun": ("liuwan", STATION, "柳湾村新时代文明实践站", "QH-LW-LWC",
+                  "柳湾村党群服务中心", (36.5861, 117.0657)),
+    "yangjiazhuang": ("liuwan", STATION, "杨家庄村新时代文明实践站", "QH-LW-YJZ",
+                      "杨家庄村文化大院", (36.5790, 117.0731)),
+    "lijiabao": ("liuwan", STATION, "李家堡村新时代文明实践站", "QH-LW-LJB",
+                 "李家堡村委会", (36.5952, 117.0548)),
+    "shuangqiaosq": ("shuangqiao", STATION, "双桥社区新时代文明实践站", "QH-SQ-SQ",
+                     "双桥社区便民服务大厅", (36.7035, 117.1920)),
+    "donggang": ("shuangqiao", STATION, "东岗村新时代文明实践站", "QH-SQ-DG",
+                 "东岗村农家书屋", (36.7110, 117.2046)),
+    "taoyuan": ("shuangqiao", STATION, "桃园村新时代文明实践站", "QH-SQ-TY",
+                "桃园村文化广场", (36.6950, 117.2103)),
+}
 
 # The 12 service projects (服务项目) of the county menu: (code, name).
 CATEGORIES: Final[tuple[tuple[str, str], ...]] = (
-    ("party_pioneer", "我是党员我带头"),
-    ("theory", "理论宣讲"),
-    ("culture", "文化惠民"),
-    ("science", "科学普及"),
-    ("legal", "法律服务"),
-    ("youth", "青春先行"),
-    ("education", "幸福教育"),
-    ("nature", "关爱自然"),
-    ("traffic", "文明交通"),
-    ("medical", "爱心医疗"),
-    ("red_cross", "红十字"),
-    ("disability", "筑爱助残"),
+    ("party_pioneer", "我是党员我带头"), ("theory", "理论宣讲"), ("culture", "文化惠民"),
+    ("science", "科学普及"), ("legal", "法律服务"), ("youth", "青春先行"),
+    ("education", "幸福教育"), ("nature", "关爱自然"), ("traffic", "文明交通"),
+    ("medical", "爱心医疗"), ("red_cross", "红十字"), ("disability", "筑爱助残"),
 )
 
-# key: (unit key, category code, name, description, auto_approve)
+# key: (unit key, category code, name, description, auto_approve (免审))
 ITEMS: Final[dict[str, tuple[str, str, str, str, bool]]] = {
-    "party_post": ("center", "party_pioneer", "党员先锋岗帮办代办", "党员志愿者上门帮独居、高龄老人代缴水电费、代购药品、代办证照", False),
-    "party_pair": ("center", "party_pioneer", "党员结对帮扶困难家庭", "党员与困难家庭一对一结对，定期走访、解决实际困难", False),
-    "theory_talk": ("center", "theory", "党的创新理论百姓宣讲", "百姓宣讲团用身边事讲清大道理，30–60分钟，可进小区、进田间", False),
-    "anti_fraud": ("center", "theory", "防范电信网络诈骗宣讲", "结合真实案例讲解养老诈骗、刷单返利等常见骗局", False),
-    "opera": ("center", "culture", "送戏下乡文艺演出", "区艺术团及民间文艺队送吕剧、快板、广场舞等节目", False),
+    "party_post": ("center", "party_pioneer", "党员先锋岗帮办代办",
+                   "党员志愿者上门帮独居、高龄老人代缴水电费、代购药品、代办证照", False),
+    "party_pair": ("center", "party_pioneer", "党员结对帮扶困难家庭",
+                   "党员与困难家庭一对一结对，定期走访、解决实际困难", False),
+    "theory_talk": ("center", "theory", "党的创新理论百姓宣讲",
+                    "百姓宣讲团用身边事讲清大道理，30–60分钟，可进小区、进田间", False),
+    "anti_fraud": ("center", "theory", "防范电信网络诈骗宣讲",
+                   "结合真实案例讲解养老诈骗、刷单返利等常见骗局", False),
+    "opera": ("center", "culture", "送戏下乡文艺演出",
+              "区艺术团及民间文艺队送吕剧、快板、广场舞等节目", False),
     "movie": ("center", "culture", "送电影进村入社区", "露天电影放映一场，含场地布置", False),
     "couplets": ("center", "culture", "书法春联进万家", "书法志愿者现场书写春联、福字", False),
-    "science_van": ("center", "science", "科普大篷车进社区", "科普展品巡展与互动实验，适合中小学生和老年人", False),
-    "farm_training": ("center", "science", "农业实用技术培训", "农技专家讲授种植、病虫害防治、农机使用", False),
-    "legal_advice": ("center", "legal", "法律咨询进社区", "律师、法律工作者现场解答婚姻家庭、劳动、邻里纠纷等问题", False),
+    "science_van": ("center", "science", "科普大篷车进社区",
+                    "科普展品巡展与互动实验，适合中小学生和老年人", False),
+    "farm_training": ("center", "science", "农业实用技术培训",
+                      "农技专家讲授种植、病虫害防治、农机使用", False),
+    "legal_advice": ("center", "legal", "法律咨询进社区",
+                     "律师、法律工作者现场解答婚姻家庭、劳动、邻里纠纷等问题", False),
     "mediation": ("center", "legal", "家庭矛盾纠纷调解", "人民调解员上门调解家庭、邻里矛盾", False),
-    "summer_care": ("center", "youth", "青少年暑期托管", "大学生志愿者开展作业辅导、安全教育、兴趣课程", False),
+    "summer_care": ("center", "youth", "青少年暑期托管",
+                    "大学生志愿者开展作业辅导、安全教育、兴趣课程", False),
     "youth_teach": ("center", "youth", "大学生志愿者支教", "周末为农村学校开设美术、音乐、科学课", False),
     "parenting": ("center", "education", "家庭教育讲座", "家庭教育指导师讲亲子沟通、青春期教育", False),
-    "smartphone": ("center", "education", "老年人智能手机培训", "一对一教老人用微信视频、扫码、网上挂号", False),
+    "smartphone": ("center", "education", "老年人智能手机培训",
+                   "一对一教老人用微信视频、扫码、网上挂号", False),
     "river_patrol": ("center", "nature", "河道清洁巡护", "清理河道垃圾，劝导乱扔乱倒", False),
     "tree_planting": ("center", "nature", "植树护绿", "义务植树、绿地认养与养护", False),
-    "traffic_persuade": ("center", "traffic", "文明交通劝导", "路口劝导闯红灯、不戴头盔等不文明交通行为", False),
+    "traffic_persuade": ("center", "traffic", "文明交通劝导",
+                         "路口劝导闯红灯、不戴头盔等不文明交通行为", False),
     "school_guard": ("center", "traffic", "学校周边护学岗", "上下学时段在校门口维护交通秩序", False),
-    "free_clinic": ("center", "medical", "健康义诊", "医护志愿者测血压、血糖，提供用药咨询（免审，提交即受理）", True),
+    "free_clinic": ("center", "medical", "健康义诊",
+                    "医护志愿者测血压、血糖，提供用药咨询（免审，提交即受理）", True),
     "home_health": ("center", "medical", "上门测血压血糖", "为行动不便的老人上门测量并记录健康数据", False),
     "first_aid": ("center", "red_cross", "应急救护培训", "心肺复苏、AED使用、海姆立克急救法培训", False),
     "blood_drive": ("center", "red_cross", "无偿献血宣传", "无偿献血知识宣传与献血活动组织", False),
-    "disability_visit": ("center", "disability", "残疾人上门探访", "探访残疾人家庭，帮助申请补贴、辅具", False),
+    "disability_visit": ("center", "disability", "残疾人上门探访",
+                         "探访残疾人家庭，帮助申请补贴、辅具", False),
     "rehab_escort": ("center", "disability", "助残康复陪护", "陪同残疾人到康复机构训练、就医", False),
     # 站 personalized items (本站特色菜单)
-    "after_school": ("xingfuli", "education", "四点半课堂", "放学后为双职工家庭孩子提供作业辅导和看护", False),
-    "haircut": ("xingfuli", "disability", "爱心义剪上门服务", "理发志愿者为残疾人、卧床老人上门理发（免审）", True),
+    "after_school": ("xingfuli", "education", "四点半课堂",
+                     "放学后为双职工家庭孩子提供作业辅导和看护", False),
+    "haircut": ("xingfuli", "disability", "爱心义剪上门服务",
+                "理发志愿者为残疾人、卧床老人上门理发（免审）", True),
     "wish_wall": ("xingfuli", "party_pioneer", "楼道微心愿认领", "党员认领居民张贴的微心愿", False),
-    "orchard": ("liuwancun", "science", "果树修剪技术指导", "农技志愿者到果园现场指导苹果、桃树修剪", False),
+    "orchard": ("liuwancun", "science", "果树修剪技术指导",
+                "农技志愿者到果园现场指导苹果、桃树修剪", False),
     "village_rules": ("liuwancun", "theory", "村规民约宣讲", "结合移风易俗讲解村规民约", False),
     "square_dance": ("shuangqiaosq", "culture", "广场舞教学", "文艺骨干教授广场舞、健身操", False),
-    "left_behind": ("donggang", "youth", "留守儿童周末陪伴", "周末陪伴留守儿童读书、做手工、视频联系父母", False),
-}  # fmt: skip
+    "left_behind": ("donggang", "youth", "留守儿童周末陪伴",
+                    "周末陪伴留守儿童读书、做手工、视频联系父母", False),
+}
+
+# username: (unit key, display name)
+ADMINS: Final[dict[str, tuple[str, str]]] = {
+    "center_admin": ("center", "张卫东（区文明实践中心）"),
+    "suo_admin": ("chengguan", "李红梅（城关街道实践所）"),
+    "zhan_admin": ("xingfuli", "王海燕（幸福里社区实践站）"),
+}
 
 # username: (real name, home unit key, skills)
 VOLUNTEERS: Final[dict[str, tuple[str, str, tuple[str, ...]]]] = {
@@ -123,18 +145,18 @@ VOLUNTEERS: Final[dict[str, tuple[str, str, tuple[str, ...]]]] = {
     "volunteer06": ("杨明", "xingfuli", ("家电维修", "电脑")),
     "volunteer07": ("赵丽娟", "nanguan", ("交通劝导", "摄影")),
     "volunteer08": ("黄海涛", "nanguan", ("法律咨询",)),
-    "volunteer09": ("周文静", "wenchang", ("文艺表演", "放映")),
+    "volunteer09": ("周文静", "wenchang", ("文艺表演", "电影放映")),
     "volunteer10": ("吴国庆", "chengguan", ("理论宣讲", "书法")),
     "volunteer11": ("徐卫东", "liuwancun", ("农技", "果树修剪")),
     "volunteer12": ("孙伟", "liuwancun", ("农技", "农机维修")),
     "volunteer13": ("马玉兰", "yangjiazhuang", ("环境保护", "文艺表演")),
     "volunteer14": ("朱宏伟", "lijiabao", ("理论宣讲", "驾驶")),
     "volunteer15": ("胡晓梅", "liuwan", ("教育辅导", "心理疏导")),
-    "volunteer16": ("郭建军", "shuangqiaosq", ("急救", "医疗护理")),
+    "volunteer16": ("郭建军", "shuangqiaosq", ("应急救护", "医疗护理")),
     "volunteer17": ("何丽", "shuangqiaosq", ("文艺表演", "舞蹈")),
     "volunteer18": ("高峰", "donggang", ("教育辅导", "体育")),
     "volunteer19": ("林芳", "taoyuan", ("助残服务", "医疗护理")),
-    "volunteer20": ("罗志刚", "shuangqiao", ("急救", "驾驶")),
+    "volunteer20": ("罗志刚", "shuangqiao", ("应急救护", "驾驶")),
     "volunteer21": ("梁艳", "nanguan", ("人民调解", "法律咨询")),
     "volunteer22": ("宋佳", "wenchang", ("书法", "摄影")),
     "volunteer23": ("郑浩然", "liuwancun", ("农技", "电脑")),
@@ -147,28 +169,35 @@ VOLUNTEERS: Final[dict[str, tuple[str, str, tuple[str, ...]]]] = {
     "volunteer30": ("萧振华", "liuwan", ("理论宣讲", "摄影")),
 }
 
-# key: (unit key, name, members (the first leads), category codes)
+# key: (unit key, name, members (the first one leads), category codes)
 TEAMS: Final[dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]]] = {
     "corps": ("center", "清河区新时代文明实践志愿服务总队",
               ("volunteer10", "volunteer02", "volunteer14", "volunteer20", "volunteer30"),
               tuple(code for code, _ in CATEGORIES)),
-    "chengguan": ("chengguan", "城关街道志愿服务大队", ("volunteer29", "volunteer10", "volunteer08", "volunteer22"),
+    "chengguan": ("chengguan", "城关街道志愿服务大队",
+                  ("volunteer29", "volunteer10", "volunteer08", "volunteer22"),
                   ("theory", "culture", "legal", "traffic")),
-    "liuwan": ("liuwan", "柳湾镇志愿服务大队", ("volunteer15", "volunteer30", "volunteer14", "volunteer28"),
+    "liuwan": ("liuwan", "柳湾镇志愿服务大队",
+               ("volunteer15", "volunteer30", "volunteer14", "volunteer28"),
                ("theory", "science", "nature", "culture")),
-    "shuangqiao": ("shuangqiao", "双桥镇志愿服务大队", ("volunteer20", "volunteer16", "volunteer26"),
+    "shuangqiao": ("shuangqiao", "双桥镇志愿服务大队",
+                   ("volunteer20", "volunteer16", "volunteer26"),
                    ("medical", "red_cross", "youth")),
-    "silver": ("xingfuli", "幸福里社区“银发先锋”志愿服务队", ("volunteer02", "volunteer01", "volunteer03", "volunteer04"),
+    "silver": ("xingfuli", "幸福里社区“银发先锋”志愿服务队",
+               ("volunteer02", "volunteer01", "volunteer03", "volunteer04"),
                ("party_pioneer", "medical", "disability", "education")),
-    "xingfuli_youth": ("xingfuli", "幸福里社区青年志愿服务队", ("volunteer05", "volunteer06", "volunteer01"),
+    "xingfuli_youth": ("xingfuli", "幸福里社区青年志愿服务队",
+                       ("volunteer05", "volunteer06", "volunteer01"),
                        ("youth", "education", "culture")),
-    "nanguan_traffic": ("nanguan", "南关社区文明交通志愿服务队", ("volunteer07", "volunteer21"), ("traffic", "legal")),
-    "orchard": ("liuwancun", "柳湾村农技志愿服务队", ("volunteer11", "volunteer12", "volunteer23"),
-                ("science", "nature")),
-    "red_cross": ("shuangqiaosq", "双桥社区红十字救护队", ("volunteer16", "volunteer25", "volunteer17"),
-                  ("red_cross", "medical")),
-    "donggang_care": ("donggang", "东岗村助残志愿服务队", ("volunteer27", "volunteer18"), ("disability", "youth")),
-}  # fmt: skip
+    "nanguan_traffic": ("nanguan", "南关社区文明交通志愿服务队",
+                        ("volunteer07", "volunteer21"), ("traffic", "legal")),
+    "orchard": ("liuwancun", "柳湾村农技志愿服务队",
+                ("volunteer11", "volunteer12", "volunteer23"), ("science", "nature")),
+    "red_cross": ("shuangqiaosq", "双桥社区红十字救护队",
+                  ("volunteer16", "volunteer25", "volunteer17"), ("red_cross", "medical")),
+    "donggang_care": ("donggang", "东岗村助残志愿服务队",
+                      ("volunteer27", "volunteer18"), ("disability", "youth")),
+}
 
 # username: (display name, home 站, address)
 RESIDENTS: Final[dict[str, tuple[str, str, str]]] = {
@@ -193,19 +222,13 @@ RESIDENTS: Final[dict[str, tuple[str, str, str]]] = {
     "resident19": ("严志明", "liuwancun", "柳湾村二组13号"),
     "resident20": ("金秀梅", "shuangqiaosq", "双桥社区花园小区7号楼"),
 }
-
-# username: (unit key, display name)
-ADMINS: Final[dict[str, tuple[str, str]]] = {
-    "center_admin": ("center", "张卫东（区文明实践中心）"),
-    "suo_admin": ("chengguan", "李红梅（城关街道实践所）"),
-    "zhan_admin": ("xingfuli", "王海燕（幸福里社区实践站）"),
-}
+# fmt: on
 
 _PHONE_PREFIXES: Final = ("138", "139", "150", "151", "186", "187", "135", "177", "158", "189")
 
 
 def demo_phone(n: int) -> str:
-    """A valid-looking mainland mobile number, distinct per ``n``."""
+    """A valid mainland mobile number (1[3-9] + 9 digits), distinct for each ``n`` below 10,000."""
     return f"{_PHONE_PREFIXES[n % len(_PHONE_PREFIXES)]}{(53_710_000 + n * 7_919) % 100_000_000:08d}"
 
 
@@ -214,19 +237,19 @@ def demo_phone(n: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DemoOrder:
-    """One demo order and the path it takes through the state machine to ``status``."""
+    """One demo order and how it travels through the state machine to ``status``."""
 
     resident: str | None  # the resident served; None: ordered by phone for someone without an account
     station: str
     what: str  # an ITEMS key, or a custom title (自定义需求)
-    description: str
     status: Status
-    days_ago: float
-    proxy: str | None = None  # 代点单: who placed it
-    contact: tuple[str, str] | None = None  # (name, phone) when there is no resident account
+    days_ago: float  # when it was placed (moved earlier if its steps would reach into the future)
+    description: str = ""
+    proxy: str | None = None  # 代点单: the volunteer or admin who placed it
+    contact: tuple[str, str] | None = None  # (name, phone) when the resident has no account
     channel: Channel | None = None
     beneficiaries: int = 1
-    via: str = "volunteer"  # how it reaches a volunteer: "volunteer" (指令性派单), "team", "pool" (抢单)
+    via: str = "volunteer"  # "volunteer" (指令性派单), "team" (派给服务队), "pool" (抢单)
     volunteer: str | None = None  # who serves it
     team: str | None = None
     helpers: tuple[str, ...] = ()  # other participants in the service record
@@ -235,119 +258,135 @@ class DemoOrder:
     stars: int = 5
     tags: tuple[str, ...] = ()
     comment: str = ""
-    rated_by_proxy: bool = False
+    rated_by_proxy: bool = False  # 代评: the proxy who placed it rates it
     reason: str = ""  # reject / cancel
     cancelled_by_admin: bool = False
+    cancel_after_approve: bool = False
     declined_by: tuple[str, str] | None = None  # (volunteer, reason): 退单 before the final dispatch
     reopen_reason: str = ""  # rated, then 返工: ends in approved, round 2
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
+S = Status
+
+# fmt: off
 ORDERS: Final[tuple[DemoOrder, ...]] = (
-    # 幸福里社区 (zhan_admin's 站)
-    DemoOrder("resident01", "xingfuli", "home_health", "老伴中风后行动不便，想请志愿者每周上门量一次血压血糖",
-              Status.RATED, 20, volunteer="volunteer01", helpers=("volunteer02",), hours="1.5",
-              summary="上门为王秀兰老伴测量血压142/88、空腹血糖6.9，已记录并提醒按时服药", tags=("耐心", "准时"),
+    # 幸福里社区 (zhan_admin) ------------------------------------------------------------------------
+    DemoOrder("resident01", "xingfuli", "home_health", S.RATED, 20, volunteer="volunteer01",
+              helpers=("volunteer02",), hours="1.5", tags=("耐心", "准时"),
+              description="老伴中风后行动不便，想请志愿者每周上门量一次血压血糖",
+              summary="上门为王秀兰老伴测量血压142/88、空腹血糖6.9，已记录并提醒按时服药",
               comment="小刘很耐心，还教我怎么记血压本，谢谢！"),
-    DemoOrder("resident01", "xingfuli", "smartphone", "想学用微信和孙子视频，还有手机上挂号",
-              Status.COMPLETED, 2, volunteer="volunteer01", hours="1",
+    DemoOrder("resident01", "xingfuli", "smartphone", S.COMPLETED, 2, volunteer="volunteer01", hours="1",
+              description="想学用微信和孙子视频，还有手机上挂号",
               summary="一对一教会王阿姨微信视频通话和“健康清河”公众号预约挂号，并写了步骤卡片"),
-    DemoOrder("resident02", "xingfuli", "legal_advice", "儿子离婚后孙子抚养权的事想咨询一下律师",
-              Status.POOLED, 0.3),
-    DemoOrder("resident03", "xingfuli", "haircut", "老人卧床半年，头发太长了，想请人上门理发",
-              Status.POOLED, 0.5, proxy="volunteer02"),
-    DemoOrder("resident05", "xingfuli", "parenting", "孩子上初二，最近不爱和家里说话，想听听家庭教育讲座",
-              Status.DISPATCHED, 0.1, volunteer="volunteer01", beneficiaries=2),
-    DemoOrder("resident04", "xingfuli", "disability_visit", "家中有一名二级肢体残疾人，想了解轮椅申领和护理补贴政策",
-              Status.ACCEPTED, 1, proxy="zhan_admin", channel=Channel.HOTLINE, via="team", team="silver",
-              volunteer="volunteer03"),
-    DemoOrder("resident17", "xingfuli", "after_school", "双职工家庭，孩子三年级，放学后没人看，想报名四点半课堂",
-              Status.IN_SERVICE, 0.4, via="pool", volunteer="volunteer05"),
-    DemoOrder("resident02", "xingfuli", "free_clinic", "楼里十几位老人想一起做个义诊，量量血压血糖",
-              Status.APPROVED, 0.6, beneficiaries=15),
-    DemoOrder("resident01", "xingfuli", "区医院复查陪诊", "下周二上午要去区人民医院复查，子女在外地，想请志愿者陪同挂号取药",
-              Status.SUBMITTED, 0.2),
-    DemoOrder("resident03", "xingfuli", "anti_fraud", "楼里好几个老人接到过冒充医保局的电话，想请人来讲讲怎么防骗",
-              Status.SUBMITTED, 0.15, beneficiaries=20),
-    DemoOrder("resident05", "xingfuli", "first_aid", "想学心肺复苏，家里老人有心脏病",
-              Status.REJECTED, 6, reason="应急救护培训由区红十字会统一排期，本月25日在社区活动室集中开班，欢迎报名参加"),
-    DemoOrder("resident04", "xingfuli", "couplets", "快过年了，想请书法志愿者写几副春联",
-              Status.CANCELLED, 9, reason="家里已经买好春联了，不需要了"),
-    DemoOrder("resident17", "xingfuli", "home_health", "最近头晕，想请人上门量量血压",
-              Status.CLOSED, 16, volunteer="volunteer02", hours="1",
-              summary="上门测量血压150/95，建议尽快到社区卫生服务站就诊并告知家属"),
-    DemoOrder("resident02", "xingfuli", "家里洗衣机不转了", "老式双缸洗衣机通电不转，想请懂维修的志愿者看看",
-              Status.RATED, 12, volunteer="volunteer06", declined_by=("volunteer04", "当天要去医院照顾家人，无法前往"),
-              summary="检查发现电机电容老化，已更换电容，洗衣机恢复正常", stars=4, tags=("手艺好",),
+    DemoOrder("resident02", "xingfuli", "legal_advice", S.POOLED, 0.3,
+              description="儿子离婚后孙子的抚养权问题，想咨询一下律师"),
+    DemoOrder("resident03", "xingfuli", "haircut", S.POOLED, 0.5, proxy="volunteer02",
+              description="老人卧床半年，头发太长了，想请人上门理发"),
+    DemoOrder("resident05", "xingfuli", "parenting", S.DISPATCHED, 0.1, volunteer="volunteer01",
+              beneficiaries=2, description="孩子上初二，最近不爱和家里说话，想听听家庭教育讲座"),
+    DemoOrder("resident04", "xingfuli", "disability_visit", S.ACCEPTED, 1, proxy="zhan_admin",
+              channel=Channel.HOTLINE, via="team", team="silver", volunteer="volunteer03",
+              description="家中有一名二级肢体残疾人，想了解轮椅申领和护理补贴政策"),
+    DemoOrder("resident17", "xingfuli", "after_school", S.IN_SERVICE, 0.4, via="pool",
+              volunteer="volunteer05",
+              description="双职工家庭，孩子上三年级，放学后没人看，想报名四点半课堂"),
+    DemoOrder("resident02", "xingfuli", "free_clinic", S.APPROVED, 0.6, beneficiaries=15,
+              description="楼里十几位老人想一起做个义诊，量量血压血糖"),
+    DemoOrder("resident01", "xingfuli", "区医院复查陪诊", S.SUBMITTED, 0.2,
+              description="下周二上午要去区人民医院复查，子女在外地，想请志愿者陪同挂号取药"),
+    DemoOrder("resident03", "xingfuli", "anti_fraud", S.SUBMITTED, 0.15, beneficiaries=20,
+              description="楼里好几个老人接到过冒充医保局的电话，想请人来讲讲怎么防骗"),
+    DemoOrder("resident05", "xingfuli", "first_aid", S.REJECTED, 6,
+              description="想学心肺复苏，家里老人有心脏病",
+              reason="应急救护培训由区红十字会统一排期，本月25日在社区活动室集中开班，欢迎报名参加"),
+    DemoOrder("resident04", "xingfuli", "couplets", S.CANCELLED, 9,
+              description="快过年了，想请书法志愿者写几副春联", reason="家里已经买好春联了，不需要了"),
+    DemoOrder("resident17", "xingfuli", "home_health", S.CLOSED, 16, volunteer="volunteer02", hours="1",
+              description="最近头晕，想请人上门量量血压",
+              summary="上门测量血压150/95，建议尽快到社区卫生服务站就诊，已告知家属"),
+    DemoOrder("resident02", "xingfuli", "家里洗衣机不转了", S.RATED, 12, volunteer="volunteer06",
+              declined_by=("volunteer04", "当天要去医院照顾家人，无法前往"), stars=4, tags=("手艺好",),
+              description="老式双缸洗衣机通电不转，想请懂维修的志愿者看看",
+              summary="检查发现电机电容老化，已更换电容，洗衣机恢复正常",
               comment="修好了，就是来得晚了点"),
-    DemoOrder("resident05", "xingfuli", "smartphone", "想学手机上交医保、看健康码",
-              Status.APPROVED, 8, volunteer="volunteer04", hours="0.5",
-              summary="讲解手机缴纳医保步骤", stars=2, tags=("时间短",),
+    DemoOrder("resident05", "xingfuli", "smartphone", S.APPROVED, 8, volunteer="volunteer04", hours="0.5",
+              stars=2, tags=("时间短",),
+              description="想学在手机上交医保、查社保",
+              summary="讲解手机缴纳医保的步骤",
               comment="只教了一会儿就走了，还是不会用",
               reopen_reason="群众评价较低，安排返工：重新上门一对一辅导直至学会"),
-    DemoOrder(None, "xingfuli", "party_post", "独居老人孙大爷腿脚不便，电话求助代缴本月水电费并代购降压药",
-              Status.APPROVED, 0.25, proxy="zhan_admin", channel=Channel.HOTLINE,
-              contact=("孙福海", "13953124617")),
-    # 南关社区 (suo_admin)
-    DemoOrder("resident06", "nanguan", "traffic_persuade", "和平路与新华街路口早高峰电动车闯红灯很多，希望安排劝导",
-              Status.RATED, 14, via="team", team="nanguan_traffic", volunteer="volunteer07", helpers=("volunteer21",),
-              hours="2", beneficiaries=200,
+    DemoOrder(None, "xingfuli", "party_post", S.APPROVED, 0.25, proxy="zhan_admin",
+              channel=Channel.HOTLINE, contact=("孙福海", "13953124617"),
+              description="独居老人孙大爷腿脚不便，电话求助代缴本月水电费并代购降压药"),
+    # 南关社区、文昌社区 (suo_admin) -------------------------------------------------------------------
+    DemoOrder("resident06", "nanguan", "traffic_persuade", S.RATED, 14, via="team", team="nanguan_traffic",
+              volunteer="volunteer07", helpers=("volunteer21",), beneficiaries=200, tags=("认真负责",),
+              description="和平路与新华街路口早高峰电动车闯红灯的很多，希望安排劝导",
               summary="早7:00–9:00在路口劝导闯红灯、不戴头盔行为63人次，发放宣传单120份",
-              tags=("认真负责",), comment="路口秩序好多了"),
-    DemoOrder("resident07", "nanguan", "legal_advice", "老房子拆迁补偿协议有几条看不懂，想咨询律师",
-              Status.DISPATCHED, 0.2, volunteer="volunteer08"),
-    DemoOrder("resident18", "nanguan", "mediation", "楼上楼下因为漏水闹矛盾好几个月了，想请调解员帮忙",
-              Status.ACCEPTED, 0.8, volunteer="volunteer21", beneficiaries=2),
-    DemoOrder("resident06", "nanguan", "home_health", "邻居赵大爷血压不稳，帮他约个上门测血压",
-              Status.SUBMITTED, 0.1, proxy="volunteer07"),
-    # 文昌社区 (suo_admin)
-    DemoOrder("resident08", "wenchang", "movie", "小区广场想放一场露天电影，丰富一下夏天晚上的生活",
-              Status.COMPLETED, 1.5, via="pool", volunteer="volunteer09", helpers=("volunteer22",), hours="3",
-              beneficiaries=120, summary="放映《我和我的祖国》，观影居民约150人，映前进行了防溺水宣传"),
-    DemoOrder("resident08", "wenchang", "垃圾分类入户宣传", "小区刚开始垃圾分类，很多老人不会分，希望有人入户讲讲",
-              Status.CANCELLED, 4, cancelled_by_admin=True,
+              comment="路口秩序好多了"),
+    DemoOrder("resident07", "nanguan", "legal_advice", S.DISPATCHED, 0.2, volunteer="volunteer08",
+              description="老房子拆迁补偿协议有几条看不懂，想咨询律师"),
+    DemoOrder("resident18", "nanguan", "mediation", S.ACCEPTED, 0.8, volunteer="volunteer21",
+              beneficiaries=2, description="楼上楼下因为漏水闹矛盾好几个月了，想请调解员帮忙"),
+    DemoOrder("resident06", "nanguan", "home_health", S.SUBMITTED, 0.1, proxy="volunteer07",
+              description="网格员代邻居赵大爷点单：血压不稳，想约上门测血压"),
+    DemoOrder("resident08", "wenchang", "movie", S.COMPLETED, 1.5, via="pool", volunteer="volunteer09",
+              helpers=("volunteer22",), hours="3", beneficiaries=120,
+              description="小区广场想放一场露天电影，丰富一下夏天晚上的生活",
+              summary="放映《我和我的祖国》，观影居民约150人，映前进行了防溺水宣传"),
+    DemoOrder("resident08", "wenchang", "垃圾分类入户宣传", S.CANCELLED, 4, cancelled_by_admin=True,
+              description="小区刚开始垃圾分类，很多老人不会分，希望有人入户讲讲",
               reason="与街道本周六统一组织的垃圾分类入户宣传活动重复，已合并办理"),
-    # 柳湾村 (center_admin)
-    DemoOrder("resident09", "liuwancun", "orchard", "家里三亩苹果树，不会冬季修剪，请农技员来地里指导",
-              Status.RATED, 25, via="team", team="orchard", volunteer="volunteer11", helpers=("volunteer12",),
-              hours="3", beneficiaries=6, summary="在吴桂香家果园现场示范苹果树冬剪，周边5户果农一起学习",
-              tags=("专业", "实用"), comment="讲得明白，今年的果子肯定好"),
-    DemoOrder("resident10", "liuwancun", "farm_training", "村里种大棚的多，想请人讲讲黄瓜霜霉病怎么防",
-              Status.IN_SERVICE, 0.3, volunteer="volunteer12", beneficiaries=30),
-    DemoOrder("resident19", "liuwancun", "disability_visit", "严志明腿有残疾，网格员代为申请上门探访",
-              Status.CLOSED, 18, proxy="volunteer11", volunteer="volunteer23", hours="1.5",
+    # 柳湾镇 (center_admin) --------------------------------------------------------------------------
+    DemoOrder("resident09", "liuwancun", "orchard", S.RATED, 25, via="team", team="orchard",
+              volunteer="volunteer11", helpers=("volunteer12",), hours="3", beneficiaries=6,
+              tags=("专业", "实用"),
+              description="家里三亩苹果树，不会冬季修剪，请农技员来地里指导",
+              summary="在吴桂香家果园现场示范苹果树冬剪，周边5户果农一起学习",
+              comment="讲得明白，今年的果子肯定好"),
+    DemoOrder("resident10", "liuwancun", "farm_training", S.IN_SERVICE, 0.3, volunteer="volunteer12",
+              beneficiaries=30, description="村里种大棚的多，想请人讲讲黄瓜霜霉病怎么防"),
+    DemoOrder("resident19", "liuwancun", "disability_visit", S.CLOSED, 18, proxy="volunteer11",
+              volunteer="volunteer23", hours="1.5",
+              description="网格员代严志明点单：腿有残疾，想申请残疾人两项补贴",
               summary="上门探访，协助填写残疾人两项补贴申请表，已交村委会"),
-    DemoOrder("resident10", "liuwancun", "opera", "秋收后想请艺术团来村里演一场吕剧",
-              Status.APPROVED, 1, beneficiaries=300),
-    # 杨家庄村 / 李家堡村 (center_admin)
-    DemoOrder("resident11", "yangjiazhuang", "tree_planting", "村东头荒坡想种些树，需要志愿者帮忙",
-              Status.REJECTED, 7, reason="春季义务植树由柳湾镇统一组织，3月12日在杨家庄村东坡集中开展，届时欢迎参加"),
-    DemoOrder("resident11", "yangjiazhuang", "free_clinic", "村里老人多，想请医生来做次义诊",
-              Status.POOLED, 0.5, beneficiaries=40),
-    DemoOrder("resident12", "lijiabao", "theory_talk", "村里党员冬训，想请宣讲团来讲一堂",
-              Status.DISPATCHED, 0.4, via="team", team="liuwan", beneficiaries=45),
-    # 双桥社区 / 东岗村 / 桃园村 (center_admin)
-    DemoOrder("resident13", "shuangqiaosq", "first_aid", "小区广场舞队想学心肺复苏和AED使用",
-              Status.RATED, 10, via="team", team="red_cross", volunteer="volunteer16", helpers=("volunteer25",),
-              hours="2.5", beneficiaries=25, summary="为广场舞队25名队员开展心肺复苏、AED实操培训，20人通过考核",
-              tags=("专业", "耐心"), comment="手把手教，大家都学会了"),
-    DemoOrder("resident14", "shuangqiaosq", "square_dance", "新成立的舞蹈队想请老师教几支新舞",
-              Status.ACCEPTED, 0.6, via="pool", volunteer="volunteer17", beneficiaries=18),
-    DemoOrder("resident20", "shuangqiaosq", "blood_drive", "社区想组织一次献血宣传，请红十字志愿者支持",
-              Status.COMPLETED, 1, volunteer="volunteer25", hours="3", beneficiaries=80,
+    DemoOrder("resident10", "liuwancun", "opera", S.APPROVED, 1, beneficiaries=300,
+              description="秋收后想请艺术团来村里演一场吕剧"),
+    DemoOrder("resident11", "yangjiazhuang", "tree_planting", S.REJECTED, 7,
+              description="村东头荒坡想种些树，需要志愿者帮忙",
+              reason="春季义务植树由柳湾镇统一组织，3月12日在杨家庄村东坡集中开展，届时欢迎参加"),
+    DemoOrder("resident11", "yangjiazhuang", "free_clinic", S.POOLED, 0.5, beneficiaries=40,
+              description="村里老人多，想请医生来做次义诊"),
+    DemoOrder("resident12", "lijiabao", "theory_talk", S.DISPATCHED, 0.4, via="team", team="liuwan",
+              beneficiaries=45, description="村里党员冬训，想请宣讲团来讲一堂"),
+    # 双桥镇 (center_admin) --------------------------------------------------------------------------
+    DemoOrder("resident13", "shuangqiaosq", "first_aid", S.RATED, 10, via="team", team="red_cross",
+              volunteer="volunteer16", helpers=("volunteer25",), hours="2.5", beneficiaries=25,
+              tags=("专业", "耐心"),
+              description="小区广场舞队想学心肺复苏和AED使用",
+              summary="为广场舞队25名队员开展心肺复苏、AED实操培训，20人通过考核",
+              comment="手把手教，大家都学会了"),
+    DemoOrder("resident14", "shuangqiaosq", "square_dance", S.ACCEPTED, 0.6, via="pool",
+              volunteer="volunteer17", beneficiaries=18, description="新成立的舞蹈队想请老师教几支新舞"),
+    DemoOrder("resident20", "shuangqiaosq", "blood_drive", S.COMPLETED, 1, volunteer="volunteer25",
+              hours="3", beneficiaries=80,
+              description="社区想组织一次献血宣传，请红十字志愿者支持",
               summary="设置献血宣传点一处，讲解献血知识，现场登记献血意向32人"),
-    DemoOrder("resident14", "shuangqiaosq", "legal_advice", "在外打工被拖欠工资，想咨询怎么维权",
-              Status.SUBMITTED, 0.05, channel=Channel.KIOSK),
-    DemoOrder("resident15", "donggang", "left_behind", "孩子爸妈都在外地打工，想请志愿者周末陪孩子读读书",
-              Status.RATED, 11, proxy="volunteer27", volunteer="volunteer18", hours="3",
-              summary="陪伴两名留守儿童阅读绘本、制作手工贺卡，并与父母视频通话", tags=("有爱心",),
-              comment="孩子很喜欢高老师（网格员代评）", rated_by_proxy=True),
-    DemoOrder("resident16", "taoyuan", "river_patrol", "村南小河沟垃圾多，想请志愿者清理一下",
-              Status.CANCELLED, 5, reason="村里已组织党员清理过了，不需要了", extra={"cancel_after_approve": True}),
-    DemoOrder("resident16", "taoyuan", "rehab_escort", "儿子脑瘫，每周要去区康复中心训练，想请人陪同",
-              Status.CLOSED, 15, volunteer="volunteer19", hours="4",
+    DemoOrder("resident14", "shuangqiaosq", "legal_advice", S.SUBMITTED, 0.05, channel=Channel.KIOSK,
+              description="在外打工被拖欠工资，想咨询怎么维权"),
+    DemoOrder("resident15", "donggang", "left_behind", S.RATED, 11, proxy="volunteer27",
+              volunteer="volunteer18", hours="3", tags=("有爱心",), rated_by_proxy=True,
+              description="孩子爸妈都在外地打工，想请志愿者周末陪孩子读读书",
+              summary="陪伴两名留守儿童阅读绘本、制作手工贺卡，并与父母视频通话",
+              comment="孩子很喜欢高老师（网格员代评）"),
+    DemoOrder("resident16", "taoyuan", "river_patrol", S.CANCELLED, 5, cancel_after_approve=True,
+              description="村南小河沟垃圾多，想请志愿者清理一下", reason="村里已组织党员清理过了，不需要了"),
+    DemoOrder("resident16", "taoyuan", "rehab_escort", S.CLOSED, 15, volunteer="volunteer19", hours="4",
+              description="儿子脑瘫，每周要去区康复中心训练，想请人陪同",
               summary="陪同施玉英母子到区残疾人康复中心训练，往返接送并协助训练"),
-)  # fmt: skip
+)
+# fmt: on
 
 # ---- loading ---------------------------------------------------------------------------------------
 
@@ -355,7 +394,6 @@ ORDERS: Final[tuple[DemoOrder, ...]] = (
 @dataclass
 class _Ids:
     units: dict[str, int] = field(default_factory=dict)
-    unit_paths: dict[str, str] = field(default_factory=dict)
     users: dict[str, int] = field(default_factory=dict)
     volunteers: dict[str, int] = field(default_factory=dict)
     teams: dict[str, int] = field(default_factory=dict)
@@ -387,48 +425,82 @@ async def _load_directory(session: AsyncSession, password_hash: str) -> _Ids:
     units: dict[str, OrgUnit] = {}
     for key, (parent_key, level, name, code, address, _) in UNITS.items():
         parent = units[parent_key] if parent_key else None
-        unit = OrgUnit(
-            parent_id=parent.id if parent else None, level=level.value, name=name, code=code, address=address,
-            path="pending", depth=parent.depth + 1 if parent else 0,
-        )  # fmt: skip
-        session.add(unit)
+        org_unit = OrgUnit(
+            parent_id=parent.id if parent else None,
+            level=level.value,
+            name=name,
+            code=code,
+            address=address,
+            path="pending",
+            depth=parent.depth + 1 if parent else 0,
+        )
+        session.add(org_unit)
         await session.flush()
-        unit.path = f"{parent.path if parent else ''}{unit.id}."
-        units[key] = unit
+        org_unit.path = f"{parent.path if parent else ''}{org_unit.id}."
+        units[key] = org_unit
     await session.flush()
     ids.units = {k: u.id for k, u in units.items()}
-    ids.unit_paths = {k: u.path for k, u in units.items()}
 
-    categories = {code: MenuCategory(name=name, code=code, sort_order=i) for i, (code, name) in enumerate(CATEGORIES, 1)}
+    categories = {
+        code: MenuCategory(name=name, code=code, sort_order=i) for i, (code, name) in enumerate(CATEGORIES, 1)
+    }
     session.add_all(categories.values())
     await session.flush()
     items = {
-        key: MenuItem(unit_id=ids.units[unit], category_id=categories[cat].id, name=name, description=desc,
-                      auto_approve=auto)
+        key: MenuItem(
+            unit_id=ids.units[unit],
+            category_id=categories[cat].id,
+            name=name,
+            description=desc,
+            auto_approve=auto,
+        )
         for key, (unit, cat, name, desc, auto) in ITEMS.items()
-    }  # fmt: skip
+    }
     session.add_all(items.values())
 
     users: dict[str, User] = {}
     for n, (username, (unit, display)) in enumerate(ADMINS.items()):
-        users[username] = User(username=username, password_hash=password_hash, role=Role.ADMIN.value,
-                               unit_id=ids.units[unit], display_name=display, phone=demo_phone(900 + n))  # fmt: skip
+        users[username] = User(
+            username=username,
+            password_hash=password_hash,
+            role=Role.ADMIN.value,
+            unit_id=ids.units[unit],
+            display_name=display,
+            phone=demo_phone(900 + n),
+        )
     for n, (username, (real_name, unit, _)) in enumerate(VOLUNTEERS.items()):
-        users[username] = User(username=username, password_hash=password_hash, role=Role.VOLUNTEER.value,
-                               unit_id=ids.units[unit], display_name=real_name, phone=demo_phone(n))  # fmt: skip
+        users[username] = User(
+            username=username,
+            password_hash=password_hash,
+            role=Role.VOLUNTEER.value,
+            unit_id=ids.units[unit],
+            display_name=real_name,
+            phone=demo_phone(n),
+        )
     for n, (username, (display, unit, _)) in enumerate(RESIDENTS.items()):
-        users[username] = User(username=username, password_hash=password_hash, role=Role.RESIDENT.value,
-                               unit_id=ids.units[unit], display_name=display, phone=demo_phone(500 + n))  # fmt: skip
+        users[username] = User(
+            username=username,
+            password_hash=password_hash,
+            role=Role.RESIDENT.value,
+            unit_id=ids.units[unit],
+            display_name=display,
+            phone=demo_phone(500 + n),
+        )
     session.add_all(users.values())
     await session.flush()
     ids.users = {k: u.id for k, u in users.items()}
     ids.items = {k: i.id for k, i in items.items()}
 
     volunteers = {
-        username: Volunteer(user_id=users[username].id, real_name=real_name, phone=demo_phone(n),
-                            skills=list(skills), home_unit_id=ids.units[unit])
+        username: Volunteer(
+            user_id=users[username].id,
+            real_name=real_name,
+            phone=demo_phone(n),
+            skills=list(skills),
+            home_unit_id=ids.units[unit],
+        )
         for n, (username, (real_name, unit, skills)) in enumerate(VOLUNTEERS.items())
-    }  # fmt: skip
+    }
     session.add_all(volunteers.values())
     await session.flush()
     ids.volunteers = {k: v.id for k, v in volunteers.items()}
@@ -465,7 +537,8 @@ _H = timedelta(hours=1)
 def _route(spec: DemoOrder) -> list[_Step]:
     """The actions that take a freshly placed ``spec`` to its status."""
     admin = _admin_for(spec.station)
-    orderer = spec.proxy if spec.rated_by_proxy or spec.resident is None else spec.resident
+    orderer = spec.resident or _need(spec.proxy)  # who may cancel (besides the admin) and rate
+    rater = _need(spec.proxy) if spec.rated_by_proxy else orderer
     auto = spec.what in ITEMS and ITEMS[spec.what][4]
     target = spec.status
     steps: list[_Step] = []
@@ -473,13 +546,13 @@ def _route(spec: DemoOrder) -> list[_Step]:
         return steps
     if target is Status.REJECTED:
         return [(Action.REJECT, admin, {"reason": spec.reason}, 3 * _H)]
-    if target is Status.CANCELLED and not spec.extra.get("cancel_after_approve"):
-        who = admin if spec.cancelled_by_admin else orderer or admin
+    if target is Status.CANCELLED and not spec.cancel_after_approve:
+        who = admin if spec.cancelled_by_admin else orderer
         return [(Action.CANCEL, who, {"reason": spec.reason}, 5 * _H)]
     if not auto:
         steps.append((Action.APPROVE, admin, {}, 2 * _H))
     if target is Status.CANCELLED:
-        return [*steps, (Action.CANCEL, orderer or admin, {"reason": spec.reason}, 20 * _H)]
+        return [*steps, (Action.CANCEL, orderer, {"reason": spec.reason}, 20 * _H)]
     if target is Status.APPROVED and not spec.reopen_reason:
         return steps
     if spec.declined_by is not None:
@@ -514,14 +587,14 @@ def _route(spec: DemoOrder) -> list[_Step]:
     if target is Status.CLOSED:
         return [*steps, (Action.AUTO_CLOSE, "system", {}, timedelta(days=7))]
     rating = {"stars": spec.stars, "tags": list(spec.tags), "comment": spec.comment}
-    steps.append((Action.RATE, _need(orderer), rating, 26 * _H))
+    steps.append((Action.RATE, rater, rating, 26 * _H))
     if spec.reopen_reason:
         steps.append((Action.REOPEN, admin, {"reason": spec.reopen_reason}, 4 * _H))
     return steps
 
 
 def _need(username: str | None) -> str:
-    assert username is not None, "this demo order needs a volunteer"
+    assert username is not None, "this demo order is missing a participant"
     return username
 
 
@@ -551,26 +624,35 @@ async def _load_orders(maker: async_sessionmaker[AsyncSession], settings: Settin
         times = [t - shift for t in times]
         placer = await actor(spec.proxy or _need(spec.resident))
         async with maker() as session:
-            order = await place_order(session, placer, _order_body(spec, ids, times[0], n), now=times[0])
+            order = await place_order(session, placer, _order_body(spec, ids, now, n), now=times[0])
         for (action, username, body, _), at in zip(steps, times[1:], strict=True):
             async with maker() as session:
                 await apply_action(
-                    session, settings, order_id=order.id, action=action, actor=await actor(username),
-                    body=_action_body(action, body, ids), now=at,
-                )  # fmt: skip
+                    session,
+                    settings,
+                    order_id=order.id,
+                    action=action,
+                    actor=await actor(username),
+                    body=_action_body(action, body, ids),
+                    now=at,
+                )
     async with maker() as session, session.begin():
         # Records and ratings take the database clock; date them like the events that wrote them.
-        await session.execute(text(
-            "UPDATE service_records r SET created_at = e.created_at FROM order_events e "
-            "WHERE e.action = 'complete' AND (e.payload ->> 'record_id')::bigint = r.id"
-        ))  # fmt: skip
-        await session.execute(text(
-            "UPDATE ratings r SET created_at = e.created_at FROM order_events e "
-            "WHERE e.action = 'rate' AND e.order_id = r.order_id"
-        ))  # fmt: skip
+        await session.execute(
+            text(
+                "UPDATE service_records r SET created_at = e.created_at FROM order_events e "
+                "WHERE e.action = 'complete' AND (e.payload ->> 'record_id')::bigint = r.id"
+            )
+        )
+        await session.execute(
+            text(
+                "UPDATE ratings r SET created_at = e.created_at FROM order_events e "
+                "WHERE e.action = 'rate' AND e.order_id = r.order_id"
+            )
+        )
 
 
-def _order_body(spec: DemoOrder, ids: _Ids, placed_at: datetime, n: int) -> OrderCreate:
+def _order_body(spec: DemoOrder, ids: _Ids, now: datetime, n: int) -> OrderCreate:
     if spec.resident is not None:
         name, _, address = RESIDENTS[spec.resident]
         phone = demo_phone(500 + list(RESIDENTS).index(spec.resident))
@@ -579,12 +661,11 @@ def _order_body(spec: DemoOrder, ids: _Ids, placed_at: datetime, n: int) -> Orde
         name, phone = spec.contact
         address = UNITS[spec.station][4]
     lat, lng = UNITS[spec.station][5]
-    window: dict[str, datetime] = {}
+    start: datetime | None = None
     if spec.status in {Status.SUBMITTED, Status.APPROVED, Status.DISPATCHED, Status.POOLED, Status.ACCEPTED}:
-        day = (placed_at.astimezone(LOCAL_TZ) + timedelta(days=2 + n % 3)).replace(
-            hour=9 if n % 2 else 14, minute=0, second=0, microsecond=0
-        )
-        window = {"preferred_start": day, "preferred_end": day + timedelta(hours=2)}
+        # Still to be served: the resident asks for a slot in the coming days (北京时间).
+        day = now.astimezone(BEIJING) + timedelta(days=1 + n % 3)
+        start = day.replace(hour=9 if n % 2 else 14, minute=0, second=0, microsecond=0)
     is_item = spec.what in ITEMS
     return OrderCreate(
         item_id=ids.items[spec.what] if is_item else None,
@@ -594,12 +675,13 @@ def _order_body(spec: DemoOrder, ids: _Ids, placed_at: datetime, n: int) -> Orde
         address=address,
         contact_name=name,
         contact_phone=phone,
+        preferred_start=start,
+        preferred_end=start + timedelta(hours=2) if start else None,
         beneficiaries=spec.beneficiaries,
         channel=spec.channel,
         lat=round(lat + (n % 7 - 3) * 0.0011, 6),
         lng=round(lng + (n % 5 - 2) * 0.0013, 6),
         resident_id=ids.users[spec.resident] if spec.resident and spec.proxy else None,
-        **window,
     )
 
 
@@ -611,5 +693,7 @@ def _action_body(action: Action, body: dict[str, Any], ids: _Ids) -> BaseModel:
         data["volunteer_id"] = ids.volunteers[volunteer] if volunteer else None
         data["team_id"] = ids.teams[team] if team else None
     if action is Action.COMPLETE:
-        data["participants"] = [p | {"volunteer_id": ids.volunteers[p["volunteer_id"]]} for p in data["participants"]]
+        data["participants"] = [
+            p | {"volunteer_id": ids.volunteers[p["volunteer_id"]]} for p in data["participants"]
+        ]
     return body_for(action).model_validate(data)

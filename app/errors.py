@@ -7,11 +7,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from app.http import JsonResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.http import JsonResponse
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +81,18 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
     return JsonResponse(body, status_code=status)
 
 
-STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-                415: "unsupported_media_type", 422: "invalid_input", 429: "rate_limited"}  # fmt: skip
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "rate_limited",
+}
 
 
 def _is_database_down(exc: BaseException) -> bool:

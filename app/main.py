@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url = database_url or await asyncio.to_thread(resolve_database_url, settings)
+        url = database_url if database_url else await asyncio.to_thread(resolve_database_url, settings)
         engine = create_engine(url, settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)

@@ -58,15 +58,21 @@ def _rule(
 S, A, R = Status, Action, Role
 ANYONE = (R.RESIDENT, R.VOLUNTEER, R.ADMIN)
 
-_escalate = _rule(None, R.ADMIN, R.SYSTEM, guard=Guard.ADMIN_IN_SCOPE, reason=True, notify=(Notify.UNIT_ADMINS,))
+_escalate = _rule(
+    None, R.ADMIN, R.SYSTEM, guard=Guard.ADMIN_IN_SCOPE, reason=True, notify=(Notify.UNIT_ADMINS,)
+)
 _transfer = _rule(None, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE, notify=(Notify.UNIT_ADMINS,))
 _withdraw = _rule(S.APPROVED, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE, clears=True, notify=(Notify.TARGET,))
 _expire = _rule(S.APPROVED, R.SYSTEM, clears=True, notify=(Notify.UNIT_ADMINS,))
 _reopen = _rule(S.APPROVED, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE, reason=True, notify=(Notify.RESIDENT,))
 _cancel = _rule(
-    S.CANCELLED, *ANYONE, guard=Guard.ORDERER_OR_ADMIN, reason=True, clears=True,
+    S.CANCELLED,
+    *ANYONE,
+    guard=Guard.ORDERER_OR_ADMIN,
+    reason=True,
+    clears=True,
     notify=(Notify.TARGET, Notify.RESIDENT),
-)  # fmt: skip
+)
 
 # (from, action) → rule. ``None`` as the from-state is "no order yet" (place).
 TRANSITIONS: Final[dict[tuple[Status | None, Action], Rule]] = {

@@ -108,8 +108,6 @@ async def _clean_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-async def world(
-    sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
-) -> World:
+async def world(sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient) -> World:
     """A small county: 中心 → 2 所 → 3 站, with admins, volunteers, teams, residents and a menu."""
     return await build_world(sessionmaker, client)

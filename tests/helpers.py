@@ -19,9 +19,13 @@ async def system_act(app: FastAPI, order_id: int, action: Action, body: BaseMode
     """Fire a system action (timers) through the same service the API uses."""
     async with app.state.sessionmaker() as session:
         return await apply_action(
-            session, app.state.settings, order_id=order_id, action=action, actor=SYSTEM_ACTOR,
+            session,
+            app.state.settings,
+            order_id=order_id,
+            action=action,
+            actor=SYSTEM_ACTOR,
             body=body or EmptyBody(),
-        )  # fmt: skip
+        )
 
 
 async def snapshot(app: FastAPI, order_id: int) -> dict[str, Any]:

@@ -25,10 +25,17 @@ async def test_unknown_order_and_foreign_order_answer_alike(world: World) -> Non
     assert foreign.json() == missing.json()
 
 
-@pytest.mark.parametrize(("admin", "expected"), [
-    ("zhan11_admin", 200), ("suo1_admin", 200), ("center_admin", 200),
-    ("zhan12_admin", 404), ("zhan21_admin", 404), ("suo2_admin", 404),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("admin", "expected"),
+    [
+        ("zhan11_admin", 200),
+        ("suo1_admin", 200),
+        ("center_admin", 200),
+        ("zhan12_admin", 404),
+        ("zhan21_admin", 404),
+        ("suo2_admin", 404),
+    ],
+)
 async def test_admin_scope_is_the_unit_subtree(world: World, admin: str, expected: int) -> None:
     order = await world.place("r1", unit="zhan11")
     assert (await world.client.get(f"/orders/{order['id']}", headers=world.h(admin))).status_code == expected
@@ -40,15 +47,21 @@ async def test_admin_scope_is_the_unit_subtree(world: World, admin: str, expecte
 
 async def test_station_admin_cannot_dispatch_another_stations_order(world: World) -> None:
     order = await world.order_in(Status.APPROVED, unit="zhan11")
-    response = await world.act("zhan12_admin", order["id"], "dispatch", {"volunteer_id": world.volunteers["v12"]})
+    response = await world.act(
+        "zhan12_admin", order["id"], "dispatch", {"volunteer_id": world.volunteers["v12"]}
+    )
     assert response.status_code == 404
 
 
 async def test_admin_cannot_dispatch_to_a_volunteer_outside_its_jurisdiction(world: World) -> None:
     order = await world.order_in(Status.APPROVED, unit="zhan11")
-    response = await world.act("zhan11_admin", order["id"], "dispatch", {"volunteer_id": world.volunteers["v21"]})
+    response = await world.act(
+        "zhan11_admin", order["id"], "dispatch", {"volunteer_id": world.volunteers["v21"]}
+    )
     assert response.status_code == 422
-    assert (await world.client.get(f"/orders/{order['id']}", headers=world.h("r1"))).json()["status"] == "approved"
+    assert (await world.client.get(f"/orders/{order['id']}", headers=world.h("r1"))).json()[
+        "status"
+    ] == "approved"
 
 
 async def test_volunteer_cannot_accept_an_order_dispatched_to_someone_else(world: World) -> None:
@@ -71,12 +84,22 @@ async def test_team_dispatch_any_member_may_accept_and_outsiders_may_not(world: 
     assert (await world.act("v11a", order["id"], "check_in")).status_code == 403
 
 
-@pytest.mark.parametrize(("user", "action", "body"), [
-    ("r1", "approve", {}), ("v11a", "approve", {}), ("r1", "dispatch", {"volunteer_id": 1}),
-    ("center_admin", "grab", {}), ("center_admin", "accept", {}), ("r1", "check_in", {}),
-    ("zhan11_admin", "complete", None), ("v11a", "reopen", {"reason": "x"}),
-])  # fmt: skip
-async def test_roles_that_may_never_act_get_403(world: World, user: str, action: str, body: dict | None) -> None:
+@pytest.mark.parametrize(
+    ("user", "action", "body"),
+    [
+        ("r1", "approve", {}),
+        ("v11a", "approve", {}),
+        ("r1", "dispatch", {"volunteer_id": 1}),
+        ("center_admin", "grab", {}),
+        ("center_admin", "accept", {}),
+        ("r1", "check_in", {}),
+        ("zhan11_admin", "complete", None),
+        ("v11a", "reopen", {"reason": "x"}),
+    ],
+)
+async def test_roles_that_may_never_act_get_403(
+    world: World, user: str, action: str, body: dict[str, object] | None
+) -> None:
     order = await world.place("r1")
     payload = body if body is not None else world.complete_body("v11a")
     response = await world.act(user, order["id"], action, payload)
@@ -114,7 +137,9 @@ async def test_resident_cannot_cancel_once_service_started(world: World) -> None
 async def test_only_the_orderer_rates(world: World) -> None:
     order = await world.order_in(Status.COMPLETED)
     assert (await world.act("r2", order["id"], "rate", {"stars": 1})).status_code == 404
-    assert (await world.act("v11a", order["id"], "rate", {"stars": 5})).status_code == 403  # can see, can't rate
+    assert (
+        await world.act("v11a", order["id"], "rate", {"stars": 5})
+    ).status_code == 403  # can see, can't rate
     assert (await world.act("zhan11_admin", order["id"], "rate", {"stars": 5})).status_code == 403
 
 

@@ -21,11 +21,16 @@ async def add_volunteers(
     names = [f"grabber{i:02d}" for i in range(n)]
     async with sessionmaker() as session, session.begin():
         for i, name in enumerate(names):
-            user = User(username=name, role=Role.VOLUNTEER.value, unit_id=world.units[unit], display_name=name)
+            user = User(
+                username=name, role=Role.VOLUNTEER.value, unit_id=world.units[unit], display_name=name
+            )
             session.add(user)
             await session.flush()
-            session.add(Volunteer(user_id=user.id, real_name=name, phone=f"1590000{i:04d}",
-                                  home_unit_id=world.units[unit]))  # fmt: skip
+            session.add(
+                Volunteer(
+                    user_id=user.id, real_name=name, phone=f"1590000{i:04d}", home_unit_id=world.units[unit]
+                )
+            )
             world.tokens[name] = issue_token(world.settings, user)
     return names
 
@@ -43,10 +48,14 @@ async def test_twenty_concurrent_grabs_have_exactly_one_winner(
         assert loser.json()["error"]["details"]["status"] == "accepted"
     async with sessionmaker() as session:
         grabs = (
-            await session.execute(
-                select(OrderEvent).where(OrderEvent.order_id == order["id"], OrderEvent.action == "grab")
+            (
+                await session.execute(
+                    select(OrderEvent).where(OrderEvent.order_id == order["id"], OrderEvent.action == "grab")
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     assert len(grabs) == 1
     final = (await world.client.get(f"/orders/{order['id']}", headers=world.h("center_admin"))).json()
     assert final["assignee_volunteer_id"] == winner["assignee_volunteer_id"]
@@ -86,5 +95,4 @@ async def test_if_match_refuses_a_stale_version(world: World) -> None:
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "version_mismatch"
     fresh = {"If-Match": str(order["version"] + 1)}
-    assert (await world.act("zhan11_admin", order["id"], "publish", headers=fresh)
-            ).status_code == 200  # fmt: skip
+    assert (await world.act("zhan11_admin", order["id"], "publish", headers=fresh)).status_code == 200

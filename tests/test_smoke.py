@@ -15,4 +15,12 @@ async def test_resident_to_volunteer_loop(world: World) -> None:
     rated = await world.ok("r1", oid, "rate", {"stars": 5, "comment": "很好"})
     assert rated["status"] == "rated"
     events = (await world.client.get(f"/orders/{oid}/events", headers=world.h("r1"))).json()
-    assert [e["action"] for e in events] == ["place", "approve", "dispatch", "accept", "check_in", "complete", "rate"]
+    assert [e["action"] for e in events] == [
+        "place",
+        "approve",
+        "dispatch",
+        "accept",
+        "check_in",
+        "complete",
+        "rate",
+    ]

@@ -13,7 +13,6 @@ from app.config import Settings
 from app.domain import Role, Status
 from app.models import MenuCategory, MenuItem, OrgUnit, Team, TeamMember, User, Volunteer
 
-
 # name: (parent, level)
 UNITS: dict[str, tuple[str | None, str]] = {
     "center": (None, "center"),
@@ -65,20 +64,26 @@ class World:
         body.update(overrides)
         return body
 
-    async def act(self, username: str, order_id: int, action: str, body: dict[str, Any] | None = None,
-                  **kwargs: Any) -> httpx.Response:  # fmt: skip
+    async def act(
+        self, username: str, order_id: int, action: str, body: dict[str, Any] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         path = action.replace("_", "-")
         headers = self.h(username) | kwargs.pop("headers", {})
-        return await self.client.post(f"/orders/{order_id}/{path}", json=body or {}, headers=headers, **kwargs)
+        return await self.client.post(
+            f"/orders/{order_id}/{path}", json=body or {}, headers=headers, **kwargs
+        )
 
     async def place(self, username: str = "r1", **overrides: Any) -> dict[str, Any]:
-        response = await self.client.post("/orders", json=self.order_body(**overrides), headers=self.h(username))
+        response = await self.client.post(
+            "/orders", json=self.order_body(**overrides), headers=self.h(username)
+        )
         assert response.status_code == 201, response.text
         data: dict[str, Any] = response.json()
         return data
 
-    async def ok(self, username: str, order_id: int, action: str, body: dict[str, Any] | None = None
-                 ) -> dict[str, Any]:  # fmt: skip
+    async def ok(
+        self, username: str, order_id: int, action: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         response = await self.act(username, order_id, action, body)
         assert response.status_code == 200, f"{action} by {username}: {response.text}"
         data: dict[str, Any] = response.json()
@@ -141,9 +146,13 @@ async def build_world(sessionmaker: async_sessionmaker[AsyncSession], client: ht
         for name, (parent_name, level) in UNITS.items():
             parent = units[parent_name] if parent_name else None
             unit = OrgUnit(
-                parent_id=parent.id if parent else None, level=level, name=f"测试{name}", code=name,
-                path="pending", depth=(parent.depth + 1) if parent else 0,
-            )  # fmt: skip
+                parent_id=parent.id if parent else None,
+                level=level,
+                name=f"测试{name}",
+                code=name,
+                path="pending",
+                depth=(parent.depth + 1) if parent else 0,
+            )
             session.add(unit)
             await session.flush()
             unit.path = _path(parent, unit.id)
@@ -151,22 +160,36 @@ async def build_world(sessionmaker: async_sessionmaker[AsyncSession], client: ht
         await session.flush()
         users: dict[str, User] = {}
         for username, unit_name in ADMINS.items():
-            users[username] = User(username=username, role=Role.ADMIN.value, unit_id=units[unit_name].id,
-                                   display_name=username)  # fmt: skip
+            users[username] = User(
+                username=username, role=Role.ADMIN.value, unit_id=units[unit_name].id, display_name=username
+            )
         for username, (unit_name, _) in VOLUNTEERS.items():
-            users[username] = User(username=username, role=Role.VOLUNTEER.value, unit_id=units[unit_name].id,
-                                   display_name=username)  # fmt: skip
+            users[username] = User(
+                username=username,
+                role=Role.VOLUNTEER.value,
+                unit_id=units[unit_name].id,
+                display_name=username,
+            )
         for username, unit_name in RESIDENTS.items():
-            users[username] = User(username=username, role=Role.RESIDENT.value, unit_id=units[unit_name].id,
-                                   display_name=username, phone="13900000000")  # fmt: skip
+            users[username] = User(
+                username=username,
+                role=Role.RESIDENT.value,
+                unit_id=units[unit_name].id,
+                display_name=username,
+                phone="13900000000",
+            )
         session.add_all(users.values())
         await session.flush()
         volunteers: dict[str, Volunteer] = {}
         for i, (username, (unit_name, status)) in enumerate(VOLUNTEERS.items()):
             volunteers[username] = Volunteer(
-                user_id=users[username].id, real_name=f"志愿者{username}", phone=f"1370000{i:04d}",
-                home_unit_id=units[unit_name].id, status=status, skills=["讲解"],
-            )  # fmt: skip
+                user_id=users[username].id,
+                real_name=f"志愿者{username}",
+                phone=f"1370000{i:04d}",
+                home_unit_id=units[unit_name].id,
+                status=status,
+                skills=["讲解"],
+            )
         session.add_all(volunteers.values())
         cat_lecture = MenuCategory(name="理论宣讲", code="lecture", sort_order=1)
         cat_health = MenuCategory(name="爱心医疗", code="health", sort_order=2)
@@ -174,19 +197,25 @@ async def build_world(sessionmaker: async_sessionmaker[AsyncSession], client: ht
         await session.flush()
         teams: dict[str, Team] = {}
         for name, (unit_name, members) in TEAMS.items():
-            team = Team(unit_id=units[unit_name].id, name=f"测试{name}",
-                        leader_volunteer_id=volunteers[members[0]].id)  # fmt: skip
+            team = Team(
+                unit_id=units[unit_name].id, name=f"测试{name}", leader_volunteer_id=volunteers[members[0]].id
+            )
             session.add(team)
             await session.flush()
             session.add_all(TeamMember(team_id=team.id, volunteer_id=volunteers[m].id) for m in members)
             teams[name] = team
         items = {
-            "center_lecture": MenuItem(unit_id=units["center"].id, category_id=cat_lecture.id, name="防诈骗宣讲"),
-            "zhan11_health": MenuItem(unit_id=units["zhan11"].id, category_id=cat_health.id, name="上门量血压"),
-            "suo1_auto": MenuItem(unit_id=units["suo1"].id, category_id=cat_health.id, name="义诊",
-                                  auto_approve=True),
+            "center_lecture": MenuItem(
+                unit_id=units["center"].id, category_id=cat_lecture.id, name="防诈骗宣讲"
+            ),
+            "zhan11_health": MenuItem(
+                unit_id=units["zhan11"].id, category_id=cat_health.id, name="上门量血压"
+            ),
+            "suo1_auto": MenuItem(
+                unit_id=units["suo1"].id, category_id=cat_health.id, name="义诊", auto_approve=True
+            ),
             "zhan21_only": MenuItem(unit_id=units["zhan21"].id, category_id=cat_lecture.id, name="村史讲解"),
-        }  # fmt: skip
+        }
         session.add_all(items.values())
         await session.flush()
     world.units = {k: v.id for k, v in units.items()}

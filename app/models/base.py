@@ -16,7 +16,7 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {int: BigInteger, datetime: DateTime(timezone=True)}
+    type_annotation_map = {int: BigInteger, datetime: DateTime(timezone=True)}  # noqa: RUF012
 
 
 class IdMixin:

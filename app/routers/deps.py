@@ -43,7 +43,11 @@ ExpectedVersion = Annotated[int | None, Depends(parse_if_match)]
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` for the error codes an endpoint may answer."""
     descriptions = {
-        401: "未登录或令牌无效", 403: "角色无权执行", 404: "对象不存在或不在可见范围",
-        409: "状态冲突 (当前状态与允许的操作见 details)", 422: "请求参数不正确", 503: "数据库或上游不可用",
-    }  # fmt: skip
+        401: "未登录或令牌无效",
+        403: "角色无权执行",
+        404: "对象不存在或不在可见范围",
+        409: "状态冲突 (当前状态与允许的操作见 details)",
+        422: "请求参数不正确",
+        503: "数据库或上游不可用",
+    }
     return {code: {"model": ErrorResponse, "description": descriptions[code]} for code in codes}

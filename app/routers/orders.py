@@ -19,14 +19,21 @@ from app.services.idempotency import IdempotencyKey
 from app.workflow import TRANSITIONS, USER_ACTIONS, roles_for
 
 router = APIRouter(tags=["orders"])
+_NO_BODY = EmptyBody()
 
 
 @router.post("/orders", status_code=201, response_model=OrderOut, responses=errors(401, 403, 422))
 async def place_order(
-    body: OrderCreate, request: Request, session: Session, actor: CurrentUser, idempotency_key: IdempotencyKeyHeader = None
+    body: OrderCreate,
+    request: Request,
+    session: Session,
+    actor: CurrentUser,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> OrderOut:
     """点单 (或代点单). Send ``Idempotency-Key`` so a retried request never creates a second order."""
-    idem = IdempotencyKey.from_request(idempotency_key, "POST", request.url.path, body.model_dump(mode="json"))
+    idem = IdempotencyKey.from_request(
+        idempotency_key, "POST", request.url.path, body.model_dump(mode="json")
+    )
     return await ordering.place_order(session, actor, body, idem)
 
 
@@ -55,10 +62,10 @@ async def order_events(order_id: ObjectId, session: Session, actor: CurrentUser)
 
 def _describe(action: Action) -> str:
     rows = [
-        f"- `{frm.value if frm else '—'}` → `{(rule.to or frm).value if (rule.to or frm) else '—'}`"
-        f" by {', '.join(sorted(r.value for r in rule.actors))} (guard: {rule.guard.value})"
+        f"- `{frm.value}` → `{(rule.to or frm).value}` by {', '.join(sorted(r.value for r in rule.actors))}"
+        f" (guard: {rule.guard.value})"
         for (frm, act), rule in TRANSITIONS.items()
-        if act is action
+        if act is action and frm is not None
     ]
     return f"Transition `{action.value}` (from the state machine table):\n\n" + "\n".join(rows)
 
@@ -74,7 +81,7 @@ def _action_endpoint(action: Action) -> Callable[..., Awaitable[OrderOut]]:
         settings: SettingsDep,
         actor: CurrentUser,
         expected_version: ExpectedVersion,
-        body: Annotated[body_model, Body()] = EmptyBody() if optional else ...,  # type: ignore[valid-type]
+        body: Annotated[body_model, Body()] = _NO_BODY if optional else ...,
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> OrderOut:
         payload: BaseModel = body if body is not None else EmptyBody()

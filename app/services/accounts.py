@@ -15,7 +15,9 @@ from app.models import User
 from app.schemas.auth import TokenOut, UserOut
 
 # A real argon2 hash of a random string: unknown usernames cost as much as wrong passwords.
-_DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$s5X707NJ9eFg3UUMdIENqw$CjrBYuGZbs38A48ikKyU9WpN2nT2od3gXD+3fgLTzEw"
+_DUMMY_HASH = (
+    "$argon2id$v=19$m=65536,t=3,p=4$s5X707NJ9eFg3UUMdIENqw$CjrBYuGZbs38A48ikKyU9WpN2nT2od3gXD+3fgLTzEw"
+)
 
 
 def token_response(settings: Settings, user: User) -> TokenOut:

@@ -163,6 +163,8 @@ async def my_orders(
     if status is not None:
         query = query.where(Order.status == status.value)
     async with session.begin():
-        rows = list((await session.execute(keyset(query, Order.created_at, Order.id, cursor, limit))).scalars())
+        rows = list(
+            (await session.execute(keyset(query, Order.created_at, Order.id, cursor, limit))).scalars()
+        )
         items, next_cursor = page_of(rows, limit)
         return Page[OrderOut](items=[present_order(o, actor) for o in items], next_cursor=next_cursor)

@@ -10,6 +10,7 @@ Anything else is answered 404, so existence never leaks.
 from __future__ import annotations
 
 from sqlalchemy import ColumnElement, and_, false, or_
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.auth import Actor
 from app.domain import Role, Status
@@ -17,9 +18,9 @@ from app.models import Order
 from app.models.org import ancestor_paths
 
 
-def subtree(column: ColumnElement[str] | object, path: str) -> ColumnElement[bool]:
+def subtree(column: InstrumentedAttribute[str], path: str) -> ColumnElement[bool]:
     """``column`` is ``path`` or lies under it (index-friendly prefix match)."""
-    return column.like(f"{path}%")  # type: ignore[attr-defined,no-any-return]
+    return column.like(f"{path}%")
 
 
 def in_pool_region(actor: Actor) -> ColumnElement[bool]:

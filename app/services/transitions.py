@@ -43,7 +43,13 @@ class Change:
     """What one transition is doing, handed to the action's effect."""
 
     def __init__(
-        self, session: AsyncSession, order: Order, actor: Actor, body: BaseModel, now: datetime, settings: Settings
+        self,
+        session: AsyncSession,
+        order: Order,
+        actor: Actor,
+        body: BaseModel,
+        now: datetime,
+        settings: Settings,
     ) -> None:
         self.session, self.order, self.actor, self.body, self.now = session, order, actor, body, now
         self.settings = settings
@@ -104,9 +110,7 @@ async def _lock_order(session: AsyncSession, order_id: int, action: Action, acto
         )
         known = known | (in_pool_region(actor) & was_published)
     order = (
-        await session.execute(
-            select(Order).where(Order.id == order_id, known).with_for_update(of=Order)
-        )
+        await session.execute(select(Order).where(Order.id == order_id, known).with_for_update(of=Order))
     ).scalar_one_or_none()
     if order is None:
         raise NotFound("订单不存在")
@@ -127,7 +131,10 @@ async def _transition(
     change = Change(session, order, actor, body, now, settings)
     previous_target = (order.assignee_team_id, order.assignee_volunteer_id)
     if rule.clears_assignment:
-        change.event_payload |= {"previous_team_id": previous_target[0], "previous_volunteer_id": previous_target[1]}
+        change.event_payload |= {
+            "previous_team_id": previous_target[0],
+            "previous_volunteer_id": previous_target[1],
+        }
         order.assignee_team_id = order.assignee_volunteer_id = None
         order.deadline_at = None
     effect = EFFECTS.get(action)
@@ -182,10 +189,14 @@ async def notify(
     topic = f"order.{action.value}"
     for audience in audiences:
         if audience is Notify.UNIT_ADMINS:
-            session.add(OutboxMessage(topic=topic, order_id=order.id, recipient_unit_id=order.unit_id, payload=base))
+            session.add(
+                OutboxMessage(topic=topic, order_id=order.id, recipient_unit_id=order.unit_id, payload=base)
+            )
         elif audience is Notify.RESIDENT:
             for user_id in {order.resident_id, order.placed_by_id} - {None}:
-                session.add(OutboxMessage(topic=topic, order_id=order.id, recipient_user_id=user_id, payload=base))
+                session.add(
+                    OutboxMessage(topic=topic, order_id=order.id, recipient_user_id=user_id, payload=base)
+                )
         elif audience is Notify.TARGET:
             team_id = order.assignee_team_id or previous_target[0]
             volunteer_id = order.assignee_volunteer_id or previous_target[1]
@@ -238,23 +249,23 @@ async def _dispatch(change: Change) -> None:
     if body.team_id is not None:
         row = (
             await session.execute(
-                select(Team.is_active, OrgUnit.path).join(OrgUnit, OrgUnit.id == Team.unit_id).where(
-                    Team.id == body.team_id
-                )
+                select(Team.is_active, OrgUnit.path)
+                .join(OrgUnit, OrgUnit.id == Team.unit_id)
+                .where(Team.id == body.team_id)
             )
         ).one_or_none()
         if row is None or not row[0] or not actor.administers(row[1]):
             raise InvalidInput("服务队不存在、已停用或不在管辖范围内", team_id=body.team_id)
         change.order.assignee_team_id = body.team_id
     else:
-        row = (
+        volunteer = (
             await session.execute(
                 select(Volunteer.status, OrgUnit.path)
                 .join(OrgUnit, OrgUnit.id == Volunteer.home_unit_id)
                 .where(Volunteer.id == body.volunteer_id)
             )
         ).one_or_none()
-        if row is None or row[0] != "active" or not actor.administers(row[1]):
+        if volunteer is None or volunteer[0] != "active" or not actor.administers(volunteer[1]):
             raise InvalidInput("志愿者不存在、未激活或不在管辖范围内", volunteer_id=body.volunteer_id)
         change.order.assignee_volunteer_id = body.volunteer_id
     minutes = body.accept_within_minutes or change.settings.default_accept_minutes
@@ -285,7 +296,11 @@ async def _complete(change: Change) -> None:
     if order.assignee_volunteer_id not in ids:
         raise InvalidInput("参与者须包含接单志愿者本人", volunteer_id=order.assignee_volunteer_id)
     found = set(
-        (await session.execute(select(Volunteer.id).where(Volunteer.id.in_(ids), Volunteer.status == "active")))
+        (
+            await session.execute(
+                select(Volunteer.id).where(Volunteer.id.in_(ids), Volunteer.status == "active")
+            )
+        )
         .scalars()
         .all()
     )
@@ -302,11 +317,15 @@ async def _complete(change: Change) -> None:
     session.add(record)
     await session.flush()
     session.add_all(
-        ServiceParticipant(record_id=record.id, volunteer_id=p.volunteer_id, hours=p.hours) for p in body.participants
+        ServiceParticipant(record_id=record.id, volunteer_id=p.volunteer_id, hours=p.hours)
+        for p in body.participants
     )
     order.completed_at = change.now
-    change.event_payload = {"record_id": record.id, "served_count": body.served_count,
-                            "participants": len(ids)}  # fmt: skip
+    change.event_payload = {
+        "record_id": record.id,
+        "served_count": body.served_count,
+        "participants": len(ids),
+    }
 
 
 async def _rate(change: Change) -> None:
