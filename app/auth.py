@@ -12,7 +12,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -20,7 +20,7 @@ from app.config import Settings
 from app.db import Session
 from app.domain import Role
 from app.errors import Forbidden, Unauthorized
-from app.models import OrgUnit, TeamMember, User, Volunteer
+from app.models import OrgUnit, TeamMember, User, Volunteer, team_categories, volunteer_categories
 
 _hasher = PasswordHasher()
 _bearer = HTTPBearer(auto_error=False, description="令牌: POST /api/v1/auth/login 或 /auth/wechat 返回")
@@ -52,6 +52,7 @@ class Actor:
     volunteer_id: int | None = None
     volunteer_active: bool = False
     team_ids: frozenset[int] = frozenset()
+    category_ids: frozenset[int] = frozenset()  # menu categories served, directly or through a team
 
     def administers(self, unit_path: str) -> bool:
         """True if ``unit_path`` lies in this admin's subtree (本级及下级)."""
@@ -76,6 +77,12 @@ def issue_token(settings: Settings, user: User) -> str:
 async def load_actor(session: AsyncSession, user_id: int, token_version: int | None = None) -> Actor:
     """Load the caller; refuses disabled accounts and tokens issued before a password change."""
     home = aliased(OrgUnit)
+    served = union(
+        select(volunteer_categories.c.category_id).where(volunteer_categories.c.volunteer_id == Volunteer.id),
+        select(team_categories.c.category_id)
+        .join(TeamMember, TeamMember.team_id == team_categories.c.team_id)
+        .where(TeamMember.volunteer_id == Volunteer.id),
+    ).subquery()
     row = (
         await session.execute(
             select(
@@ -92,6 +99,7 @@ async def load_actor(session: AsyncSession, user_id: int, token_version: int | N
                 select(func.array_agg(TeamMember.team_id))
                 .where(TeamMember.volunteer_id == Volunteer.id)
                 .scalar_subquery(),
+                select(func.array_agg(served.c.category_id)).scalar_subquery(),
             )
             .outerjoin(OrgUnit, OrgUnit.id == User.unit_id)
             .outerjoin(Volunteer, Volunteer.user_id == User.id)
@@ -113,6 +121,7 @@ async def load_actor(session: AsyncSession, user_id: int, token_version: int | N
         volunteer_id=row[7] if is_volunteer else None,
         volunteer_active=is_volunteer and row[8] == "active",
         team_ids=frozenset(row[10] or ()) if is_volunteer else frozenset(),
+        category_ids=frozenset(row[11] or ()) if is_volunteer else frozenset(),
     )
 
 

@@ -1,4 +1,4 @@
-"""``sidan``: serve, migrate, seed-demo."""
+"""``sidan``: serve, worker, migrate, seed-demo."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
+from types import FrameType
 
 from app.config import get_settings
 from app.db import resolve_database_url
@@ -56,9 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.demo:
         loaded = _seed_demo(url)
         print("demo data loaded" if loaded else "database already has data: demo not reloaded")
-    print(
-        f"Sidan is serving on http://{args.host}:{args.port}  (API docs: http://{args.host}:{args.port}/docs)"
-    )
+    print(f"Sidan is serving on http://{args.host}:{args.port}  (API docs: http://{args.host}:{args.port}/docs)")
     sys.stdout.flush()
     uvicorn.run(
         "app.asgi:app",
@@ -71,7 +71,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(_: argparse.Namespace) -> int:
+    """Run only the background worker (sweeper + notifications), e.g. beside API-only instances."""
+    import httpx
+
+    from app.db import create_engine, create_sessionmaker
+    from app.worker import run_worker
+
+    url = _database_url()
+    _migrate(url)
+    settings = get_settings()
+
+    async def _run() -> None:
+        engine = create_engine(url, settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        try:
+            async with httpx.AsyncClient() as http:
+                await run_worker(create_sessionmaker(engine), settings, http, stop)
+        finally:
+            await engine.dispose()
+
+    print("Sidan worker running (deadline sweeper + notification sender); Ctrl-C to stop")
+    asyncio.run(_run())
+    return 0
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM ends the process through ``SystemExit`` (status 143), so exit handlers run and stop
+    the embedded PostgreSQL. uvicorn shuts down gracefully, then re-raises the signal it caught to
+    the handler installed before it; Python's default (die at once) left the database running."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     parser = argparse.ArgumentParser(prog="sidan", description="四单 order-dispatch service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,9 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--demo", action="store_true", help="load the demo county into an empty database")
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="migrate the database to head").set_defaults(func=cmd_migrate)
-    sub.add_parser("seed-demo", help="load the demo county into an empty database").set_defaults(
-        func=cmd_seed_demo
-    )
+    sub.add_parser("worker", help="run the deadline sweeper and notification sender only").set_defaults(func=cmd_worker)
+    sub.add_parser("seed-demo", help="load the demo county into an empty database").set_defaults(func=cmd_seed_demo)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

@@ -17,9 +17,7 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     # ``DATABASE_URL`` (the conventional name) or ``SIDAN_DATABASE_URL``; empty = embedded PostgreSQL.
-    database_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("SIDAN_DATABASE_URL", "DATABASE_URL")
-    )
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("SIDAN_DATABASE_URL", "DATABASE_URL"))
     data_dir: Path = Path(".sidan")
     db_pool_size: int = 10
     db_max_overflow: int = 10
@@ -36,16 +34,16 @@ class Settings(BaseSettings):
     wechat_secret: str = "wx-demo-secret"
     wechat_timeout_seconds: float = 5.0
 
-    default_accept_minutes: int = 120
-    default_pool_minutes: int = 24 * 60
+    # The background worker (deadline sweeper + notification sender) inside ``sidan serve``.
+    run_worker: bool = True
+    worker_interval_seconds: float = 5.0
+    wechat_template_id: str = "sidan-order-status"
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> Settings:
         if self.environment == "production":
             if self.token_secret == DEFAULT_TOKEN_SECRET or len(self.token_secret) < 32:
-                raise ValueError(
-                    "SIDAN_TOKEN_SECRET must be set to a random value of 32+ characters in production"
-                )
+                raise ValueError("SIDAN_TOKEN_SECRET must be set to a random value of 32+ characters in production")
             if self.enable_dev_token:
                 raise ValueError("SIDAN_ENABLE_DEV_TOKEN is not allowed in production")
         return self

@@ -264,6 +264,9 @@ class DemoOrder:
     cancel_after_approve: bool = False
     declined_by: tuple[str, str] | None = None  # (volunteer, reason): 退单 before the final dispatch
     reopen_reason: str = ""  # rated, then 返工: ends in approved, round 2
+    placed_at: str | None = None  # ordered at this unit (e.g. the 中心 hotline), then 层层派单 to ``station``
+    transfer_reason: str = ""
+    escalate_reason: str = ""  # 上报: the 站 hands it to its 所 first
 
 
 S = Status
@@ -291,11 +294,11 @@ ORDERS: Final[tuple[DemoOrder, ...]] = (
     DemoOrder("resident17", "xingfuli", "after_school", S.IN_SERVICE, 0.4, via="pool",
               volunteer="volunteer05",
               description="双职工家庭，孩子上三年级，放学后没人看，想报名四点半课堂"),
-    DemoOrder("resident02", "xingfuli", "free_clinic", S.APPROVED, 0.6, beneficiaries=15,
+    DemoOrder("resident02", "xingfuli", "free_clinic", S.APPROVED, 0.1, beneficiaries=15,
               description="楼里十几位老人想一起做个义诊，量量血压血糖"),
-    DemoOrder("resident01", "xingfuli", "区医院复查陪诊", S.SUBMITTED, 0.2,
+    DemoOrder("resident01", "xingfuli", "区医院复查陪诊", S.SUBMITTED, 0.12,
               description="下周二上午要去区人民医院复查，子女在外地，想请志愿者陪同挂号取药"),
-    DemoOrder("resident03", "xingfuli", "anti_fraud", S.SUBMITTED, 0.15, beneficiaries=20,
+    DemoOrder("resident03", "xingfuli", "anti_fraud", S.SUBMITTED, 0.08, beneficiaries=20,
               description="楼里好几个老人接到过冒充医保局的电话，想请人来讲讲怎么防骗"),
     DemoOrder("resident05", "xingfuli", "first_aid", S.REJECTED, 6,
               description="想学心肺复苏，家里老人有心脏病",
@@ -310,13 +313,13 @@ ORDERS: Final[tuple[DemoOrder, ...]] = (
               description="老式双缸洗衣机通电不转，想请懂维修的志愿者看看",
               summary="检查发现电机电容老化，已更换电容，洗衣机恢复正常",
               comment="修好了，就是来得晚了点"),
-    DemoOrder("resident05", "xingfuli", "smartphone", S.APPROVED, 8, volunteer="volunteer04", hours="0.5",
+    DemoOrder("resident05", "xingfuli", "smartphone", S.APPROVED, 2.4, volunteer="volunteer04", hours="0.5",
               stars=2, tags=("时间短",),
               description="想学在手机上交医保、查社保",
               summary="讲解手机缴纳医保的步骤",
               comment="只教了一会儿就走了，还是不会用",
               reopen_reason="群众评价较低，安排返工：重新上门一对一辅导直至学会"),
-    DemoOrder(None, "xingfuli", "party_post", S.APPROVED, 0.25, proxy="zhan_admin",
+    DemoOrder(None, "xingfuli", "party_post", S.APPROVED, 0.15, proxy="zhan_admin",
               channel=Channel.HOTLINE, contact=("孙福海", "13953124617"),
               description="独居老人孙大爷腿脚不便，电话求助代缴本月水电费并代购降压药"),
     # 南关社区、文昌社区 (suo_admin) -------------------------------------------------------------------
@@ -331,6 +334,9 @@ ORDERS: Final[tuple[DemoOrder, ...]] = (
               beneficiaries=2, description="楼上楼下因为漏水闹矛盾好几个月了，想请调解员帮忙"),
     DemoOrder("resident06", "nanguan", "home_health", S.SUBMITTED, 0.1, proxy="volunteer07",
               description="网格员代邻居赵大爷点单：血压不稳，想约上门测血压"),
+    DemoOrder("resident07", "nanguan", "独居老人心理疏导", S.ACCEPTED, 1, volunteer="volunteer29",
+              description="老伴去世后整天不出门，话也少了，想请人来陪着说说话、疏导疏导",
+              escalate_reason="本站暂无心理疏导专业志愿者，上报城关街道实践所统筹"),
     DemoOrder("resident08", "wenchang", "movie", S.COMPLETED, 1.5, via="pool", volunteer="volunteer09",
               helpers=("volunteer22",), hours="3", beneficiaries=120,
               description="小区广场想放一场露天电影，丰富一下夏天晚上的生活",
@@ -351,7 +357,7 @@ ORDERS: Final[tuple[DemoOrder, ...]] = (
               volunteer="volunteer23", hours="1.5",
               description="网格员代严志明点单：腿有残疾，想申请残疾人两项补贴",
               summary="上门探访，协助填写残疾人两项补贴申请表，已交村委会"),
-    DemoOrder("resident10", "liuwancun", "opera", S.APPROVED, 1, beneficiaries=300,
+    DemoOrder("resident10", "liuwancun", "opera", S.APPROVED, 0.2, beneficiaries=300,
               description="秋收后想请艺术团来村里演一场吕剧"),
     DemoOrder("resident11", "yangjiazhuang", "tree_planting", S.REJECTED, 7,
               description="村东头荒坡想种些树，需要志愿者帮忙",
@@ -380,6 +386,11 @@ ORDERS: Final[tuple[DemoOrder, ...]] = (
               description="孩子爸妈都在外地打工，想请志愿者周末陪孩子读读书",
               summary="陪伴两名留守儿童阅读绘本、制作手工贺卡，并与父母视频通话",
               comment="孩子很喜欢高老师（网格员代评）"),
+    # 区中心热线 → 层层派单
+    DemoOrder("resident17", "xingfuli", "party_pair", S.SUBMITTED, 0.1, proxy="center_admin",
+              placed_at="center", channel=Channel.HOTLINE,
+              description="张宝山老人独居，子女在外地，来电希望有党员定期上门看看",
+              transfer_reason="属地办理：转幸福里社区实践站受理"),
     DemoOrder("resident16", "taoyuan", "river_patrol", S.CANCELLED, 5, cancel_after_approve=True,
               description="村南小河沟垃圾多，想请志愿者清理一下", reason="村里已组织党员清理过了，不需要了"),
     DemoOrder("resident16", "taoyuan", "rehab_escort", S.CLOSED, 15, volunteer="volunteer19", hours="4",
@@ -536,19 +547,26 @@ _H = timedelta(hours=1)
 
 def _route(spec: DemoOrder) -> list[_Step]:
     """The actions that take a freshly placed ``spec`` to its status."""
-    admin = _admin_for(spec.station)
+    steps: list[_Step] = []
+    unit = spec.station
+    if spec.placed_at is not None:
+        moved = {"unit_id": spec.station, "reason": spec.transfer_reason}
+        steps.append((Action.TRANSFER, _admin_for(spec.placed_at), moved, _H / 2))
+    if spec.escalate_reason:
+        steps.append((Action.ESCALATE, _admin_for(spec.station), {"reason": spec.escalate_reason}, 3 * _H))
+        unit = _need(UNITS[spec.station][0])
+    admin = _admin_for(unit)
     orderer = spec.resident or _need(spec.proxy)  # who may cancel (besides the admin) and rate
     rater = _need(spec.proxy) if spec.rated_by_proxy else orderer
     auto = spec.what in ITEMS and ITEMS[spec.what][4]
     target = spec.status
-    steps: list[_Step] = []
     if target is Status.SUBMITTED:
         return steps
     if target is Status.REJECTED:
-        return [(Action.REJECT, admin, {"reason": spec.reason}, 3 * _H)]
+        return [*steps, (Action.REJECT, admin, {"reason": spec.reason}, 3 * _H)]
     if target is Status.CANCELLED and not spec.cancel_after_approve:
         who = admin if spec.cancelled_by_admin else orderer
-        return [(Action.CANCEL, who, {"reason": spec.reason}, 5 * _H)]
+        return [*steps, (Action.CANCEL, who, {"reason": spec.reason}, 5 * _H)]
     if not auto:
         steps.append((Action.APPROVE, admin, {}, 2 * _H))
     if target is Status.CANCELLED:
@@ -559,7 +577,7 @@ def _route(spec: DemoOrder) -> list[_Step]:
         who, why = spec.declined_by
         steps.append((Action.DISPATCH, admin, _dispatch_to(volunteer=who), _H))
         steps.append((Action.DECLINE, who, {"reason": why}, 3 * _H))
-    if spec.via == "pool":
+    if spec.via == "pool" or target is Status.POOLED:
         steps.append((Action.PUBLISH, admin, {"accept_within_minutes": 7 * 24 * 60}, _H))
         if target is Status.POOLED:
             return steps
@@ -624,7 +642,7 @@ async def _load_orders(maker: async_sessionmaker[AsyncSession], settings: Settin
         times = [t - shift for t in times]
         placer = await actor(spec.proxy or _need(spec.resident))
         async with maker() as session:
-            order = await place_order(session, placer, _order_body(spec, ids, now, n), now=times[0])
+            order = await place_order(session, settings, placer, _order_body(spec, ids, now, n), now=times[0])
         for (action, username, body, _), at in zip(steps, times[1:], strict=True):
             async with maker() as session:
                 await apply_action(
@@ -637,6 +655,13 @@ async def _load_orders(maker: async_sessionmaker[AsyncSession], settings: Settin
                     now=at,
                 )
     async with maker() as session, session.begin():
+        # The notifications of this made-up past count as delivered back then: a fresh demo should
+        # not flood the log (or WeChat) with a hundred stale messages when the worker starts.
+        await session.execute(
+            text(
+                "UPDATE outbox_messages SET status = 'sent', channel = 'log', sent_at = now() WHERE status = 'pending'"
+            )
+        )
         # Records and ratings take the database clock; date them like the events that wrote them.
         await session.execute(
             text(
@@ -671,7 +696,7 @@ def _order_body(spec: DemoOrder, ids: _Ids, now: datetime, n: int) -> OrderCreat
         item_id=ids.items[spec.what] if is_item else None,
         title=None if is_item else spec.what,
         description=spec.description,
-        unit_id=ids.units[spec.station],
+        unit_id=ids.units[spec.placed_at or spec.station],
         address=address,
         contact_name=name,
         contact_phone=phone,
@@ -692,8 +717,8 @@ def _action_body(action: Action, body: dict[str, Any], ids: _Ids) -> BaseModel:
         volunteer, team = data.pop("volunteer"), data.pop("team")
         data["volunteer_id"] = ids.volunteers[volunteer] if volunteer else None
         data["team_id"] = ids.teams[team] if team else None
+    if action is Action.TRANSFER:
+        data["unit_id"] = ids.units[data["unit_id"]]
     if action is Action.COMPLETE:
-        data["participants"] = [
-            p | {"volunteer_id": ids.volunteers[p["volunteer_id"]]} for p in data["participants"]
-        ]
+        data["participants"] = [p | {"volunteer_id": ids.volunteers[p["volunteer_id"]]} for p in data["participants"]]
     return body_for(action).model_validate(data)

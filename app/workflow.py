@@ -58,9 +58,7 @@ def _rule(
 S, A, R = Status, Action, Role
 ANYONE = (R.RESIDENT, R.VOLUNTEER, R.ADMIN)
 
-_escalate = _rule(
-    None, R.ADMIN, R.SYSTEM, guard=Guard.ADMIN_IN_SCOPE, reason=True, notify=(Notify.UNIT_ADMINS,)
-)
+_escalate = _rule(None, R.ADMIN, R.SYSTEM, guard=Guard.ADMIN_IN_SCOPE, reason=True, notify=(Notify.UNIT_ADMINS,))
 _transfer = _rule(None, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE, notify=(Notify.UNIT_ADMINS,))
 _withdraw = _rule(S.APPROVED, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE, clears=True, notify=(Notify.TARGET,))
 _expire = _rule(S.APPROVED, R.SYSTEM, clears=True, notify=(Notify.UNIT_ADMINS,))
@@ -86,9 +84,7 @@ TRANSITIONS: Final[dict[tuple[Status | None, Action], Rule]] = {
     (S.APPROVED, A.ESCALATE): _escalate,
     (S.SUBMITTED, A.TRANSFER): _transfer,
     (S.APPROVED, A.TRANSFER): _transfer,
-    (S.APPROVED, A.DISPATCH): _rule(
-        S.DISPATCHED, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE, notify=(Notify.TARGET,)
-    ),
+    (S.APPROVED, A.DISPATCH): _rule(S.DISPATCHED, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE, notify=(Notify.TARGET,)),
     (S.APPROVED, A.PUBLISH): _rule(S.POOLED, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE),
     (S.DISPATCHED, A.ACCEPT): _rule(S.ACCEPTED, R.VOLUNTEER, guard=Guard.TARGET, notify=(Notify.RESIDENT,)),
     (S.DISPATCHED, A.DECLINE): _rule(
@@ -103,9 +99,7 @@ TRANSITIONS: Final[dict[tuple[Status | None, Action], Rule]] = {
         S.APPROVED, R.VOLUNTEER, guard=Guard.ASSIGNEE, reason=True, clears=True, notify=(Notify.UNIT_ADMINS,)
     ),
     (S.ACCEPTED, A.CHECK_IN): _rule(S.IN_SERVICE, R.VOLUNTEER, guard=Guard.ASSIGNEE),
-    (S.IN_SERVICE, A.COMPLETE): _rule(
-        S.COMPLETED, R.VOLUNTEER, guard=Guard.ASSIGNEE, notify=(Notify.RESIDENT,)
-    ),
+    (S.IN_SERVICE, A.COMPLETE): _rule(S.COMPLETED, R.VOLUNTEER, guard=Guard.ASSIGNEE, notify=(Notify.RESIDENT,)),
     (S.COMPLETED, A.RATE): _rule(S.RATED, *ANYONE, guard=Guard.ORDERER),
     (S.COMPLETED, A.AUTO_CLOSE): _rule(S.CLOSED, R.SYSTEM),
     (S.COMPLETED, A.REOPEN): _reopen,
@@ -118,9 +112,7 @@ TRANSITIONS: Final[dict[tuple[Status | None, Action], Rule]] = {
     (S.ACCEPTED, A.CANCEL): _cancel,
 }
 
-TERMINAL_STATES: Final[frozenset[Status]] = frozenset(
-    s for s in Status if not any(frm is s for frm, _ in TRANSITIONS)
-)
+TERMINAL_STATES: Final[frozenset[Status]] = frozenset(s for s in Status if not any(frm is s for frm, _ in TRANSITIONS))
 
 
 def rule_for(status: Status, action: Action) -> Rule | None:
@@ -134,11 +126,7 @@ def roles_for(action: Action) -> frozenset[Role]:
 
 def actions_from(status: Status, role: Role | None = None) -> list[Action]:
     """Actions leaving ``status`` (for ``role`` if given), in table order."""
-    return [
-        act
-        for (frm, act), rule in TRANSITIONS.items()
-        if frm is status and (role is None or role in rule.actors)
-    ]
+    return [act for (frm, act), rule in TRANSITIONS.items() if frm is status and (role is None or role in rule.actors)]
 
 
 def mermaid() -> str:
@@ -158,9 +146,7 @@ def mermaid() -> str:
 
 
 # Actions a person triggers over HTTP, one endpoint each (system-only actions are fired by timers).
-USER_ACTIONS: Final[tuple[Action, ...]] = tuple(
-    a for a in Action if a is not A.PLACE and roles_for(a) - {R.SYSTEM}
-)
+USER_ACTIONS: Final[tuple[Action, ...]] = tuple(a for a in Action if a is not A.PLACE and roles_for(a) - {R.SYSTEM})
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ def settings() -> Settings:
     return Settings(
         environment="test",
         enable_dev_token=True,
+        run_worker=False,  # tests drive the sweeper and sender themselves, with an injected clock
         db_pool_size=30,
         db_max_overflow=10,
         wechat_base_url="http://127.0.0.1:9",  # tests that need WeChat start their own stand-in

@@ -115,9 +115,7 @@ async def test_create_unit_rejects_parents_outside_scope_and_bad_levels(world: W
         ("center_admin", {"parent_id": world.units["suo1"], "level": "center"}),
     ]
     for username, partial in cases:
-        response = await call(
-            world, "POST", "/admin/units", username, {**partial, "name": "新单位", "code": "x1"}
-        )
+        response = await call(world, "POST", "/admin/units", username, {**partial, "name": "新单位", "code": "x1"})
         assert response.status_code == 422, (partial, response.text)
         assert response.json()["error"]["code"] == "invalid_input"
     assert await ok(world, "GET", "/admin/units", "center_admin") == before
@@ -157,9 +155,7 @@ async def test_create_unit_invalid_body_is_422(world: World, overrides: dict[str
 
 async def test_update_unit_fields_and_scope(world: World) -> None:
     zhan11 = world.units["zhan11"]
-    updated = await ok(
-        world, "PATCH", f"/admin/units/{zhan11}", "suo1_admin", {"name": "幸福村站", "address": "村口"}
-    )
+    updated = await ok(world, "PATCH", f"/admin/units/{zhan11}", "suo1_admin", {"name": "幸福村站", "address": "村口"})
     assert (updated["name"], updated["address"]) == ("幸福村站", "村口")
     assert (await ok(world, "GET", f"/admin/units/{zhan11}", "zhan11_admin"))["name"] == "幸福村站"
     cleared = await ok(world, "PATCH", f"/admin/units/{zhan11}", "zhan11_admin", {"address": None})
@@ -167,22 +163,16 @@ async def test_update_unit_fields_and_scope(world: World) -> None:
     assert cleared["name"] == "幸福村站"
     # Siblings, cousins and units above the caller do not exist for it.
     for target in ("zhan21", "zhan12", "suo1", "center"):
-        response = await call(
-            world, "PATCH", f"/admin/units/{world.units[target]}", "zhan11_admin", {"name": "x"}
-        )
+        response = await call(world, "PATCH", f"/admin/units/{world.units[target]}", "zhan11_admin", {"name": "x"})
         assert response.status_code == 404, target
-    assert (await ok(world, "GET", f"/admin/units/{world.units['suo1']}", "center_admin"))[
-        "name"
-    ] == "测试suo1"
+    assert (await ok(world, "GET", f"/admin/units/{world.units['suo1']}", "center_admin"))["name"] == "测试suo1"
 
 
 async def test_update_unit_rejects_bad_patches(world: World) -> None:
     zhan12 = world.units["zhan12"]
     path = f"/admin/units/{zhan12}"
     assert (await call(world, "PATCH", path, "suo1_admin", {"code": "zhan11"})).status_code == 409
-    assert (
-        await call(world, "PATCH", path, "suo1_admin", {"parent_id": world.units["suo2"]})
-    ).status_code == 422
+    assert (await call(world, "PATCH", path, "suo1_admin", {"parent_id": world.units["suo2"]})).status_code == 422
     assert (await call(world, "PATCH", path, "suo1_admin", {"name": None})).status_code == 422
     assert (await call(world, "PATCH", path, "suo1_admin", {"name": "x\x00"})).status_code == 422
     unit = await ok(world, "GET", path, "center_admin")
@@ -247,14 +237,10 @@ async def test_category_duplicates_are_409(world: World) -> None:
         response = await call(world, "POST", "/admin/menu/categories", "center_admin", body)
         assert response.status_code == 409, body
     lecture = world.categories["lecture"]
-    response = await call(
-        world, "PATCH", f"/admin/menu/categories/{lecture}", "center_admin", {"code": "health"}
-    )
+    response = await call(world, "PATCH", f"/admin/menu/categories/{lecture}", "center_admin", {"code": "health"})
     assert response.status_code == 409
     # Renaming to its own current name is no conflict.
-    same = await call(
-        world, "PATCH", f"/admin/menu/categories/{lecture}", "center_admin", {"name": "理论宣讲"}
-    )
+    same = await call(world, "PATCH", f"/admin/menu/categories/{lecture}", "center_admin", {"name": "理论宣讲"})
     assert same.status_code == 200
     assert len(await ok(world, "GET", "/admin/menu/categories", "center_admin")) == 2
     bad = await call(
@@ -343,9 +329,7 @@ async def test_teams_list_is_scoped_with_members(world: World) -> None:
     assert rows[0]["member_ids"] == sorted([v["v11a"], v["v11b"]])
     assert rows[0]["leader_volunteer_id"] == v["v11a"]
     assert sorted(ids(await ok(world, "GET", "/admin/teams", "center_admin"))) == sorted(world.teams.values())
-    assert (
-        await call(world, "GET", f"/admin/teams/{world.teams['team21']}", "suo1_admin")
-    ).status_code == 404
+    assert (await call(world, "GET", f"/admin/teams/{world.teams['team21']}", "suo1_admin")).status_code == 404
 
 
 async def test_create_team_with_leader_and_categories(world: World) -> None:
@@ -395,9 +379,7 @@ async def test_replace_members(world: World) -> None:
     for outsider in (v["v12"], v["v21"], 999_999):
         response = await call(world, "PUT", path, "zhan11_admin", {"volunteer_ids": [v["v11a"], outsider]})
         assert response.status_code == 422, outsider
-    assert (await ok(world, "GET", f"/admin/teams/{team_id}", "zhan11_admin"))["member_ids"] == team[
-        "member_ids"
-    ]
+    assert (await ok(world, "GET", f"/admin/teams/{team_id}", "zhan11_admin"))["member_ids"] == team["member_ids"]
     # suo1's admin may bring in a 站12 volunteer; 站11's admin can then keep (but not add) them.
     mixed = await ok(world, "PUT", path, "suo1_admin", {"volunteer_ids": [v["v11a"], v["v12"]]})
     assert mixed["member_ids"] == sorted([v["v11a"], v["v12"]])
@@ -421,13 +403,9 @@ async def test_update_team(world: World) -> None:
     assert v["v11x"] in team["member_ids"]
     team = await ok(world, "PATCH", path, "zhan11_admin", {"leader_volunteer_id": None, "is_active": False})
     assert (team["leader_volunteer_id"], team["is_active"]) == (None, False)
-    assert (
-        await call(world, "PATCH", path, "zhan11_admin", {"leader_volunteer_id": v["v21"]})
-    ).status_code == 422
+    assert (await call(world, "PATCH", path, "zhan11_admin", {"leader_volunteer_id": v["v21"]})).status_code == 422
     assert (await call(world, "PATCH", path, "zhan11_admin", {"category_ids": [999_999]})).status_code == 422
-    assert (
-        await call(world, "PATCH", path, "zhan11_admin", {"unit_id": world.units["zhan12"]})
-    ).status_code == 422
+    assert (await call(world, "PATCH", path, "zhan11_admin", {"unit_id": world.units["zhan12"]})).status_code == 422
     assert (await ok(world, "GET", path, "zhan11_admin"))["category_ids"] == [c["health"]]
     other = f"/admin/teams/{world.teams['team21']}"
     assert (await call(world, "PATCH", other, "suo1_admin", {"name": "x"})).status_code == 404
@@ -524,9 +502,7 @@ async def test_create_volunteer_rejects_bad_input(world: World) -> None:
         response = await call(world, "POST", "/admin/volunteers", "zhan11_admin", {**good, **overrides})
         assert response.status_code == 422, (overrides, response.text)
     assert (await login(world, "han.meimei")).status_code == 401
-    assert len((await ok(world, "GET", "/admin/volunteers", "center_admin"))["items"]) == len(
-        world.volunteers
-    )
+    assert len((await ok(world, "GET", "/admin/volunteers", "center_admin"))["items"]) == len(world.volunteers)
 
 
 async def test_update_volunteer(world: World) -> None:
@@ -558,9 +534,7 @@ async def test_update_volunteer(world: World) -> None:
 
 async def test_moving_a_volunteer_moves_its_scope(world: World) -> None:
     vid = world.volunteers["v11a"]
-    moved = await ok(
-        world, "PATCH", f"/admin/volunteers/{vid}", "suo1_admin", {"home_unit_id": world.units["zhan12"]}
-    )
+    moved = await ok(world, "PATCH", f"/admin/volunteers/{vid}", "suo1_admin", {"home_unit_id": world.units["zhan12"]})
     assert moved["home_unit_id"] == world.units["zhan12"]
     assert (await call(world, "GET", f"/admin/volunteers/{vid}", "zhan11_admin")).status_code == 404
     assert (await ok(world, "GET", f"/admin/volunteers/{vid}", "zhan12_admin"))["id"] == vid
@@ -575,9 +549,7 @@ async def test_volunteer_password_reset_voids_old_tokens(world: World) -> None:
     assert (await world.client.get("/me", headers=world.h("v12"))).status_code == 401
     response = await login(world, "v12")
     assert response.status_code == 200
-    assert (
-        await world.client.get("/volunteer/me", headers=bearer(response.json()["access_token"]))
-    ).status_code == 200
+    assert (await world.client.get("/volunteer/me", headers=bearer(response.json()["access_token"]))).status_code == 200
 
 
 # --- admins ---------------------------------------------------------------------------------------
@@ -587,9 +559,7 @@ async def test_admins_list_is_scoped(world: World) -> None:
     rows = await ok(world, "GET", "/admin/admins", "suo1_admin")
     assert [a["username"] for a in rows] == ["suo1_admin", "zhan11_admin", "zhan12_admin"]
     assert all(not any("password" in key or "token" in key for key in row) for row in rows)
-    assert [a["username"] for a in await ok(world, "GET", "/admin/admins", "zhan21_admin")] == [
-        "zhan21_admin"
-    ]
+    assert [a["username"] for a in await ok(world, "GET", "/admin/admins", "zhan21_admin")] == ["zhan21_admin"]
     assert len(await ok(world, "GET", "/admin/admins", "center_admin")) == 6
     center = world.users["center_admin"]
     assert (await call(world, "GET", f"/admin/admins/{center}", "suo1_admin")).status_code == 404
@@ -619,16 +589,12 @@ async def test_create_admin_and_log_in(world: World) -> None:
     token = response.json()["access_token"]
     units = (await world.client.get("/admin/units", headers=bearer(token))).json()
     assert ids(units) == [world.units["zhan12"]]
-    assert (await ok(world, "GET", f"/admin/admins/{admin['id']}", "zhan12_admin"))[
-        "username"
-    ] == "zhan12_clerk"
+    assert (await ok(world, "GET", f"/admin/admins/{admin['id']}", "zhan12_admin"))["username"] == "zhan12_clerk"
 
 
 async def test_create_admin_rejects_bad_input(world: World) -> None:
     good = {"username": "clerk", "password": PASSWORD, "unit_id": world.units["zhan11"]}
-    assert (
-        await call(world, "POST", "/admin/admins", "zhan11_admin", {**good, "username": "r1"})
-    ).status_code == 409
+    assert (await call(world, "POST", "/admin/admins", "zhan11_admin", {**good, "username": "r1"})).status_code == 409
     for overrides in (
         {"unit_id": world.units["suo1"]},
         {"unit_id": world.units["zhan21"]},

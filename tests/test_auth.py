@@ -30,13 +30,9 @@ async def set_password(sessionmaker: async_sessionmaker[AsyncSession], username:
         await session.execute(update(User).where(User.username == username).values(password_hash=hashed))
 
 
-async def test_login_returns_a_working_token(
-    world: World, sessionmaker: async_sessionmaker[AsyncSession]
-) -> None:
+async def test_login_returns_a_working_token(world: World, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     await set_password(sessionmaker, "zhan11_admin", "correct horse")
-    response = await world.client.post(
-        "/auth/login", json={"username": "zhan11_admin", "password": "correct horse"}
-    )
+    response = await world.client.post("/auth/login", json={"username": "zhan11_admin", "password": "correct horse"})
     assert response.status_code == 200
     data = response.json()
     assert data["token_type"] == "bearer"
@@ -88,9 +84,7 @@ async def test_token_version_bump_voids_old_tokens(
 ) -> None:
     assert (await world.client.get("/me", headers=world.h("r1"))).status_code == 200
     async with sessionmaker() as session, session.begin():
-        await session.execute(
-            update(User).where(User.username == "r1").values(token_version=User.token_version + 1)
-        )
+        await session.execute(update(User).where(User.username == "r1").values(token_version=User.token_version + 1))
     assert (await world.client.get("/me", headers=world.h("r1"))).status_code == 401
 
 
@@ -106,9 +100,7 @@ async def test_expired_and_foreign_tokens_are_401(world: World) -> None:
     expired = jwt.encode(claims | {"exp": now - timedelta(minutes=1)}, world.settings.token_secret, "HS256")
     forged = jwt.encode(claims | {"exp": now + timedelta(hours=1)}, "another-secret-" * 3, "HS256")
     for token in (expired, forged):
-        assert (
-            await world.client.get("/me", headers={"Authorization": f"Bearer {token}"})
-        ).status_code == 401
+        assert (await world.client.get("/me", headers={"Authorization": f"Bearer {token}"})).status_code == 401
 
 
 def test_production_refuses_the_default_secret() -> None:
@@ -178,14 +170,10 @@ async def test_wechat_login_creates_the_resident_once(
     assert FakeWechat.calls[0]["appid"] == [world.settings.wechat_appid]
     assert FakeWechat.calls[0]["grant_type"] == ["authorization_code"]
     async with sessionmaker() as session:
-        users = (
-            (await session.execute(select(User).where(User.wechat_openid == "openid-abc"))).scalars().all()
-        )
+        users = (await session.execute(select(User).where(User.wechat_openid == "openid-abc"))).scalars().all()
     assert len(users) == 1
     token = first.json()["access_token"]
-    order = await world.client.post(
-        "/orders", json=world.order_body(), headers={"Authorization": f"Bearer {token}"}
-    )
+    order = await world.client.post("/orders", json=world.order_body(), headers={"Authorization": f"Bearer {token}"})
     assert order.status_code == 201 and order.json()["resident_id"] == users[0].id
 
 

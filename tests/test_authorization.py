@@ -47,21 +47,15 @@ async def test_admin_scope_is_the_unit_subtree(world: World, admin: str, expecte
 
 async def test_station_admin_cannot_dispatch_another_stations_order(world: World) -> None:
     order = await world.order_in(Status.APPROVED, unit="zhan11")
-    response = await world.act(
-        "zhan12_admin", order["id"], "dispatch", {"volunteer_id": world.volunteers["v12"]}
-    )
+    response = await world.act("zhan12_admin", order["id"], "dispatch", {"volunteer_id": world.volunteers["v12"]})
     assert response.status_code == 404
 
 
 async def test_admin_cannot_dispatch_to_a_volunteer_outside_its_jurisdiction(world: World) -> None:
     order = await world.order_in(Status.APPROVED, unit="zhan11")
-    response = await world.act(
-        "zhan11_admin", order["id"], "dispatch", {"volunteer_id": world.volunteers["v21"]}
-    )
+    response = await world.act("zhan11_admin", order["id"], "dispatch", {"volunteer_id": world.volunteers["v21"]})
     assert response.status_code == 422
-    assert (await world.client.get(f"/orders/{order['id']}", headers=world.h("r1"))).json()[
-        "status"
-    ] == "approved"
+    assert (await world.client.get(f"/orders/{order['id']}", headers=world.h("r1"))).json()["status"] == "approved"
 
 
 async def test_volunteer_cannot_accept_an_order_dispatched_to_someone_else(world: World) -> None:
@@ -137,9 +131,7 @@ async def test_resident_cannot_cancel_once_service_started(world: World) -> None
 async def test_only_the_orderer_rates(world: World) -> None:
     order = await world.order_in(Status.COMPLETED)
     assert (await world.act("r2", order["id"], "rate", {"stars": 1})).status_code == 404
-    assert (
-        await world.act("v11a", order["id"], "rate", {"stars": 5})
-    ).status_code == 403  # can see, can't rate
+    assert (await world.act("v11a", order["id"], "rate", {"stars": 5})).status_code == 403  # can see, can't rate
     assert (await world.act("zhan11_admin", order["id"], "rate", {"stars": 5})).status_code == 403
 
 

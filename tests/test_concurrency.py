@@ -21,15 +21,11 @@ async def add_volunteers(
     names = [f"grabber{i:02d}" for i in range(n)]
     async with sessionmaker() as session, session.begin():
         for i, name in enumerate(names):
-            user = User(
-                username=name, role=Role.VOLUNTEER.value, unit_id=world.units[unit], display_name=name
-            )
+            user = User(username=name, role=Role.VOLUNTEER.value, unit_id=world.units[unit], display_name=name)
             session.add(user)
             await session.flush()
             session.add(
-                Volunteer(
-                    user_id=user.id, real_name=name, phone=f"1590000{i:04d}", home_unit_id=world.units[unit]
-                )
+                Volunteer(user_id=user.id, real_name=name, phone=f"1590000{i:04d}", home_unit_id=world.units[unit])
             )
             world.tokens[name] = issue_token(world.settings, user)
     return names

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -41,8 +43,10 @@ async def seeded(app: FastAPI, database_url: str) -> float:
 async def test_demo_county_shape(seeded: float, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     assert seeded < 30  # generous: it takes a few seconds; benchmarks, not tests, measure speed
     async with sessionmaker() as session:
-        levels = dict((await session.execute(select(OrgUnit.level, func.count()).group_by(OrgUnit.level))).all())
-        roles = dict((await session.execute(select(User.role, func.count()).group_by(User.role))).all())
+        levels = {
+            level: n for level, n in await session.execute(select(OrgUnit.level, func.count()).group_by(OrgUnit.level))
+        }
+        roles = {role: n for role, n in await session.execute(select(User.role, func.count()).group_by(User.role))}
         counts = await _counts(session)
         units = {u.id: u for u in (await session.scalars(select(OrgUnit))).all()}
     assert levels == {"center": 1, "institute": 3, "station": 9}
@@ -53,8 +57,8 @@ async def test_demo_county_shape(seeded: float, sessionmaker: async_sessionmaker
         parent_path = units[unit.parent_id].path if unit.parent_id else ""
         assert unit.path == f"{parent_path}{unit.id}."
         assert unit.depth == unit.path.count(".") - 1
-    stations = [u for u in units.values() if u.level == "station"]
-    assert {len([s for s in stations if s.parent_id == p.id]) for p in units.values() if p.level == "institute"} == {3}
+    for institute in (u for u in units.values() if u.level == "institute"):
+        assert sum(u.parent_id == institute.id for u in units.values()) == 3
 
 
 async def test_every_state_has_orders_with_consistent_timelines(
@@ -71,11 +75,22 @@ async def test_every_state_has_orders_with_consistent_timelines(
         steps = timeline[order.id]
         assert steps[0].action == "place", order.title
         assert steps[-1].to_status == order.status, order.title
-        for before, after in zip(steps, steps[1:], strict=False):
+        for before, after in itertools.pairwise(steps):
             assert after.from_status == before.to_status, order.title
             assert after.created_at >= before.created_at, order.title
     assert any(o.placed_by_id != o.resident_id for o in orders)  # 代点单
     assert len({o.unit_id for o in orders}) >= 5
+    assert {"escalate", "transfer", "decline", "grab", "reopen", "auto_close"} <= {e.action for e in events}
+
+
+async def test_a_fresh_demo_is_not_due_for_the_sweeper(
+    seeded: float, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Backdated history, but every open step has most of a day left: the demo stays as loaded."""
+    async with sessionmaker() as session:
+        soon = datetime.now(UTC) + timedelta(hours=12)
+        due = (await session.execute(select(Order.title, Order.status).where(Order.deadline_at < soon))).all()
+    assert due == []
 
 
 async def test_seeding_twice_loads_nothing(

@@ -25,9 +25,7 @@ async def test_retried_order_creates_one_order(world: World, app: FastAPI) -> No
 async def test_concurrent_retries_create_one_order(world: World, app: FastAPI) -> None:
     body = world.order_body()
     headers = world.h("r1") | {"Idempotency-Key": "burst-1"}
-    responses = await asyncio.gather(
-        *(world.client.post("/orders", json=body, headers=headers) for _ in range(8))
-    )
+    responses = await asyncio.gather(*(world.client.post("/orders", json=body, headers=headers) for _ in range(8)))
     assert {r.status_code for r in responses} == {201}
     assert len({r.json()["id"] for r in responses}) == 1
     assert await count(app, Order) == 1
@@ -45,9 +43,7 @@ async def test_key_reused_with_another_body_is_refused(world: World, app: FastAP
 async def test_keys_are_per_user(world: World, app: FastAPI) -> None:
     body = world.order_body()
     for user in ("r1", "r2"):
-        response = await world.client.post(
-            "/orders", json=body, headers=world.h(user) | {"Idempotency-Key": "same"}
-        )
+        response = await world.client.post("/orders", json=body, headers=world.h(user) | {"Idempotency-Key": "same"})
         assert response.status_code == 201
     assert await count(app, Order) == 2
 

@@ -30,9 +30,7 @@ BAD_ORDERS: list[tuple[str, Any]] = [
     ("item not on this unit's menu", lambda w: w.order_body(item_id=w.items["zhan21_only"])),
     (
         "end before start",
-        lambda w: w.order_body(
-            preferred_start="2026-12-05T10:00:00+08:00", preferred_end="2026-12-05T09:00:00+08:00"
-        ),
+        lambda w: w.order_body(preferred_start="2026-12-05T10:00:00+08:00", preferred_end="2026-12-05T09:00:00+08:00"),
     ),
     ("naive datetime", lambda w: w.order_body(preferred_start="2026-12-05T10:00:00")),
     ("beneficiaries zero", lambda w: w.order_body(beneficiaries=0)),
@@ -62,9 +60,7 @@ async def test_malformed_json_is_422(world: World, app: FastAPI) -> None:
 
 
 async def test_admin_cannot_order_for_a_unit_outside_scope(world: World, app: FastAPI) -> None:
-    response = await world.client.post(
-        "/orders", json=world.order_body(unit="zhan21"), headers=world.h("zhan11_admin")
-    )
+    response = await world.client.post("/orders", json=world.order_body(unit="zhan21"), headers=world.h("zhan11_admin"))
     assert response.status_code == 422
     assert await count(app, Order) == 0
 

@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import issue_token
 from app.config import Settings
 from app.domain import Role, Status
-from app.models import MenuCategory, MenuItem, OrgUnit, Team, TeamMember, User, Volunteer
+from app.models import MenuCategory, MenuItem, OrgUnit, Team, TeamMember, User, Volunteer, volunteer_categories
 
 # name: (parent, level)
 UNITS: dict[str, tuple[str | None, str]] = {
@@ -69,21 +70,15 @@ class World:
     ) -> httpx.Response:
         path = action.replace("_", "-")
         headers = self.h(username) | kwargs.pop("headers", {})
-        return await self.client.post(
-            f"/orders/{order_id}/{path}", json=body or {}, headers=headers, **kwargs
-        )
+        return await self.client.post(f"/orders/{order_id}/{path}", json=body or {}, headers=headers, **kwargs)
 
     async def place(self, username: str = "r1", **overrides: Any) -> dict[str, Any]:
-        response = await self.client.post(
-            "/orders", json=self.order_body(**overrides), headers=self.h(username)
-        )
+        response = await self.client.post("/orders", json=self.order_body(**overrides), headers=self.h(username))
         assert response.status_code == 201, response.text
         data: dict[str, Any] = response.json()
         return data
 
-    async def ok(
-        self, username: str, order_id: int, action: str, body: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    async def ok(self, username: str, order_id: int, action: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         response = await self.act(username, order_id, action, body)
         assert response.status_code == 200, f"{action} by {username}: {response.text}"
         data: dict[str, Any] = response.json()
@@ -195,25 +190,26 @@ async def build_world(sessionmaker: async_sessionmaker[AsyncSession], client: ht
         cat_health = MenuCategory(name="爱心医疗", code="health", sort_order=2)
         session.add_all([cat_lecture, cat_health])
         await session.flush()
+        # Every world volunteer serves both categories; tests that need otherwise change it.
+        await session.execute(
+            insert(volunteer_categories),
+            [
+                {"volunteer_id": v.id, "category_id": c.id}
+                for v in volunteers.values()
+                for c in (cat_lecture, cat_health)
+            ],
+        )
         teams: dict[str, Team] = {}
         for name, (unit_name, members) in TEAMS.items():
-            team = Team(
-                unit_id=units[unit_name].id, name=f"测试{name}", leader_volunteer_id=volunteers[members[0]].id
-            )
+            team = Team(unit_id=units[unit_name].id, name=f"测试{name}", leader_volunteer_id=volunteers[members[0]].id)
             session.add(team)
             await session.flush()
             session.add_all(TeamMember(team_id=team.id, volunteer_id=volunteers[m].id) for m in members)
             teams[name] = team
         items = {
-            "center_lecture": MenuItem(
-                unit_id=units["center"].id, category_id=cat_lecture.id, name="防诈骗宣讲"
-            ),
-            "zhan11_health": MenuItem(
-                unit_id=units["zhan11"].id, category_id=cat_health.id, name="上门量血压"
-            ),
-            "suo1_auto": MenuItem(
-                unit_id=units["suo1"].id, category_id=cat_health.id, name="义诊", auto_approve=True
-            ),
+            "center_lecture": MenuItem(unit_id=units["center"].id, category_id=cat_lecture.id, name="防诈骗宣讲"),
+            "zhan11_health": MenuItem(unit_id=units["zhan11"].id, category_id=cat_health.id, name="上门量血压"),
+            "suo1_auto": MenuItem(unit_id=units["suo1"].id, category_id=cat_health.id, name="义诊", auto_approve=True),
             "zhan21_only": MenuItem(unit_id=units["zhan21"].id, category_id=cat_lecture.id, name="村史讲解"),
         }
         session.add_all(items.values())

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy import ForeignKey, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -26,9 +26,7 @@ class OutboxMessage(IdMixin, CreatedAtMixin, Base):
     """通知发件箱: written in the transaction of the event that causes it, delivered later."""
 
     __tablename__ = "outbox_messages"
-    __table_args__ = (
-        Index("ix_outbox_messages_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
-    )
+    __table_args__ = (Index("ix_outbox_messages_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),)
 
     topic: Mapped[str] = mapped_column(String(40))
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
@@ -38,3 +36,6 @@ class OutboxMessage(IdMixin, CreatedAtMixin, Base):
     status: Mapped[str] = mapped_column(String(16), server_default="pending")
     attempts: Mapped[int] = mapped_column(server_default=text("0"))
     next_attempt_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+    channel: Mapped[str | None] = mapped_column(String(16))  # the channel that delivered it
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None]

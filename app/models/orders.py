@@ -47,6 +47,13 @@ class Order(IdMixin, CreatedAtMixin, Base):
         Index("ix_orders_assignee_volunteer_id_status", "assignee_volunteer_id", "status"),
         Index("ix_orders_assignee_team_id_status", "assignee_team_id", "status"),
         Index("ix_orders_pool", "unit_path", postgresql_where=text("status = 'pooled'")),
+        Index("ix_orders_due", "deadline_at", postgresql_where=text("deadline_at IS NOT NULL")),
+        Index(
+            "ix_orders_unit_path_created_at",
+            "unit_path",
+            "created_at",
+            postgresql_ops={"unit_path": "text_pattern_ops"},
+        ),
     )
 
     code: Mapped[str] = mapped_column(String(32), unique=True)
@@ -74,10 +81,13 @@ class Order(IdMixin, CreatedAtMixin, Base):
     assignee_volunteer_id: Mapped[int | None] = mapped_column(ForeignKey("volunteers.id"))
     # Deadline of the current step (accept / pool); swept by the dispatch engine.
     deadline_at: Mapped[datetime | None]
+    accepted_at: Mapped[datetime | None]
     checked_in_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
     # Service round: 1, then +1 on each 返工 (reopen). Records and ratings are per round.
     round: Mapped[int] = mapped_column(server_default=text("1"))
+    # 回访: set when a rating of 1–2 stars arrives; cleared by staff after following up.
+    needs_followup: Mapped[bool] = mapped_column(server_default=text("false"))
     version: Mapped[int] = mapped_column(server_default=text("1"))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
@@ -117,9 +127,7 @@ class ServiceParticipant(Base):
     __tablename__ = "service_participants"
     __table_args__ = (CheckConstraint("hours > 0 AND hours <= 24", name="hours"),)
 
-    record_id: Mapped[int] = mapped_column(
-        ForeignKey("service_records.id", ondelete="CASCADE"), primary_key=True
-    )
+    record_id: Mapped[int] = mapped_column(ForeignKey("service_records.id", ondelete="CASCADE"), primary_key=True)
     volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteers.id"), primary_key=True, index=True)
     hours: Mapped[Decimal] = mapped_column(Numeric(5, 1))
 

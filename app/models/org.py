@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, text
+from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, CreatedAtMixin, IdMixin
@@ -16,9 +16,7 @@ class OrgUnit(IdMixin, CreatedAtMixin, Base):
     __tablename__ = "org_units"
     __table_args__ = (
         Index("ix_org_units_path_pattern", "path", postgresql_ops={"path": "text_pattern_ops"}),
-        CheckConstraint(
-            "level IN ('province','city','center','institute','station','point','base')", name="level"
-        ),
+        CheckConstraint("level IN ('province','city','center','institute','station','point','base')", name="level"),
     )
 
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"), index=True)
@@ -28,6 +26,8 @@ class OrgUnit(IdMixin, CreatedAtMixin, Base):
     path: Mapped[str] = mapped_column(String(400), unique=True)
     depth: Mapped[int] = mapped_column(server_default=text("0"))
     address: Mapped[str | None] = mapped_column(String(200))
+    lat: Mapped[float | None] = mapped_column(Float)
+    lng: Mapped[float | None] = mapped_column(Float)
     is_active: Mapped[bool] = mapped_column(server_default=text("true"))
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import ARRAY, CheckConstraint, Column, ForeignKey, String, Table, text
+from sqlalchemy import ARRAY, CheckConstraint, Column, Float, ForeignKey, String, Table, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, CreatedAtMixin, IdMixin
@@ -19,6 +19,22 @@ class Volunteer(IdMixin, CreatedAtMixin, Base):
     home_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
     status: Mapped[str] = mapped_column(String(16), server_default="active")
     max_open_orders: Mapped[int] = mapped_column(server_default=text("3"))
+    # Where the volunteer usually serves from (就近派单), optional.
+    lat: Mapped[float | None] = mapped_column(Float)
+    lng: Mapped[float | None] = mapped_column(Float)
+    # Reliability counters, bumped in the transaction of each accept/decline/release/expire.
+    accepted_count: Mapped[int] = mapped_column(server_default=text("0"))
+    declined_count: Mapped[int] = mapped_column(server_default=text("0"))
+    released_count: Mapped[int] = mapped_column(server_default=text("0"))
+    expired_count: Mapped[int] = mapped_column(server_default=text("0"))
+
+
+volunteer_categories = Table(
+    "volunteer_categories",
+    Base.metadata,
+    Column("volunteer_id", ForeignKey("volunteers.id", ondelete="CASCADE"), primary_key=True),
+    Column("category_id", ForeignKey("menu_categories.id", ondelete="CASCADE"), primary_key=True),
+)
 
 
 team_categories = Table(

@@ -80,24 +80,18 @@ async def list_categories(session: Session, _: CurrentAdmin) -> list[CategoryOut
     return await units.list_categories(session)
 
 
-@router.post(
-    "/menu/categories", response_model=CategoryOut, status_code=CREATED, responses=errors(401, 403, 409, 422)
-)
+@router.post("/menu/categories", response_model=CategoryOut, status_code=CREATED, responses=errors(401, 403, 409, 422))
 async def create_category(body: CategoryCreate, session: Session, actor: CurrentAdmin) -> CategoryOut:
     """新增菜单类别 (admins of the top unit only)."""
     return await units.create_category(session, actor, body)
 
 
-@router.get(
-    "/menu/categories/{category_id}", response_model=CategoryOut, responses=errors(401, 403, 404, 422)
-)
+@router.get("/menu/categories/{category_id}", response_model=CategoryOut, responses=errors(401, 403, 404, 422))
 async def get_category(category_id: ObjectId, session: Session, _: CurrentAdmin) -> CategoryOut:
     return await units.get_category(session, category_id)
 
 
-@router.patch(
-    "/menu/categories/{category_id}", response_model=CategoryOut, responses=errors(401, 403, 404, 409, 422)
-)
+@router.patch("/menu/categories/{category_id}", response_model=CategoryOut, responses=errors(401, 403, 404, 409, 422))
 async def update_category(
     category_id: ObjectId, body: CategoryUpdate, session: Session, actor: CurrentAdmin
 ) -> CategoryOut:
@@ -155,9 +149,7 @@ async def update_team(team_id: ObjectId, body: TeamUpdate, session: Session, act
 
 
 @router.put("/teams/{team_id}/members", response_model=TeamOut, responses=errors(401, 403, 404, 422))
-async def replace_members(
-    team_id: ObjectId, body: TeamMembersIn, session: Session, actor: CurrentAdmin
-) -> TeamOut:
+async def replace_members(team_id: ObjectId, body: TeamMembersIn, session: Session, actor: CurrentAdmin) -> TeamOut:
     """设置队员: the list replaces the members and must include the leader."""
     return await people.replace_members(session, actor, team_id, body)
 
@@ -175,14 +167,10 @@ async def list_volunteers(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Page[VolunteerOut]:
     """志愿者 whose home unit lies in the caller's subtree, newest first, keyset-paginated."""
-    return await people.list_volunteers(
-        session, actor, unit_id=unit_id, status=status, cursor=cursor, limit=limit
-    )
+    return await people.list_volunteers(session, actor, unit_id=unit_id, status=status, cursor=cursor, limit=limit)
 
 
-@router.post(
-    "/volunteers", response_model=VolunteerOut, status_code=CREATED, responses=errors(401, 403, 409, 422)
-)
+@router.post("/volunteers", response_model=VolunteerOut, status_code=CREATED, responses=errors(401, 403, 409, 422))
 async def create_volunteer(body: VolunteerCreate, session: Session, actor: CurrentAdmin) -> VolunteerOut:
     """志愿者注册: creates the login and the profile together; ``username`` is unique."""
     return await people.create_volunteer(session, actor, body)
@@ -222,8 +210,6 @@ async def get_admin(user_id: ObjectId, session: Session, actor: CurrentAdmin) ->
 
 
 @router.patch("/admins/{user_id}", response_model=AdminOut, responses=errors(401, 403, 404, 422))
-async def update_admin(
-    user_id: ObjectId, body: AdminUpdate, session: Session, actor: CurrentAdmin
-) -> AdminOut:
+async def update_admin(user_id: ObjectId, body: AdminUpdate, session: Session, actor: CurrentAdmin) -> AdminOut:
     """Rename, reset the password, or 停用/启用 an admin; the last two void its tokens at once."""
     return await people.update_admin(session, actor, user_id, body)

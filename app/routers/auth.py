@@ -24,9 +24,7 @@ async def login(body: LoginIn, session: Session, settings: SettingsDep) -> Token
 
 
 @router.post("/auth/wechat", response_model=TokenOut, responses=errors(401, 422, 503))
-async def wechat_login(
-    body: WechatLoginIn, request: Request, session: Session, settings: SettingsDep
-) -> TokenOut:
+async def wechat_login(body: WechatLoginIn, request: Request, session: Session, settings: SettingsDep) -> TokenOut:
     """微信小程序登录: ``code`` from ``wx.login()``; residents are created on first login."""
     return await accounts.wechat_login(session, settings, request.app.state.http, body.code)
 
@@ -53,9 +51,7 @@ dev_router = APIRouter(tags=["auth"])
 async def dev_token(body: Annotated[DevTokenIn, Body()], session: Session, settings: SettingsDep) -> TokenOut:
     """开发/测试专用: a token for any username without its password. Never mounted in production."""
     async with session.begin():
-        user = (
-            await session.execute(select(User).where(User.username == body.username))
-        ).scalar_one_or_none()
+        user = (await session.execute(select(User).where(User.username == body.username))).scalar_one_or_none()
     if user is None or not user.is_active:
         raise NotFound("用户不存在")
     return accounts.token_response(settings, user)

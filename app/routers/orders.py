@@ -27,14 +27,13 @@ async def place_order(
     body: OrderCreate,
     request: Request,
     session: Session,
+    settings: SettingsDep,
     actor: CurrentUser,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> OrderOut:
     """点单 (或代点单). Send ``Idempotency-Key`` so a retried request never creates a second order."""
-    idem = IdempotencyKey.from_request(
-        idempotency_key, "POST", request.url.path, body.model_dump(mode="json")
-    )
-    return await ordering.place_order(session, actor, body, idem)
+    idem = IdempotencyKey.from_request(idempotency_key, "POST", request.url.path, body.model_dump(mode="json"))
+    return await ordering.place_order(session, settings, actor, body, idem)
 
 
 @router.get("/orders/mine", response_model=Page[OrderOut], responses=errors(401, 422))
@@ -85,9 +84,7 @@ def _action_endpoint(action: Action) -> Callable[..., Awaitable[OrderOut]]:
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> OrderOut:
         payload: BaseModel = body if body is not None else EmptyBody()
-        idem = IdempotencyKey.from_request(
-            idempotency_key, "POST", request.url.path, payload.model_dump(mode="json")
-        )
+        idem = IdempotencyKey.from_request(idempotency_key, "POST", request.url.path, payload.model_dump(mode="json"))
         return await transitions.apply_action(
             session,
             settings,

@@ -171,9 +171,7 @@ class VolunteerUpdate(Patch):
     real_name: Name | None = None
     phone: Phone | None = None
     skills: Skills | None = None
-    status: VolunteerStatus | None = Field(
-        default=None, description="suspended: no new orders, can still log in"
-    )
+    status: VolunteerStatus | None = Field(default=None, description="suspended: no new orders, can still log in")
     max_open_orders: MaxOpenOrders | None = None
     home_unit_id: Id | None = None
     password: Password | None = Field(default=None, description="重置密码; voids the volunteer's tokens")

@@ -15,9 +15,7 @@ from app.models import User
 from app.schemas.auth import TokenOut, UserOut
 
 # A real argon2 hash of a random string: unknown usernames cost as much as wrong passwords.
-_DUMMY_HASH = (
-    "$argon2id$v=19$m=65536,t=3,p=4$s5X707NJ9eFg3UUMdIENqw$CjrBYuGZbs38A48ikKyU9WpN2nT2od3gXD+3fgLTzEw"
-)
+_DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$s5X707NJ9eFg3UUMdIENqw$CjrBYuGZbs38A48ikKyU9WpN2nT2od3gXD+3fgLTzEw"
 
 
 def token_response(settings: Settings, user: User) -> TokenOut:
@@ -33,9 +31,7 @@ async def login(session: AsyncSession, settings: Settings, username: str, passwo
     return token_response(settings, user)
 
 
-async def wechat_login(
-    session: AsyncSession, settings: Settings, http: httpx.AsyncClient, code: str
-) -> TokenOut:
+async def wechat_login(session: AsyncSession, settings: Settings, http: httpx.AsyncClient, code: str) -> TokenOut:
     """小程序登录: exchange ``code`` at code2session for the openid; first login creates the resident."""
     try:
         response = await http.get(

@@ -47,8 +47,6 @@ async def list_orders(
             query = query.where(Order.created_at >= created_from)
         if created_to is not None:
             query = query.where(Order.created_at < created_to)
-        rows = list(
-            (await session.execute(keyset(query, Order.created_at, Order.id, cursor, limit))).scalars()
-        )
+        rows = list((await session.execute(keyset(query, Order.created_at, Order.id, cursor, limit))).scalars())
         items, next_cursor = page_of(rows, limit)
         return Page[OrderOut](items=[present_order(o, actor) for o in items], next_cursor=next_cursor)

@@ -38,8 +38,6 @@ async def menu_for_unit(session: AsyncSession, unit_id: int) -> MenuOut:
         ).all()
     sections: dict[int, MenuSection] = {}
     for item, category in rows:
-        section = sections.setdefault(
-            category.id, MenuSection(category=CategoryOut.model_validate(category), items=[])
-        )
+        section = sections.setdefault(category.id, MenuSection(category=CategoryOut.model_validate(category), items=[]))
         section.items.append(ItemOut.model_validate(item))
     return MenuOut(unit_id=unit_id, sections=list(sections.values()))

@@ -31,7 +31,7 @@ from app.schemas.directory import (
     VolunteerStatus,
     VolunteerUpdate,
 )
-from app.services.directory_units import flush_unique, jurisdiction, referenced_unit, unit_in_scope
+from app.services.directory_units import flush_unique, jurisdiction, listing_scope, referenced_unit
 from app.services.pagination import keyset, page_of
 from app.services.scope import subtree
 
@@ -130,18 +130,13 @@ async def _member_ids(session: AsyncSession, team_id: int) -> set[int]:
 async def _replace_categories(session: AsyncSession, team_id: int, category_ids: list[int]) -> None:
     await session.execute(delete(team_categories).where(team_categories.c.team_id == team_id))
     if category_ids:
-        await session.execute(
-            insert(team_categories), [{"team_id": team_id, "category_id": c} for c in category_ids]
-        )
+        await session.execute(insert(team_categories), [{"team_id": team_id, "category_id": c} for c in category_ids])
 
 
 async def list_teams(session: AsyncSession, actor: Actor, unit_id: int | None) -> list[TeamOut]:
     """Teams of units in the caller's subtree (or of ``unit_id`` and everything under it)."""
     async with session.begin():
-        if unit_id is not None:
-            path = (await unit_in_scope(session, actor, unit_id)).path
-        else:
-            path = jurisdiction(actor)
+        path = await listing_scope(session, actor, unit_id)
         teams = await session.scalars(
             select(Team)
             .join(OrgUnit, OrgUnit.id == Team.unit_id)
@@ -181,9 +176,7 @@ async def update_team(session: AsyncSession, actor: Actor, team_id: int, body: T
     async with session.begin():
         team = await _team_in_scope(session, actor, team_id, lock=True)
         if "category_ids" in changes:
-            await _replace_categories(
-                session, team.id, await _checked_category_ids(session, changes["category_ids"])
-            )
+            await _replace_categories(session, team.id, await _checked_category_ids(session, changes["category_ids"]))
         leader_id = changes.get("leader_volunteer_id")
         if leader_id is not None and leader_id not in await _member_ids(session, team.id):
             await _check_volunteers_in_scope(session, actor, [leader_id], "leader_volunteer_id")
@@ -264,24 +257,15 @@ async def list_volunteers(
 ) -> Page[VolunteerOut]:
     """Volunteers whose home unit lies in the caller's subtree (or ``unit_id``'s), newest first."""
     async with session.begin():
-        if unit_id is not None:
-            path = (await unit_in_scope(session, actor, unit_id)).path
-        else:
-            path = jurisdiction(actor)
-        query = (
-            select(Volunteer)
-            .join(OrgUnit, OrgUnit.id == Volunteer.home_unit_id)
-            .where(subtree(OrgUnit.path, path))
-        )
+        path = await listing_scope(session, actor, unit_id)
+        query = select(Volunteer).join(OrgUnit, OrgUnit.id == Volunteer.home_unit_id).where(subtree(OrgUnit.path, path))
         if status is not None:
             query = query.where(Volunteer.status == status)
         rows = list(await session.scalars(keyset(query, Volunteer.created_at, Volunteer.id, cursor, limit)))
         page, next_cursor = page_of(rows, limit)
         user_ids = [v.user_id for v in page]
         usernames = dict(
-            (await session.execute(select(User.id, User.username).where(User.id.in_(user_ids))))
-            .tuples()
-            .all()
+            (await session.execute(select(User.id, User.username).where(User.id.in_(user_ids)))).tuples().all()
         )
     return Page[VolunteerOut](
         items=[_present_volunteer(v, usernames.get(v.user_id)) for v in page], next_cursor=next_cursor

@@ -72,6 +72,13 @@ async def unit_in_scope(session: AsyncSession, actor: Actor, unit_id: int, *, lo
     return unit
 
 
+async def listing_scope(session: AsyncSession, actor: Actor, unit_id: int | None) -> str:
+    """The subtree a list covers: ``unit_id`` and everything under it (404 outside scope), or the caller's."""
+    if unit_id is None:
+        return jurisdiction(actor)
+    return (await unit_in_scope(session, actor, unit_id)).path
+
+
 async def referenced_unit(
     session: AsyncSession, actor: Actor, unit_id: int, field: str, *, lock: bool = False
 ) -> OrgUnit:
@@ -208,9 +215,7 @@ async def _ensure_category_free(
 
 async def list_categories(session: AsyncSession) -> list[CategoryOut]:
     async with session.begin():
-        categories = await session.scalars(
-            select(MenuCategory).order_by(MenuCategory.sort_order, MenuCategory.id)
-        )
+        categories = await session.scalars(select(MenuCategory).order_by(MenuCategory.sort_order, MenuCategory.id))
         return [CategoryOut.model_validate(c) for c in categories]
 
 
@@ -233,9 +238,7 @@ async def create_category(session: AsyncSession, actor: Actor, body: CategoryCre
         return CategoryOut.model_validate(category)
 
 
-async def update_category(
-    session: AsyncSession, actor: Actor, category_id: int, body: CategoryUpdate
-) -> CategoryOut:
+async def update_category(session: AsyncSession, actor: Actor, category_id: int, body: CategoryUpdate) -> CategoryOut:
     """Rename, recode or reorder a category (top unit's admins only)."""
     changes = body.model_dump(exclude_unset=True)
     async with session.begin():
@@ -260,9 +263,7 @@ async def _referenced_category(session: AsyncSession, category_id: int) -> MenuC
 # --- menu items (菜单项, owned by a unit) ---------------------------------------------------------
 
 
-async def _item_in_scope(
-    session: AsyncSession, actor: Actor, item_id: int, *, lock: bool = False
-) -> MenuItem:
+async def _item_in_scope(session: AsyncSession, actor: Actor, item_id: int, *, lock: bool = False) -> MenuItem:
     query = (
         select(MenuItem)
         .join(OrgUnit, OrgUnit.id == MenuItem.unit_id)
@@ -279,10 +280,7 @@ async def _item_in_scope(
 async def list_items(session: AsyncSession, actor: Actor, unit_id: int | None) -> list[ItemOut]:
     """Items owned by units of the caller's subtree (or of ``unit_id`` and everything under it)."""
     async with session.begin():
-        if unit_id is not None:
-            path = (await unit_in_scope(session, actor, unit_id)).path
-        else:
-            path = jurisdiction(actor)
+        path = await listing_scope(session, actor, unit_id)
         items = await session.scalars(
             select(MenuItem)
             .join(OrgUnit, OrgUnit.id == MenuItem.unit_id)

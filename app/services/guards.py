@@ -30,11 +30,12 @@ def guard_holds(guard: Guard, actor: Actor, order: Order) -> bool:
             if order.assignee_volunteer_id is not None:
                 return order.assignee_volunteer_id == actor.volunteer_id
             return order.assignee_team_id is not None and order.assignee_team_id in actor.team_ids
-        case Guard.POOL_ELIGIBLE:
+        case Guard.POOL_ELIGIBLE:  # the Python twin of app.services.scope.in_pool_region
             return (
                 actor.volunteer_active
                 and actor.unit_path is not None
                 and order.unit_path in ancestor_paths(actor.unit_path)
+                and (order.category_id is None or order.category_id in actor.category_ids)
             )
         case Guard.ASSIGNEE:
             return actor.volunteer_id is not None and order.assignee_volunteer_id == actor.volunteer_id

@@ -48,9 +48,7 @@ async def claim(session: AsyncSession, user_id: int, idem: IdempotencyKey) -> di
         return None
     record = (
         await session.execute(
-            select(IdempotencyRecord).where(
-                IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == idem.key
-            )
+            select(IdempotencyRecord).where(IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == idem.key)
         )
     ).scalar_one()
     if record.fingerprint != idem.fingerprint:

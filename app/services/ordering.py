@@ -9,17 +9,19 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import SYSTEM_ACTOR, Actor
+from app.config import Settings
 from app.domain import Action, Channel, Role, Status
 from app.errors import InvalidInput, NotFound
 from app.models import MenuItem, Order, OrderEvent, OrgUnit, User
 from app.models.org import ancestor_paths
 from app.schemas.common import Page
-from app.schemas.orders import EventOut, OrderCreate, OrderOut
-from app.services import idempotency
+from app.schemas.orders import EventOut, OrderCreate, OrderOut, ReasonBody
+from app.services import idempotency, outbox
 from app.services.pagination import keyset, page_of
+from app.services.policies import effective_policy, step_deadline
 from app.services.presenters import present_order
 from app.services.scope import order_visible_to
-from app.services.transitions import notify, record_event
+from app.services.transitions import record_event, transition_locked
 from app.workflow import TRANSITIONS
 
 _CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud over the hotline
@@ -31,6 +33,7 @@ def new_order_code(now: datetime) -> str:
 
 async def place_order(
     session: AsyncSession,
+    settings: Settings,
     actor: Actor,
     body: OrderCreate,
     idem: idempotency.IdempotencyKey | None = None,
@@ -80,15 +83,14 @@ async def place_order(
         session.add(order)
         await session.flush()
         place_rule = TRANSITIONS[(None, Action.PLACE)]
+        order.deadline_at = step_deadline(Status.SUBMITTED, await effective_policy(session, unit.path), now)
         payload = {"channel": order.channel, "by_proxy": order.placed_by_id != order.resident_id}
         await record_event(session, order, Action.PLACE, None, actor, None, payload, now)
-        await notify(session, order, Action.PLACE, place_rule.notify)
+        await outbox.enqueue(session, order, Action.PLACE, place_rule.notify)
         if item is not None and item.auto_approve:
-            order.status = Status.APPROVED.value
-            order.version += 1
-            await record_event(
-                session, order, Action.APPROVE, Status.SUBMITTED, SYSTEM_ACTOR, "菜单项免审", {}, now
-            )
+            approve = TRANSITIONS[(Status.SUBMITTED, Action.APPROVE)]
+            auto = ReasonBody(reason="菜单项免审, 系统自动受理")
+            await transition_locked(session, settings, order, approve, Action.APPROVE, SYSTEM_ACTOR, auto, now)
         await session.flush()
         result = present_order(order, actor)
         if idem is not None:
@@ -103,9 +105,7 @@ async def _resident_served(session: AsyncSession, actor: Actor, body: OrderCreat
         return actor.user_id
     if body.resident_id is None:
         return None  # ordered by phone / offline for someone without an account
-    role = await session.scalar(
-        select(User.role).where(User.id == body.resident_id, User.is_active.is_(True))
-    )
+    role = await session.scalar(select(User.role).where(User.id == body.resident_id, User.is_active.is_(True)))
     if role != Role.RESIDENT.value:
         raise InvalidInput("resident_id 不是有效的群众账号", resident_id=body.resident_id)
     return body.resident_id
@@ -147,9 +147,7 @@ async def order_events(session: AsyncSession, actor: Actor, order_id: int) -> li
     async with session.begin():
         await _visible_order(session, actor, order_id)
         events = (
-            await session.execute(
-                select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id)
-            )
+            await session.execute(select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id))
         ).scalars()
         return [EventOut.model_validate(e) for e in events]
 
@@ -163,8 +161,6 @@ async def my_orders(
     if status is not None:
         query = query.where(Order.status == status.value)
     async with session.begin():
-        rows = list(
-            (await session.execute(keyset(query, Order.created_at, Order.id, cursor, limit))).scalars()
-        )
+        rows = list((await session.execute(keyset(query, Order.created_at, Order.id, cursor, limit))).scalars())
         items, next_cursor = page_of(rows, limit)
         return Page[OrderOut](items=[present_order(o, actor) for o in items], next_cursor=next_cursor)

@@ -24,10 +24,12 @@ def subtree(column: InstrumentedAttribute[str], path: str) -> ColumnElement[bool
 
 
 def in_pool_region(actor: Actor) -> ColumnElement[bool]:
-    """The order's unit is the volunteer's home unit or one of its ancestors: they may grab there."""
+    """The volunteer may grab here: the order's unit is their home unit or an ancestor of it, and the
+    order's menu category (if any) is one they serve."""
     if actor.role is not Role.VOLUNTEER or not actor.volunteer_active or actor.unit_path is None:
         return false()
-    return Order.unit_path.in_(ancestor_paths(actor.unit_path))
+    serves = or_(Order.category_id.is_(None), Order.category_id.in_(actor.category_ids))
+    return and_(Order.unit_path.in_(ancestor_paths(actor.unit_path)), serves)
 
 
 def order_visible_to(actor: Actor) -> ColumnElement[bool]:

@@ -8,22 +8,21 @@ bump the version, append the ``OrderEvent``, write outbox rows, store the idempo
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.auth import Actor
+from app.auth import SYSTEM_ACTOR, Actor
 from app.config import Settings
 from app.domain import Action, Role, Status
 from app.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound, VersionMismatch
 from app.models import (
     OrderEvent,
     OrgUnit,
-    OutboxMessage,
     Rating,
     ServiceParticipant,
     ServiceRecord,
@@ -32,11 +31,12 @@ from app.models import (
 )
 from app.models.orders import Order
 from app.schemas.orders import CompleteBody, DispatchBody, OrderOut, PublishBody, RateBody, TransferBody
-from app.services import idempotency
+from app.services import candidates, idempotency, outbox
 from app.services.guards import allowed_actions, guard_holds
+from app.services.policies import DispatchMode, Policy, effective_policy, step_deadline
 from app.services.presenters import present_order
 from app.services.scope import in_pool_region, order_visible_to
-from app.workflow import TRANSITIONS, Notify, Rule, roles_for
+from app.workflow import TRANSITIONS, Rule, roles_for
 
 
 class Change:
@@ -54,9 +54,12 @@ class Change:
         self.session, self.order, self.actor, self.body, self.now = session, order, actor, body, now
         self.settings = settings
         self.event_payload: dict[str, Any] = {}
+        self.deadline_minutes: int | None = None  # set by dispatch/publish when the request names one
 
 
 Effect = Callable[[Change], Awaitable[None]]
+
+FOLLOWUP_STARS = 2  # ratings at or below this flag the order for 回访
 
 
 async def apply_action(
@@ -93,7 +96,7 @@ async def apply_action(
             )
         if actor.role not in rule.actors or not guard_holds(rule.guard, actor, order):
             raise Forbidden(f"无权对此订单执行 {action.value}", status=status.value)
-        await _transition(session, settings, order, rule, action, actor, body, now)
+        await transition_locked(session, settings, order, rule, action, actor, body, now)
         result = present_order(order, actor)
         if idem is not None:
             await idempotency.store(session, actor.user_id, idem, 200, result.model_dump(mode="json"))
@@ -105,9 +108,7 @@ async def _lock_order(session: AsyncSession, order_id: int, action: Action, acto
     if action is Action.GRAB:
         # A volunteer of the region an order was published to learns "already taken" (409) when
         # another volunteer was faster, not "no such order"; unpublished orders stay invisible.
-        was_published = exists().where(
-            OrderEvent.order_id == Order.id, OrderEvent.action == Action.PUBLISH.value
-        )
+        was_published = exists().where(OrderEvent.order_id == Order.id, OrderEvent.action == Action.PUBLISH.value)
         known = known | (in_pool_region(actor) & was_published)
     order = (
         await session.execute(select(Order).where(Order.id == order_id, known).with_for_update(of=Order))
@@ -117,7 +118,17 @@ async def _lock_order(session: AsyncSession, order_id: int, action: Action, acto
     return order
 
 
-async def _transition(
+# Each of these actions counts toward (or against) the acting / previous volunteer's reliability.
+_RELIABILITY: dict[Action, str] = {
+    Action.ACCEPT: "accepted_count",
+    Action.GRAB: "accepted_count",
+    Action.DECLINE: "declined_count",
+    Action.RELEASE: "released_count",
+    Action.EXPIRE: "expired_count",
+}
+
+
+async def transition_locked(
     session: AsyncSession,
     settings: Settings,
     order: Order,
@@ -127,6 +138,7 @@ async def _transition(
     body: BaseModel,
     now: datetime,
 ) -> None:
+    """The body of every transition, on an order already locked and checked against ``rule``."""
     from_status = Status(order.status)
     change = Change(session, order, actor, body, now, settings)
     previous_target = (order.assignee_team_id, order.assignee_volunteer_id)
@@ -136,19 +148,81 @@ async def _transition(
             "previous_volunteer_id": previous_target[1],
         }
         order.assignee_team_id = order.assignee_volunteer_id = None
-        order.deadline_at = None
     effect = EFFECTS.get(action)
     if effect is not None:
         await effect(change)
     if rule.to is not None:
         order.status = rule.to.value
+    policy = await effective_policy(session, order.unit_path)
+    order.deadline_at = step_deadline(Status(order.status), policy, now, change.deadline_minutes)
     order.version += 1
     order.updated_at = now
+    await _count_reliability(session, action, actor, previous_target[1])
     reason = getattr(body, "reason", None)
     payload = body.model_dump(mode="json", exclude={"reason"}) | change.event_payload
     await record_event(session, order, action, from_status, actor, reason, payload, now)
-    await notify(session, order, action, rule.notify, previous_target)
+    await outbox.enqueue(session, order, action, rule.notify, previous_target)
     await session.flush()
+    if order.status == Status.APPROVED.value and action in AUTO_DISPATCH_AFTER:
+        await auto_dispatch(session, settings, order, policy, now)
+
+
+async def _count_reliability(
+    session: AsyncSession, action: Action, actor: Actor, previous_volunteer_id: int | None
+) -> None:
+    column = _RELIABILITY.get(action)
+    volunteer_id = previous_volunteer_id if action is Action.EXPIRE else actor.volunteer_id
+    if column is None or volunteer_id is None:
+        return
+    counter = getattr(Volunteer, column)
+    await session.execute(update(Volunteer).where(Volunteer.id == volunteer_id).values({counter: counter + 1}))
+
+
+# After these, an order back at 待派单 is re-offered at once when its unit's policy says so.
+AUTO_DISPATCH_AFTER = frozenset(
+    {
+        Action.APPROVE,
+        Action.DECLINE,
+        Action.RELEASE,
+        Action.EXPIRE,
+        Action.REOPEN,
+        Action.ESCALATE,
+        Action.TRANSFER,
+    }
+)
+
+
+async def auto_dispatch(session: AsyncSession, settings: Settings, order: Order, policy: Policy, now: datetime) -> None:
+    """自动派单: ``auto_assign`` dispatches to the best candidate not yet tried this round;
+    ``auto_pool`` publishes to the pool. With nobody left, the order waits for staff (and escalates
+    when its review deadline passes)."""
+    if policy.dispatch_mode is DispatchMode.MANUAL:
+        return
+    if policy.dispatch_mode is DispatchMode.AUTO_POOL:
+        await transition_locked(
+            session,
+            settings,
+            order,
+            TRANSITIONS[(Status.APPROVED, Action.PUBLISH)],
+            Action.PUBLISH,
+            SYSTEM_ACTOR,
+            PublishBody(),
+            now,
+        )
+        return
+    best = await candidates.best_volunteer(session, order)
+    if best is None:
+        return
+    await transition_locked(
+        session,
+        settings,
+        order,
+        TRANSITIONS[(Status.APPROVED, Action.DISPATCH)],
+        Action.DISPATCH,
+        SYSTEM_ACTOR,
+        DispatchBody(volunteer_id=best),
+        now,
+    )
 
 
 async def record_event(
@@ -175,40 +249,6 @@ async def record_event(
             created_at=now,
         )
     )
-
-
-async def notify(
-    session: AsyncSession,
-    order: Order,
-    action: Action,
-    audiences: tuple[Notify, ...],
-    previous_target: tuple[int | None, int | None] = (None, None),
-) -> None:
-    """Write one outbox row per recipient, in the transaction of the transition."""
-    base = {"order_id": order.id, "code": order.code, "action": action.value, "status": order.status}
-    topic = f"order.{action.value}"
-    for audience in audiences:
-        if audience is Notify.UNIT_ADMINS:
-            session.add(
-                OutboxMessage(topic=topic, order_id=order.id, recipient_unit_id=order.unit_id, payload=base)
-            )
-        elif audience is Notify.RESIDENT:
-            for user_id in {order.resident_id, order.placed_by_id} - {None}:
-                session.add(
-                    OutboxMessage(topic=topic, order_id=order.id, recipient_user_id=user_id, payload=base)
-                )
-        elif audience is Notify.TARGET:
-            team_id = order.assignee_team_id or previous_target[0]
-            volunteer_id = order.assignee_volunteer_id or previous_target[1]
-            if volunteer_id is not None:
-                user_id = await session.scalar(select(Volunteer.user_id).where(Volunteer.id == volunteer_id))
-                session.add(
-                    OutboxMessage(topic=topic, order_id=order.id, recipient_user_id=user_id, payload=base)
-                )
-            elif team_id is not None:
-                session.add(
-                    OutboxMessage(topic=topic, order_id=order.id, payload=base | {"team_id": team_id})
-                )
 
 
 # ---- effects: what each action does beyond the status change ------------------------------------
@@ -246,6 +286,8 @@ async def _dispatch(change: Change) -> None:
     """指令性派单 to one team or one volunteer in the actor's jurisdiction, with an accept deadline."""
     assert isinstance(change.body, DispatchBody)
     body, session, actor = change.body, change.session, change.actor
+    # Staff direct their own people; the system (auto-assign) stays within the order's unit.
+    jurisdiction = change.order.unit_path if actor.role is Role.SYSTEM else (actor.unit_path or "\0")
     if body.team_id is not None:
         row = (
             await session.execute(
@@ -254,7 +296,7 @@ async def _dispatch(change: Change) -> None:
                 .where(Team.id == body.team_id)
             )
         ).one_or_none()
-        if row is None or not row[0] or not actor.administers(row[1]):
+        if row is None or not row[0] or not row[1].startswith(jurisdiction):
             raise InvalidInput("服务队不存在、已停用或不在管辖范围内", team_id=body.team_id)
         change.order.assignee_team_id = body.team_id
     else:
@@ -265,23 +307,36 @@ async def _dispatch(change: Change) -> None:
                 .where(Volunteer.id == body.volunteer_id)
             )
         ).one_or_none()
-        if volunteer is None or volunteer[0] != "active" or not actor.administers(volunteer[1]):
+        if volunteer is None or volunteer[0] != "active" or not volunteer[1].startswith(jurisdiction):
             raise InvalidInput("志愿者不存在、未激活或不在管辖范围内", volunteer_id=body.volunteer_id)
         change.order.assignee_volunteer_id = body.volunteer_id
-    minutes = body.accept_within_minutes or change.settings.default_accept_minutes
-    change.order.deadline_at = change.now + timedelta(minutes=minutes)
+    change.deadline_minutes = body.accept_within_minutes
 
 
 async def _publish(change: Change) -> None:
     assert isinstance(change.body, PublishBody)
-    minutes = change.body.accept_within_minutes or change.settings.default_pool_minutes
-    change.order.deadline_at = change.now + timedelta(minutes=minutes)
+    change.deadline_minutes = change.body.accept_within_minutes
 
 
 async def _take(change: Change) -> None:
-    """接单 / 抢单: the calling volunteer now holds the order."""
-    change.order.assignee_volunteer_id = change.actor.volunteer_id
-    change.order.deadline_at = None
+    """接单 / 抢单: the calling volunteer now holds the order. A grab must respect the volunteer's limit
+    of orders in hand (staff may knowingly dispatch beyond it)."""
+    session, volunteer_id = change.session, change.actor.volunteer_id
+    if change.order.status == Status.POOLED.value:
+        limit, in_hand = (
+            await session.execute(
+                select(
+                    Volunteer.max_open_orders,
+                    select(func.count())
+                    .where(Order.assignee_volunteer_id == volunteer_id, Order.status.in_(candidates.OPEN_STATES))
+                    .scalar_subquery(),
+                ).where(Volunteer.id == volunteer_id)
+            )
+        ).one()
+        if in_hand >= limit:
+            raise Conflict(f"同时服务的订单已达上限 ({limit})", status=change.order.status, limit=limit)
+    change.order.assignee_volunteer_id = volunteer_id
+    change.order.accepted_at = change.order.accepted_at or change.now
 
 
 async def _check_in(change: Change) -> None:
@@ -296,11 +351,7 @@ async def _complete(change: Change) -> None:
     if order.assignee_volunteer_id not in ids:
         raise InvalidInput("参与者须包含接单志愿者本人", volunteer_id=order.assignee_volunteer_id)
     found = set(
-        (
-            await session.execute(
-                select(Volunteer.id).where(Volunteer.id.in_(ids), Volunteer.status == "active")
-            )
-        )
+        (await session.execute(select(Volunteer.id).where(Volunteer.id.in_(ids), Volunteer.status == "active")))
         .scalars()
         .all()
     )
@@ -317,8 +368,7 @@ async def _complete(change: Change) -> None:
     session.add(record)
     await session.flush()
     session.add_all(
-        ServiceParticipant(record_id=record.id, volunteer_id=p.volunteer_id, hours=p.hours)
-        for p in body.participants
+        ServiceParticipant(record_id=record.id, volunteer_id=p.volunteer_id, hours=p.hours) for p in body.participants
     )
     order.completed_at = change.now
     change.event_payload = {
@@ -344,6 +394,8 @@ async def _rate(change: Change) -> None:
             by_proxy=by_proxy,
         )
     )
+    if body.stars <= FOLLOWUP_STARS:
+        order.needs_followup = True  # 差评回访
     change.event_payload = {"stars": body.stars, "by_proxy": by_proxy}
 
 
@@ -352,7 +404,7 @@ async def _reopen(change: Change) -> None:
     order = change.order
     order.round += 1
     order.assignee_team_id = order.assignee_volunteer_id = None
-    order.checked_in_at = order.completed_at = order.deadline_at = None
+    order.accepted_at = order.checked_in_at = order.completed_at = None
     change.event_payload = {"round": order.round}
 
 

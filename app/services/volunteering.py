@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,20 +36,35 @@ def star_level(hours: Decimal) -> StarLevel:
 async def tasks(
     session: AsyncSession, actor: Actor, kind: Literal["assigned", "pool"], cursor: str | None, limit: int
 ) -> Page[OrderOut]:
-    """``assigned``: dispatched to me or my team, or held by me, not yet finished.
-    ``pool``: open grab pools I am eligible for."""
-    if kind == "pool":
-        where = [Order.status == Status.POOLED.value, in_pool_region(actor)]
-    else:
+    """``assigned``: dispatched to me or my team, or held by me, not yet finished (newest first, keyset).
+    ``pool``: open grab pools I am eligible for, nearest first when both sides have coordinates."""
+    async with session.begin():
+        if kind == "pool":
+            return await _pool(session, actor, limit)
         mine = [Order.assignee_volunteer_id == actor.volunteer_id]
         if actor.team_ids:
             mine.append(Order.assignee_team_id.in_(actor.team_ids))
         where = [or_(*mine), Order.status.in_([s.value for s in ACTIVE_ASSIGNED])]
-    async with session.begin():
         query = keyset(select(Order).where(*where), Order.created_at, Order.id, cursor, limit)
         rows = list((await session.execute(query)).scalars())
         items, next_cursor = page_of(rows, limit)
         return Page[OrderOut](items=[present_order(o, actor) for o in items], next_cursor=next_cursor)
+
+
+async def _pool(session: AsyncSession, actor: Actor, limit: int) -> Page[OrderOut]:
+    query = select(Order).where(Order.status == Status.POOLED.value, in_pool_region(actor))
+    home = (
+        await session.execute(select(Volunteer.lat, Volunteer.lng).where(Volunteer.id == actor.volunteer_id))
+    ).one_or_none()
+    order_by: list[Any] = []
+    lat, lng = home if home is not None else (None, None)
+    if lat is not None and lng is not None:
+        # Equirectangular distance: exact enough to rank within a county, and cheap.
+        squared = func.power(Order.lat - lat, 2) + func.power((Order.lng - lng) * math.cos(math.radians(lat)), 2)
+        order_by.append(squared.asc().nulls_last())
+    order_by += [Order.deadline_at.asc().nulls_last(), Order.id.asc()]
+    rows = (await session.execute(query.order_by(*order_by).limit(limit))).scalars()
+    return Page[OrderOut](items=[present_order(o, actor) for o in rows], next_cursor=None)
 
 
 async def volunteer_me(session: AsyncSession, actor: Actor) -> VolunteerMe:

@@ -1,0 +1,39 @@
+"""The background worker: the deadline sweeper and the notification sender, in a loop.
+
+Runs inside ``sidan serve`` (one per process; many are safe together) and alone as ``sidan worker``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.services.delivery import Channel, default_channels, deliver_due
+from app.services.sweeper import sweep
+
+log = logging.getLogger(__name__)
+
+
+async def run_worker(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    http: httpx.AsyncClient,
+    stop: asyncio.Event,
+    channels: list[Channel] | None = None,
+) -> None:
+    channels = channels if channels is not None else default_channels(settings, http)
+    while not stop.is_set():
+        try:
+            fired = await sweep(sessionmaker, settings)
+            stats = await deliver_due(sessionmaker, channels)
+            if fired or stats.sent or stats.retried or stats.failed:
+                log.info("worker: %s due transitions, outbox %s", fired, stats)
+        except Exception:  # the loop must survive a database blip; the next round retries
+            log.exception("worker round failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.worker_interval_seconds)
