@@ -265,7 +265,7 @@ async def list_volunteers(
         page, next_cursor = page_of(rows, limit)
         user_ids = [v.user_id for v in page]
         usernames = dict(
-            (await session.execute(select(User.id, User.username).where(User.id.in_(user_ids)))).tuples().all()
+            (await session.execute(select(User.id, User.username).where(User.id.in_(user_ids)))).all()
         )
     return Page[VolunteerOut](
         items=[_present_volunteer(v, usernames.get(v.user_id)) for v in page], next_cursor=next_cursor
