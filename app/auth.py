@@ -12,7 +12,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import func, select, union
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -77,12 +77,6 @@ def issue_token(settings: Settings, user: User) -> str:
 async def load_actor(session: AsyncSession, user_id: int, token_version: int | None = None) -> Actor:
     """Load the caller; refuses disabled accounts and tokens issued before a password change."""
     home = aliased(OrgUnit)
-    served = union(
-        select(volunteer_categories.c.category_id).where(volunteer_categories.c.volunteer_id == Volunteer.id),
-        select(team_categories.c.category_id)
-        .join(TeamMember, TeamMember.team_id == team_categories.c.team_id)
-        .where(TeamMember.volunteer_id == Volunteer.id),
-    ).subquery()
     row = (
         await session.execute(
             select(
@@ -98,8 +92,17 @@ async def load_actor(session: AsyncSession, user_id: int, token_version: int | N
                 home.path,
                 select(func.array_agg(TeamMember.team_id))
                 .where(TeamMember.volunteer_id == Volunteer.id)
+                .correlate(Volunteer)
                 .scalar_subquery(),
-                select(func.array_agg(served.c.category_id)).scalar_subquery(),
+                select(func.array_agg(volunteer_categories.c.category_id))
+                .where(volunteer_categories.c.volunteer_id == Volunteer.id)
+                .correlate(Volunteer)
+                .scalar_subquery(),
+                select(func.array_agg(team_categories.c.category_id))
+                .join(TeamMember, TeamMember.team_id == team_categories.c.team_id)
+                .where(TeamMember.volunteer_id == Volunteer.id)
+                .correlate(Volunteer)
+                .scalar_subquery(),
             )
             .outerjoin(OrgUnit, OrgUnit.id == User.unit_id)
             .outerjoin(Volunteer, Volunteer.user_id == User.id)
@@ -121,7 +124,7 @@ async def load_actor(session: AsyncSession, user_id: int, token_version: int | N
         volunteer_id=row[7] if is_volunteer else None,
         volunteer_active=is_volunteer and row[8] == "active",
         team_ids=frozenset(row[10] or ()) if is_volunteer else frozenset(),
-        category_ids=frozenset(row[11] or ()) if is_volunteer else frozenset(),
+        category_ids=frozenset((row[11] or []) + (row[12] or [])) if is_volunteer else frozenset(),
     )
 
 

@@ -14,7 +14,18 @@ from prometheus_client import Counter, Histogram
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker, resolve_database_url
 from app.errors import install_error_handlers
-from app.routers import admin, admin_directory, admin_dispatch, auth, ops, orders, public, volunteer
+from app.routers import (
+    admin,
+    admin_directory,
+    admin_dispatch,
+    auth,
+    ledger,
+    ops,
+    orders,
+    public,
+    supermarket,
+    volunteer,
+)
 from app.worker import run_worker
 
 API_PREFIX = "/api/v1"
@@ -56,7 +67,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (auth, public, orders, volunteer, admin, admin_dispatch, admin_directory):
+    for module in (auth, public, orders, volunteer, admin, admin_dispatch, admin_directory, ledger, supermarket):
         app.include_router(module.router, prefix=API_PREFIX)
     if settings.enable_dev_token and settings.environment != "production":
         app.include_router(auth.dev_router, prefix=API_PREFIX)

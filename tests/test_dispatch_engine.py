@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.domain import Status
 from app.models import Order, OrderEvent, OrgUnit, Rating
-from app.services import sweeper
+from app.services import sweeper, transitions
 from app.services.ordering import new_order_code
 from tests.world import World
 
@@ -207,7 +207,7 @@ async def test_a_crash_mid_sweep_loses_nothing(
     world: World, app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = await _due_orders(sessionmaker, world, 30)
-    real = sweeper.transition_locked
+    real = transitions.transition_locked
     calls = 0
 
     async def crash_on_the_tenth(*args: Any, **kwargs: Any) -> None:

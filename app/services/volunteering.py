@@ -1,4 +1,4 @@
-"""The volunteer's side: task lists (派给我的 / 抢单池) and the profile with hours and star level."""
+"""The volunteer's side: task lists (派给我的 / 抢单池) and the profile (hours from the ledger, star level)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import Actor
 from app.domain import Status
 from app.errors import NotFound
-from app.models import Order, ServiceParticipant, TeamMember, Volunteer
+from app.models import Order, TeamMember, Volunteer
 from app.schemas.common import Page
 from app.schemas.orders import OrderOut
 from app.schemas.volunteers import StarLevel, VolunteerMe
+from app.services import ledger
 from app.services.pagination import keyset, page_of
 from app.services.presenters import present_order
 from app.services.scope import in_pool_region
@@ -27,10 +28,28 @@ ACTIVE_ASSIGNED = (Status.DISPATCHED, Status.ACCEPTED, Status.IN_SERVICE)
 
 
 def star_level(hours: Decimal) -> StarLevel:
+    """星级 from 信用时长 (service + audited adjustments). 荣誉时长 never counts: the registry certifies
+    only hours recorded through service, and so do we."""
     stars = sum(1 for threshold in STAR_THRESHOLDS if hours >= threshold)
+    current = STAR_THRESHOLDS[stars - 1] if stars else Decimal(0)
     if stars == len(STAR_THRESHOLDS):
-        return StarLevel(stars=stars, next_stars=None, hours_to_next=None)
-    return StarLevel(stars=stars, next_stars=stars + 1, hours_to_next=STAR_THRESHOLDS[stars] - hours)
+        return StarLevel(
+            stars=stars,
+            next_stars=None,
+            hours_to_next=None,
+            current_threshold=current,
+            next_threshold=None,
+            progress=1.0,
+        )
+    target = STAR_THRESHOLDS[stars]
+    return StarLevel(
+        stars=stars,
+        next_stars=stars + 1,
+        hours_to_next=target - hours,
+        current_threshold=current,
+        next_threshold=target,
+        progress=round(float(max(hours - current, Decimal(0)) / (target - current)), 4),
+    )
 
 
 async def tasks(
@@ -68,23 +87,19 @@ async def _pool(session: AsyncSession, actor: Actor, limit: int) -> Page[OrderOu
 
 
 async def volunteer_me(session: AsyncSession, actor: Actor) -> VolunteerMe:
+    """我的: 信用时长 and 荣誉时长 (apart), 积分, 星级 (from 信用 only), ratings of the rounds I served."""
     async with session.begin():
         volunteer = await session.get(Volunteer, actor.volunteer_id) if actor.volunteer_id else None
         if volunteer is None:
             raise NotFound("志愿者档案不存在")
-        hours, count = (
-            await session.execute(
-                select(func.coalesce(func.sum(ServiceParticipant.hours), 0), func.count()).where(
-                    ServiceParticipant.volunteer_id == volunteer.id
-                )
-            )
-        ).one()
+        hours = await ledger.hours_totals(session, [volunteer.id])
+        points = await ledger.points_balance(session, [volunteer.id])
+        served = await ledger.served_stats(session, [volunteer.id])
         team_ids = sorted(
             (await session.execute(select(TeamMember.team_id).where(TeamMember.volunteer_id == volunteer.id)))
             .scalars()
             .all()
         )
-    hours = Decimal(hours)
     return VolunteerMe(
         id=volunteer.id,
         user_id=volunteer.user_id,
@@ -94,8 +109,11 @@ async def volunteer_me(session: AsyncSession, actor: Actor) -> VolunteerMe:
         skills=list(volunteer.skills),
         status=volunteer.status,
         team_ids=team_ids,
-        service_hours=hours,
-        service_count=count,
-        points=0,
-        star_level=star_level(hours),
+        service_hours=hours.credit,
+        honor_hours=hours.honor,
+        service_count=served.service_count,
+        points=points,
+        star_level=star_level(hours.credit),
+        rating_avg=served.rating_avg,
+        rating_count=served.rating_count,
     )
