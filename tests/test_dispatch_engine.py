@@ -58,7 +58,17 @@ async def test_every_step_carries_its_deadline(world: World) -> None:
     deadline = datetime.fromisoformat(dispatched["deadline_at"])
     assert timedelta(minutes=29) < deadline - datetime.now(UTC) <= timedelta(minutes=30)
     accepted = await world.ok("v11a", order["id"], "accept")
-    assert accepted["deadline_at"] is None
+    assert accepted["deadline_at"] is None  # no preferred start given: nothing to be late for
+
+
+async def test_accepted_order_is_due_at_the_preferred_start(world: World, app: FastAPI) -> None:
+    start = "2030-12-05T09:00:00+08:00"
+    order = await world.place("r1", preferred_start=start, preferred_end="2030-12-05T11:00:00+08:00")
+    await world.ok("zhan11_admin", order["id"], "approve")
+    await world.ok("zhan11_admin", order["id"], "dispatch", {"volunteer_id": world.volunteers["v11a"]})
+    accepted = await world.ok("v11a", order["id"], "accept")
+    assert datetime.fromisoformat(accepted["deadline_at"]) == datetime.fromisoformat(start)
+    assert await sweep(app, datetime(2031, 1, 1, tzinfo=UTC)) == 0  # no timer acts on a held order
 
 
 async def test_unreviewed_order_climbs_station_institute_center(world: World, app: FastAPI) -> None:

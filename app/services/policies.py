@@ -63,8 +63,14 @@ async def effective_policy(session: AsyncSession, unit_path: str) -> Policy:
     )
 
 
-def step_deadline(status: Status, policy: Policy, now: datetime, minutes: int | None = None) -> datetime | None:
-    """The deadline of the step an order in ``status`` is waiting on; ``minutes`` overrides the policy."""
+def step_deadline(
+    status: Status, policy: Policy, now: datetime, minutes: int | None = None, service_start: datetime | None = None
+) -> datetime | None:
+    """The deadline of the step an order in ``status`` is waiting on; ``minutes`` overrides the policy.
+
+    An accepted order is due to start service at the resident's preferred start (if given); no timer
+    acts on it (the state machine has no system action there), staff see it overdue in their list.
+    """
     match status:
         case Status.SUBMITTED | Status.APPROVED:
             return now + timedelta(minutes=minutes or policy.review_hours * 60)
@@ -72,6 +78,8 @@ def step_deadline(status: Status, policy: Policy, now: datetime, minutes: int | 
             return now + timedelta(minutes=minutes or policy.accept_minutes)
         case Status.POOLED:
             return now + timedelta(minutes=minutes or policy.pool_hours * 60)
+        case Status.ACCEPTED:
+            return service_start
         case Status.COMPLETED:
             return now + timedelta(days=policy.auto_close_days)
         case _:

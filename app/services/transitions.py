@@ -31,7 +31,7 @@ from app.models import (
 )
 from app.models.orders import Order
 from app.schemas.orders import CompleteBody, DispatchBody, OrderOut, PublishBody, RateBody, TransferBody
-from app.services import candidates, idempotency, outbox
+from app.services import candidates, idempotency, ledger, outbox
 from app.services.guards import allowed_actions, guard_holds
 from app.services.policies import DispatchMode, Policy, effective_policy, step_deadline
 from app.services.presenters import present_order
@@ -86,11 +86,12 @@ async def apply_action(
         order = await _lock_order(session, order_id, action, actor)
         status = Status(order.status)
         if expected_version is not None and expected_version != order.version:
-            raise VersionMismatch(current_version=order.version, status=status.value)
+            raise VersionMismatch(order_id=order.id, current_version=order.version, status=status.value)
         rule = TRANSITIONS.get((status, action))
         if rule is None:
             raise IllegalTransition(
                 f"订单处于「{status.value}」, 不能执行 {action.value}",
+                order_id=order.id,
                 status=status.value,
                 allowed_actions=[a.value for a in allowed_actions(actor, order)],
             )
@@ -154,7 +155,9 @@ async def transition_locked(
     if rule.to is not None:
         order.status = rule.to.value
     policy = await effective_policy(session, order.unit_path)
-    order.deadline_at = step_deadline(Status(order.status), policy, now, change.deadline_minutes)
+    order.deadline_at = step_deadline(
+        Status(order.status), policy, now, change.deadline_minutes, service_start=order.preferred_start
+    )
     order.version += 1
     order.updated_at = now
     await _count_reliability(session, action, actor, previous_target[1])
@@ -344,7 +347,8 @@ async def _check_in(change: Change) -> None:
 
 
 async def _complete(change: Change) -> None:
-    """完成: the service record of this round, with each participant's hours."""
+    """完成: the service record of this round, with each participant's hours, credited to the ledger
+    (信用时长 and 积分) in the same transaction; hours beyond the check-in span are refused."""
     assert isinstance(change.body, CompleteBody)
     body, order, session = change.body, change.order, change.session
     ids = [p.volunteer_id for p in body.participants]
@@ -357,6 +361,7 @@ async def _complete(change: Change) -> None:
     )
     if missing := sorted(set(ids) - found):
         raise InvalidInput("参与者中有不存在或未激活的志愿者", volunteer_ids=missing)
+    ledger.check_service_hours(order, body.participants, change.now)
     record = ServiceRecord(
         order_id=order.id,
         round=order.round,
@@ -370,6 +375,7 @@ async def _complete(change: Change) -> None:
     session.add_all(
         ServiceParticipant(record_id=record.id, volunteer_id=p.volunteer_id, hours=p.hours) for p in body.participants
     )
+    await ledger.credit_service(session, order, record.id, body.participants, change.actor, change.now)
     order.completed_at = change.now
     change.event_payload = {
         "record_id": record.id,

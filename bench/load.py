@@ -1,0 +1,420 @@
+"""Load benchmark of a running Sidan service: lifecycles, a grab storm, read traffic, and the baseline.
+
+    sidan serve &                      # embedded database, or DATABASE_URL=… sidan serve
+    python -m bench.load [--base-url http://127.0.0.1:8000] [--duration 15] [--connections 64]
+
+The bench seeds its own data with the service's own code (models and ``place_order``/``apply_action``)
+in the service's database (``--database-url``, else ``DATABASE_URL``, else the embedded server in
+``SIDAN_DATA_DIR``), signs tokens with the same settings (run it with the service's environment), then:
+
+(a) lifecycles place→approve→dispatch→accept→check-in→complete→rate by N concurrent clients (httpx);
+(b) a grab storm: 1,000 volunteers over 100 pooled orders (exactly 100 winners);
+(c) read traffic: volunteers polling task lists, residents polling their orders;
+(d) one transition per request (dispatch ⇄ withdraw) driven by wrk, beside the same single-transition
+    SQL run by pgbench and by a minimal raw-asyncpg FastAPI endpoint, in the same run, with ratios.
+Everything is printed; nothing is asserted on timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import insert, make_url
+
+from app.auth import issue_token, load_actor
+from app.config import get_settings
+from app.db import create_engine, create_sessionmaker, to_async_url
+from app.domain import Action, Role
+from app.models import OrgUnit, User, Volunteer
+from app.schemas.orders import EmptyBody, OrderCreate, PublishBody
+from app.services.ordering import place_order
+from app.services.transitions import apply_action
+from bench.common import describe_machine, plain_dsn, scratch_database
+
+HERE = Path(__file__).resolve().parent
+PHONE = "13800001234"
+
+
+def percentiles(samples: list[float]) -> str:
+    if not samples:
+        return "n/a"
+    ordered = sorted(samples)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    return f"p50 {pick(0.50):7.1f} ms  p95 {pick(0.95):7.1f} ms  p99 {pick(0.99):7.1f} ms"
+
+
+class Seed:
+    """A bench county of its own: a center, a station, an admin, volunteers and residents."""
+
+    def __init__(self, url: str, volunteers: int, residents: int) -> None:
+        self.url, self.n_volunteers, self.n_residents = url, volunteers, residents
+        self.settings = get_settings()
+        self.tag = uuid.uuid4().hex[:6]
+
+    async def create(self) -> None:
+        engine = create_engine(self.url, self.settings)
+        self.sessionmaker = create_sessionmaker(engine)
+        async with self.sessionmaker() as session, session.begin():
+            center = OrgUnit(level="center", name=f"基准中心{self.tag}", code=f"BENCH-{self.tag}", path="-")
+            session.add(center)
+            await session.flush()
+            center.path = f"{center.id}."
+            station = OrgUnit(
+                parent_id=center.id,
+                level="station",
+                name=f"基准站{self.tag}",
+                code=f"BENCH-{self.tag}-1",
+                path="-",
+                depth=1,
+            )
+            session.add(station)
+            await session.flush()
+            station.path = f"{center.path}{station.id}."
+            self.station_id = station.id
+            admin = User(username=f"bench-admin-{self.tag}", role=Role.ADMIN.value, unit_id=station.id)
+            session.add(admin)
+            users = [
+                {"username": f"bench-v{i}-{self.tag}", "role": "volunteer", "unit_id": station.id}
+                for i in range(self.n_volunteers)
+            ] + [
+                {"username": f"bench-r{i}-{self.tag}", "role": "resident", "unit_id": station.id}
+                for i in range(self.n_residents)
+            ]
+            rows = (await session.execute(insert(User).returning(User), users)).scalars().all()
+            volunteer_users = [u for u in rows if u.role == "volunteer"]
+            self.residents = [u for u in rows if u.role == "resident"]
+            profiles = (
+                (
+                    await session.execute(
+                        insert(Volunteer).returning(Volunteer),
+                        [
+                            {
+                                "user_id": u.id,
+                                "real_name": u.username,
+                                "phone": PHONE,
+                                "home_unit_id": station.id,
+                                "max_open_orders": 1000,
+                            }
+                            for u in volunteer_users
+                        ],
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            await session.flush()
+            self.admin = admin
+            self.volunteers = list(zip(volunteer_users, profiles, strict=True))
+        self.tokens_admin = issue_token(self.settings, admin)
+        await engine.dispose()
+
+    def token(self, user: User) -> str:
+        return issue_token(self.settings, user)
+
+    def order_body(self) -> dict[str, Any]:
+        return {
+            "title": "基准测试服务",
+            "description": "bench",
+            "unit_id": self.station_id,
+            "address": "基准地址",
+            "contact_name": "张三",
+            "contact_phone": PHONE,
+        }
+
+    async def orders_in(self, count: int, publish: bool) -> list[int]:
+        """Approved (or pooled) orders placed and moved by the service's own code."""
+        engine = create_engine(self.url, self.settings)
+        sessionmaker = create_sessionmaker(engine)
+        ids: list[int] = []
+        async with sessionmaker() as session:
+            resident = await load_actor(session, self.residents[0].id)
+            admin = await load_actor(session, self.admin.id)
+            for _ in range(count):
+                order = await place_order(session, self.settings, resident, OrderCreate(**self.order_body()))
+                await apply_action(
+                    session, self.settings, order_id=order.id, action=Action.APPROVE, actor=admin, body=EmptyBody()
+                )
+                if publish:
+                    await apply_action(
+                        session,
+                        self.settings,
+                        order_id=order.id,
+                        action=Action.PUBLISH,
+                        actor=admin,
+                        body=PublishBody(accept_within_minutes=600),
+                    )
+                ids.append(order.id)
+        await engine.dispose()
+        return ids
+
+
+# ---- (a) lifecycles ------------------------------------------------------------------------------
+
+LIFECYCLE = ["place", "approve", "dispatch", "accept", "check-in", "complete", "rate"]
+
+
+async def lifecycles(base: str, seed: Seed, clients: int, duration: float) -> None:
+    latencies: dict[str, list[float]] = defaultdict(list)
+    errors: dict[str, int] = defaultdict(int)
+    admin = {"Authorization": f"Bearer {seed.tokens_admin}"}
+    deadline = time.perf_counter() + duration
+
+    async def client(i: int, http: httpx.AsyncClient) -> None:
+        user, profile = seed.volunteers[i % len(seed.volunteers)]
+        volunteer = {"Authorization": f"Bearer {seed.token(user)}"}
+        resident = {"Authorization": f"Bearer {seed.token(seed.residents[i % len(seed.residents)])}"}
+        complete = {"summary": "完成", "served_count": 1, "participants": [{"volunteer_id": profile.id, "hours": 0.5}]}
+        steps: list[tuple[str, dict[str, str], dict[str, Any]]] = [
+            ("approve", admin, {}),
+            ("dispatch", admin, {"volunteer_id": profile.id}),
+            ("accept", volunteer, {}),
+            ("check-in", volunteer, {}),
+            ("complete", volunteer, complete),
+            ("rate", resident, {"stars": 5}),
+        ]
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            response = await http.post("/api/v1/orders", json=seed.order_body(), headers=resident)
+            latencies["place"].append(time.perf_counter() - started)
+            if response.status_code != 201:
+                errors["place"] += 1
+                continue
+            order_id = response.json()["id"]
+            for action, headers, body in steps:
+                started = time.perf_counter()
+                response = await http.post(f"/api/v1/orders/{order_id}/{action}", json=body, headers=headers)
+                latencies[action].append(time.perf_counter() - started)
+                if response.status_code != 200:
+                    errors[action] += 1
+                    break
+
+    started = time.perf_counter()
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
+        await asyncio.gather(*(client(i, http) for i in range(clients)))
+    elapsed = time.perf_counter() - started
+    transitions = sum(len(v) for v in latencies.values())
+    print(
+        f"(a) lifecycles: {clients} clients, {elapsed:.1f} s: {transitions / elapsed:.0f} transitions/s, "
+        f"{len(latencies['rate']) / elapsed:.1f} full lifecycles/s, errors {dict(errors) or 0}"
+    )
+    for action in LIFECYCLE:
+        print(f"    {action:9s} n={len(latencies[action]):6d}  {percentiles(latencies[action])}")
+
+
+# ---- (b) grab storm --------------------------------------------------------------------------------
+
+
+async def grab_storm(base: str, seed: Seed, grabbers: int, pooled: int) -> None:
+    orders = await seed.orders_in(pooled, publish=True)
+    codes: dict[int, int] = defaultdict(int)
+    latencies: list[float] = []
+    winners: list[int] = []
+
+    async def volunteer(user: User, http: httpx.AsyncClient) -> None:
+        headers = {"Authorization": f"Bearer {seed.token(user)}"}
+        for order_id in random.sample(orders, len(orders)):
+            started = time.perf_counter()
+            response = await http.post(f"/api/v1/orders/{order_id}/grab", json={}, headers=headers)
+            latencies.append(time.perf_counter() - started)
+            codes[response.status_code] += 1
+            if response.status_code == 200:
+                winners.append(order_id)
+                return
+
+    started = time.perf_counter()
+    async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=200), timeout=60) as http:
+        await asyncio.gather(*(volunteer(user, http) for user, _ in seed.volunteers[:grabbers]))
+    elapsed = time.perf_counter() - started
+    verdict = "OK" if len(winners) == pooled == len(set(winners)) else "WRONG"
+    print(
+        f"(b) grab storm: {grabbers} volunteers over {pooled} pooled orders in {elapsed:.1f} s: "
+        f"winners {len(winners)} ({verdict}: must be exactly {pooled}, one per order), "
+        f"status codes {dict(sorted(codes.items()))}, {percentiles(latencies)}"
+    )
+
+
+# ---- (c) read traffic ----------------------------------------------------------------------------------
+
+
+async def reads(base: str, seed: Seed, clients: int, duration: float) -> None:
+    latencies: dict[str, list[float]] = defaultdict(list)
+    errors = 0
+    deadline = time.perf_counter() + duration
+
+    async def client(i: int, http: httpx.AsyncClient) -> None:
+        nonlocal errors
+        user, _ = seed.volunteers[i % len(seed.volunteers)]
+        resident = seed.residents[i % len(seed.residents)]
+        polls = [
+            ("volunteer tasks", "/api/v1/volunteer/tasks?kind=assigned", seed.token(user)),
+            ("volunteer pool", "/api/v1/volunteer/tasks?kind=pool", seed.token(user)),
+            ("resident orders", "/api/v1/orders/mine", seed.token(resident)),
+        ]
+        while time.perf_counter() < deadline:
+            name, path, token = polls[random.randrange(3)]
+            started = time.perf_counter()
+            response = await http.get(path, headers={"Authorization": f"Bearer {token}"})
+            latencies[name].append(time.perf_counter() - started)
+            errors += response.status_code != 200
+
+    started = time.perf_counter()
+    async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=clients), timeout=30) as http:
+        await asyncio.gather(*(client(i, http) for i in range(clients)))
+    elapsed = time.perf_counter() - started
+    total = sum(len(v) for v in latencies.values())
+    print(f"(c) reads: {clients} clients: {total / elapsed:.0f} requests/s, errors {errors}")
+    for name, samples in latencies.items():
+        print(f"    {name:16s} n={len(samples):6d}  {percentiles(samples)}")
+
+
+# ---- (d) one transition: pgbench, raw asyncpg endpoint, Sidan -----------------------------------------
+
+PGBENCH_SCRIPT = """\\set id random(1, {n})
+BEGIN;
+SELECT status FROM bench_orders WHERE id = :id FOR UPDATE;
+UPDATE bench_orders SET status = CASE WHEN status = 'approved' THEN 'dispatched' ELSE 'approved' END,
+    version = version + 1 WHERE id = :id;
+INSERT INTO bench_events (order_id, to_status) SELECT id, status FROM bench_orders WHERE id = :id;
+END;
+"""
+
+
+def tool(name: str) -> str:
+    """A PostgreSQL client binary: the system's, else the one inside the pgserver wheel."""
+    found = shutil.which(name)
+    if found:
+        return found
+    import pgserver
+
+    return str(Path(pgserver.__file__).parent / "pginstall" / "bin" / name)
+
+
+def wrk(url: str, script: Path, args: list[str], connections: int, duration: float) -> tuple[float, int]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed for (d): apt-get install wrk")
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{int(duration)}s", "--latency", "-s", str(script), url, "--", *args],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return rate, int(bad.group(1)) if bad else 0
+
+
+def wait_for(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+async def single_transition(base: str, seed: Seed, server: str, connections: int, duration: float) -> None:
+    n = 2000
+    async with scratch_database(server, "sidan_bench_raw") as raw_url:
+        import asyncpg
+
+        dsn = plain_dsn(raw_url)
+        connection = await asyncpg.connect(dsn)
+        await connection.execute(
+            "CREATE TABLE bench_orders (id bigint PRIMARY KEY, status text NOT NULL, version int NOT NULL);"
+            "CREATE TABLE bench_events (id bigserial PRIMARY KEY, order_id bigint NOT NULL, to_status text NOT NULL,"
+            " created_at timestamptz NOT NULL DEFAULT now());"
+            f"INSERT INTO bench_orders SELECT g, 'approved', 1 FROM generate_series(1, {n}) g;"
+        )
+        await connection.close()
+        with tempfile.TemporaryDirectory() as tmp:
+            script = Path(tmp) / "transition.sql"
+            script.write_text(PGBENCH_SCRIPT.format(n=n))
+            out = subprocess.run(
+                [tool("pgbench"), "-n", f"-c{connections}", "-j2", f"-T{int(duration)}", "-f", str(script), dsn],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            pgbench_tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+            port = 18099
+            env = os.environ | {"RAW_DSN": dsn, "RAW_POOL": str(get_settings().db_pool_size)}
+            raw = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "bench.raw_app:app", "--port", str(port), "--log-level", "warning"],
+                env=env,
+                cwd=HERE.parent,
+            )
+            try:
+                wait_for(f"http://127.0.0.1:{port}/docs")
+                raw_rps, raw_bad = wrk(
+                    f"http://127.0.0.1:{port}", HERE / "wrk" / "raw.lua", [str(n)], connections, duration
+                )
+            finally:
+                raw.terminate()
+                raw.wait(10)
+
+            orders = await seed.orders_in(n // 4, publish=False)
+            volunteer_id = seed.volunteers[0][1].id
+            listing = Path(tmp) / "orders.txt"
+            listing.write_text("\n".join([seed.tokens_admin, str(volunteer_id), *map(str, orders)]) + "\n")
+            ours, ours_bad = wrk(base, HERE / "wrk" / "sidan.lua", [str(listing), "2"], connections, duration)
+    print(f"(d) one transition per request (SELECT … FOR UPDATE, UPDATE, INSERT event), {connections} connections:")
+    print(f"    pgbench (SQL alone)                {pgbench_tps:8.0f} tps")
+    print(f"    FastAPI + raw asyncpg (wrk)        {raw_rps:8.0f} req/s   non-2xx {raw_bad}")
+    print(f"    Sidan dispatch ⇄ withdraw (wrk)    {ours:8.0f} req/s   non-2xx {ours_bad}")
+    print(f"    ratio Sidan / raw asyncpg          {ours / raw_rps:8.0%}   (target ≥ 60 %)")
+    print(f"    ratio Sidan / pgbench              {ours / pgbench_tps:8.0%}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--base-url", default="http://127.0.0.1:8000")
+    parser.add_argument("--database-url", help="the service's database (default: DATABASE_URL or embedded)")
+    parser.add_argument("--duration", type=float, default=15)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients for (a) and (c)")
+    parser.add_argument("--only", choices=["a", "b", "c", "d"], action="append")
+    args = parser.parse_args()
+    explicit = args.database_url or os.environ.get("DATABASE_URL") or os.environ.get("SIDAN_DATABASE_URL")
+    if explicit:
+        url = to_async_url(explicit)
+    else:
+        from app.db import start_embedded_postgres
+
+        url = start_embedded_postgres(get_settings().data_dir)
+    server = make_url(url).set(database="postgres").render_as_string(hide_password=False)
+    wait_for(f"{args.base_url}/healthz")
+    print(await describe_machine(url))
+    wrk_says = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout if shutil.which("wrk") else ""
+    print(f"service {args.base_url}; {wrk_says.splitlines()[0] if wrk_says else 'wrk missing'}")
+    seed = Seed(url, volunteers=1000, residents=200)
+    await seed.create()
+    only = set(args.only or ["a", "b", "c", "d"])
+    if "d" in only:
+        await single_transition(args.base_url, seed, server, args.connections, args.duration)
+    if "a" in only:
+        await lifecycles(args.base_url, seed, args.clients, args.duration)
+    if "b" in only:
+        await grab_storm(args.base_url, seed, grabbers=1000, pooled=100)
+    if "c" in only:
+        await reads(args.base_url, seed, args.clients, args.duration)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

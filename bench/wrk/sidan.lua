@@ -1,0 +1,51 @@
+-- wrk script for Sidan's real transition endpoints: each order alternates dispatch ⇄ withdraw
+-- (approved → dispatched → approved …), one transition per request, as the staff admin.
+-- args: <file with "token" on line 1, "volunteer_id" on line 2, then one order id per line>
+local token, volunteer, orders, state = nil, nil, {}, {}
+local counter, thread_index = 0, 0
+local threads = {}
+
+function setup(thread)
+  thread:set("thread_index", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local f = assert(io.open(args[1]))
+  token = f:read("*l")
+  volunteer = f:read("*l")
+  for line in f:lines() do
+    local id = tonumber(line)
+    if id then table.insert(orders, id) end
+  end
+  f:close()
+  -- Each thread takes its own slice of the orders so no two in-flight requests share one.
+  local nthreads = tonumber(args[2]) or 1
+  local mine = {}
+  for i, id in ipairs(orders) do
+    if (i - 1) % nthreads == thread_index then table.insert(mine, id) end
+  end
+  orders = mine
+end
+
+local headers = nil
+function request()
+  if headers == nil then
+    headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}
+  end
+  counter = counter + 1
+  local id = orders[(counter % #orders) + 1]
+  if state[id] == "dispatched" then
+    state[id] = "withdrawing"
+    return wrk.format("POST", "/api/v1/orders/" .. id .. "/withdraw", headers, "{}")
+  end
+  state[id] = "dispatching"
+  return wrk.format("POST", "/api/v1/orders/" .. id .. "/dispatch", headers,
+    '{"volunteer_id": ' .. volunteer .. ', "accept_within_minutes": 600}')
+end
+
+function response(status, headers, body)
+  local id = tonumber(string.match(body, '"order_id":(%d+)') or string.match(body, '"id":(%d+)'))
+  local st = string.match(body, '"status":"(%a+)"')
+  if id and st then state[id] = st end
+end
