@@ -24,6 +24,18 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = 15_000
     db_lock_timeout_ms: int = 5_000
 
+    # ``json``: one JSON object per line (request id, user id, order id; for log collectors);
+    # ``text``: for a human at a terminal. Phone numbers are masked either way.
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
+
+    # Abuse limits: request bodies, logins (per account and per client address), orders per resident.
+    max_body_bytes: int = 1_048_576
+    login_failures_per_account: int = 5
+    login_attempts_per_address: int = 30
+    login_window_seconds: int = 15 * 60
+    resident_orders_per_hour: int = 10
+
     token_secret: str = DEFAULT_TOKEN_SECRET
     token_ttl_minutes: int = 12 * 60
     # The dev/test token endpoint (POST /api/v1/auth/dev-token); never mounted in production.

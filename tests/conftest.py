@@ -71,6 +71,8 @@ def settings() -> Settings:
         environment="test",
         enable_dev_token=True,
         run_worker=False,  # tests drive the sweeper and sender themselves, with an injected clock
+        login_attempts_per_address=100_000,  # the whole suite logs in from one address; limits have own tests
+        resident_orders_per_hour=1_000,
         db_pool_size=30,
         db_max_overflow=10,
         wechat_base_url="http://127.0.0.1:9",  # tests that need WeChat start their own stand-in

@@ -11,16 +11,32 @@ from app.db import Session
 from app.errors import NotFound
 from app.models import User
 from app.routers.deps import SettingsDep, errors
-from app.schemas.auth import LoginIn, MeOut, TokenOut, WechatLoginIn
+from app.schemas.auth import LoginIn, MeOut, PasswordChangeIn, TokenOut, WechatLoginIn
 from app.services import accounts
 
 router = APIRouter(tags=["auth"])
 
 
-@router.post("/auth/login", response_model=TokenOut, responses=errors(401, 422))
-async def login(body: LoginIn, session: Session, settings: SettingsDep) -> TokenOut:
-    """用户名密码登录 (工作人员、志愿者)."""
-    return await accounts.login(session, settings, body.username, body.password)
+@router.post("/auth/login", response_model=TokenOut, responses=errors(401, 422, 429))
+async def login(body: LoginIn, request: Request, session: Session, settings: SettingsDep) -> TokenOut:
+    """用户名密码登录 (工作人员、志愿者). Repeated failures are refused with 429 for a while."""
+    address = request.client.host if request.client else "unknown"
+    throttle = request.app.state.login_throttle
+    return await accounts.login(session, settings, throttle, body.username, body.password, address)
+
+
+@router.post("/auth/refresh", response_model=TokenOut, responses=errors(401))
+async def refresh(actor: CurrentUser, session: Session, settings: SettingsDep) -> TokenOut:
+    """续期: a new token for a caller whose token is still valid."""
+    return await accounts.refresh(session, settings, actor.user_id)
+
+
+@router.post("/auth/password", response_model=TokenOut, responses=errors(401, 422))
+async def change_password(
+    body: PasswordChangeIn, actor: CurrentUser, session: Session, settings: SettingsDep
+) -> TokenOut:
+    """修改密码: all earlier tokens stop working; use the returned one."""
+    return await accounts.change_password(session, settings, actor.user_id, body.old_password, body.new_password)
 
 
 @router.post("/auth/wechat", response_model=TokenOut, responses=errors(401, 422, 503))

@@ -47,7 +47,9 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         403: "角色无权执行",
         404: "对象不存在或不在可见范围",
         409: "状态冲突 (当前状态与允许的操作见 details)",
+        413: "请求体过大",
         422: "请求参数不正确",
+        429: "请求过于频繁",
         503: "数据库或上游不可用",
     }
     return {code: {"model": ErrorResponse, "description": descriptions[code]} for code in codes}

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
 
 from app.auth import CurrentUser
 from app.db import Session
@@ -20,9 +21,12 @@ from app.workflow import TRANSITIONS, USER_ACTIONS, roles_for
 
 router = APIRouter(tags=["orders"])
 _NO_BODY = EmptyBody()
+# Under ``Annotated``, FastAPI takes a default of ``...`` as the value Ellipsis (the body became optional
+# and arrived as ``...``); "no default" is spelled ``PydanticUndefined``.
+_REQUIRED: Any = PydanticUndefined
 
 
-@router.post("/orders", status_code=201, response_model=OrderOut, responses=errors(401, 403, 422))
+@router.post("/orders", status_code=201, response_model=OrderOut, responses=errors(401, 403, 422, 429))
 async def place_order(
     body: OrderCreate,
     request: Request,
@@ -80,7 +84,7 @@ def _action_endpoint(action: Action) -> Callable[..., Awaitable[OrderOut]]:
         settings: SettingsDep,
         actor: CurrentUser,
         expected_version: ExpectedVersion,
-        body: Annotated[body_model, Body()] = _NO_BODY if optional else ...,
+        body: Annotated[body_model, Body()] = _NO_BODY if optional else _REQUIRED,
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> OrderOut:
         payload: BaseModel = body if body is not None else EmptyBody()

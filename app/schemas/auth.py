@@ -36,3 +36,8 @@ class MeOut(BaseModel):
     role: Role
     unit_id: int | None
     volunteer_id: int | None = Field(default=None, description="set for volunteers")
+
+
+class PasswordChangeIn(BaseModel):
+    old_password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    new_password: Annotated[str, StringConstraints(min_length=8, max_length=256)]

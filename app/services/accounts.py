@@ -7,12 +7,13 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth import issue_token, verify_password
+from app.auth import hash_password, issue_token, verify_password
 from app.config import Settings
 from app.domain import Role
-from app.errors import ServiceUnavailable, Unauthorized
+from app.errors import InvalidInput, ServiceUnavailable, Unauthorized
 from app.models import User
 from app.schemas.auth import TokenOut, UserOut
+from app.services.throttle import LoginThrottle
 
 # A real argon2 hash of a random string: unknown usernames cost as much as wrong passwords.
 _DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$s5X707NJ9eFg3UUMdIENqw$CjrBYuGZbs38A48ikKyU9WpN2nT2od3gXD+3fgLTzEw"
@@ -22,12 +23,40 @@ def token_response(settings: Settings, user: User) -> TokenOut:
     return TokenOut(access_token=issue_token(settings, user), user=UserOut.model_validate(user))
 
 
-async def login(session: AsyncSession, settings: Settings, username: str, password: str) -> TokenOut:
+async def login(
+    session: AsyncSession, settings: Settings, throttle: LoginThrottle, username: str, password: str, address: str
+) -> TokenOut:
+    """用户名密码登录, throttled per account and per client address (429 past the limit)."""
+    throttle.before(username, address)
     async with session.begin():
         user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
     ok = await verify_password(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
     if user is None or not ok or not user.is_active:
+        throttle.failed(username)
         raise Unauthorized("用户名或密码错误")
+    throttle.succeeded(username)
+    return token_response(settings, user)
+
+
+async def refresh(session: AsyncSession, settings: Settings, user_id: int) -> TokenOut:
+    """A fresh token for a caller whose current token is still valid (same token version)."""
+    async with session.begin():
+        user = await session.get(User, user_id)
+    if user is None or not user.is_active:
+        raise Unauthorized()
+    return token_response(settings, user)
+
+
+async def change_password(
+    session: AsyncSession, settings: Settings, user_id: int, old_password: str, new_password: str
+) -> TokenOut:
+    """修改密码: every token issued before stops working; the answer carries a new one."""
+    async with session.begin():
+        user = (await session.execute(select(User).where(User.id == user_id).with_for_update())).scalar_one_or_none()
+        if user is None or not user.password_hash or not await verify_password(user.password_hash, old_password):
+            raise InvalidInput("原密码不正确")
+        user.password_hash = await hash_password(new_password)
+        user.token_version += 1
     return token_response(settings, user)
 
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import SYSTEM_ACTOR, Actor
 from app.config import Settings
 from app.domain import Action, Channel, Role, Status
-from app.errors import InvalidInput, NotFound
+from app.errors import InvalidInput, NotFound, RateLimited
 from app.models import MenuItem, Order, OrderEvent, OrgUnit, User
 from app.models.org import ancestor_paths
 from app.schemas.common import Page
@@ -49,6 +49,8 @@ async def place_order(
             replay = await idempotency.claim(session, actor.user_id, idem)
             if replay is not None:
                 return OrderOut.model_validate(replay)
+        if actor.role is Role.RESIDENT:
+            await _check_hourly_limit(session, settings, actor, now)
         unit = await session.get(OrgUnit, body.unit_id)
         if unit is None or not unit.is_active:
             raise InvalidInput("服务单位不存在或已停用", unit_id=body.unit_id)
@@ -96,6 +98,15 @@ async def place_order(
         if idem is not None:
             await idempotency.store(session, actor.user_id, idem, 201, result.model_dump(mode="json"))
     return result
+
+
+async def _check_hourly_limit(session: AsyncSession, settings: Settings, actor: Actor, now: datetime) -> None:
+    """A resident places at most ``resident_orders_per_hour`` orders an hour (staff ordering for others, not)."""
+    placed = await session.scalar(
+        select(func.count()).where(Order.placed_by_id == actor.user_id, Order.created_at > now - timedelta(hours=1))
+    )
+    if (placed or 0) >= settings.resident_orders_per_hour:
+        raise RateLimited(f"每小时最多点单 {settings.resident_orders_per_hour} 次, 请稍后再试")
 
 
 async def _resident_served(session: AsyncSession, actor: Actor, body: OrderCreate) -> int | None:

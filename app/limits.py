@@ -1,0 +1,55 @@
+"""Abuse limits that need no database: the request body size (413)."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while the app reads a streamed body past the limit (FastAPI passes HTTPExceptions through)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"请求体超过 {max_bytes} 字节")
+
+
+class BodySizeLimit:
+    """Refuse request bodies over ``max_bytes`` with 413, whether announced (Content-Length) or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._refuse(send)
+                return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = orjson.dumps(
+            {"error": {"code": "payload_too_large", "message": f"请求体超过 {self.max_bytes} 字节", "details": {}}}
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
