@@ -21,7 +21,17 @@ from app.auth import SYSTEM_ACTOR, Actor, hash_password, load_actor
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.domain import Action, Channel, Role, Status, UnitLevel
-from app.models import MenuCategory, MenuItem, OrgUnit, Team, TeamMember, User, Volunteer, team_categories
+from app.models import (
+    MenuCategory,
+    MenuItem,
+    OrgUnit,
+    Team,
+    TeamMember,
+    User,
+    Volunteer,
+    team_categories,
+    volunteer_categories,
+)
 from app.schemas.orders import OrderCreate, body_for
 from app.services.ordering import place_order
 from app.services.transitions import apply_action
@@ -515,6 +525,12 @@ async def _load_directory(session: AsyncSession, password_hash: str) -> _Ids:
     session.add_all(volunteers.values())
     await session.flush()
     ids.volunteers = {k: v.id for k, v in volunteers.items()}
+    # Demo volunteers sign up for every service category (志愿服务意向), so pools are open to them;
+    # team categories still give ranking its team-based part.
+    await session.execute(
+        volunteer_categories.insert(),
+        [{"volunteer_id": v, "category_id": c.id} for v in ids.volunteers.values() for c in categories.values()],
+    )
 
     for key, (unit, name, members, codes) in TEAMS.items():
         team = Team(unit_id=ids.units[unit], name=name, leader_volunteer_id=ids.volunteers[members[0]])
@@ -599,7 +615,8 @@ def _route(spec: DemoOrder) -> list[_Step]:
         return steps
     participants = [{"volunteer_id": v, "hours": spec.hours} for v in (volunteer, *spec.helpers)]
     complete = {"summary": spec.summary, "served_count": spec.beneficiaries, "participants": participants}
-    steps.append((Action.COMPLETE, volunteer, complete, 2 * _H))
+    # Completed no sooner than the hours served after check-in: longer hours are refused (信用时长).
+    steps.append((Action.COMPLETE, volunteer, complete, max(2 * _H, timedelta(hours=float(spec.hours)))))
     if target is Status.COMPLETED:
         return steps
     if target is Status.CLOSED:

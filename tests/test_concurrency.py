@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import issue_token
 from app.domain import Role, Status
-from app.models import OrderEvent, User, Volunteer
+from app.models import OrderEvent, User, Volunteer, volunteer_categories
 from tests.world import World
 
 
@@ -24,8 +24,13 @@ async def add_volunteers(
             user = User(username=name, role=Role.VOLUNTEER.value, unit_id=world.units[unit], display_name=name)
             session.add(user)
             await session.flush()
-            session.add(
-                Volunteer(user_id=user.id, real_name=name, phone=f"1590000{i:04d}", home_unit_id=world.units[unit])
+            volunteer = Volunteer(
+                user_id=user.id, real_name=name, phone=f"1590000{i:04d}", home_unit_id=world.units[unit]
+            )
+            session.add(volunteer)
+            await session.flush()
+            await session.execute(
+                volunteer_categories.insert().values(volunteer_id=volunteer.id, category_id=world.categories["lecture"])
             )
             world.tokens[name] = issue_token(world.settings, user)
     return names
