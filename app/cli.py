@@ -12,6 +12,7 @@ from types import FrameType
 
 from app.config import get_settings
 from app.db import resolve_database_url
+from app.observability import configure_logging
 
 log = logging.getLogger("sidan")
 
@@ -66,6 +67,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level="info",
+        # Logging is ours (app.observability): JSON lines with request ids; our access line replaces
+        # uvicorn's, which would log query strings.
+        log_config=None,
+        access_log=False,
         timeout_graceful_shutdown=20,
     )
     return 0
@@ -99,6 +104,27 @@ def cmd_worker(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rotate_keys(_: argparse.Namespace) -> int:
+    """Re-encrypt stored phone numbers under the first key of SIDAN_DATA_KEYS."""
+    from app.db import create_engine, create_sessionmaker
+    from app.services.privacy import rotate_keys
+
+    url = _database_url()
+    _migrate(url)
+    settings = get_settings()
+
+    async def _run() -> int:
+        engine = create_engine(url, settings)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return await rotate_keys(session)
+        finally:
+            await engine.dispose()
+
+    print(f"re-encrypted {asyncio.run(_run())} phone numbers under the first data key")
+    return 0
+
+
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     """SIGTERM ends the process through ``SystemExit`` (status 143), so exit handlers run and stop
     the embedded PostgreSQL. uvicorn shuts down gracefully, then re-raises the signal it caught to
@@ -108,7 +134,7 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(get_settings())
     parser = argparse.ArgumentParser(prog="sidan", description="四单 order-dispatch service")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="migrate, then serve the API")
@@ -118,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--demo", action="store_true", help="load the demo county into an empty database")
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="migrate the database to head").set_defaults(func=cmd_migrate)
+    sub.add_parser("rotate-keys", help="re-encrypt personal data under the first SIDAN_DATA_KEYS key").set_defaults(
+        func=cmd_rotate_keys
+    )
     sub.add_parser("worker", help="run the deadline sweeper and notification sender only").set_defaults(func=cmd_worker)
     sub.add_parser("seed-demo", help="load the demo county into an empty database").set_defaults(func=cmd_seed_demo)
     args = parser.parse_args(argv)

@@ -6,8 +6,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from cryptography.fernet import Fernet
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.crypto import DEV_DATA_KEY
 
 DEFAULT_TOKEN_SECRET = "sidan-dev-secret-change-me-0123456789abcdef"
 
@@ -36,6 +39,9 @@ class Settings(BaseSettings):
     login_window_seconds: int = 15 * 60
     resident_orders_per_hour: int = 10
 
+    # Fernet keys for personal data at rest, comma-separated; the first encrypts, all decrypt (rotation).
+    data_keys: str = DEV_DATA_KEY
+
     token_secret: str = DEFAULT_TOKEN_SECRET
     token_ttl_minutes: int = 12 * 60
     # The dev/test token endpoint (POST /api/v1/auth/dev-token); never mounted in production.
@@ -51,11 +57,30 @@ class Settings(BaseSettings):
     worker_interval_seconds: float = 5.0
     wechat_template_id: str = "sidan-order-status"
 
+    @field_validator("data_keys")
+    @classmethod
+    def _valid_fernet_keys(cls, value: str) -> str:
+        keys = [k.strip() for k in value.split(",") if k.strip()]
+        if not keys:
+            raise ValueError("SIDAN_DATA_KEYS needs at least one key")
+        for key in keys:
+            try:
+                Fernet(key)
+            except ValueError as exc:
+                raise ValueError("SIDAN_DATA_KEYS: each key must be a Fernet key (Fernet.generate_key())") from exc
+        return value
+
+    @property
+    def data_key_list(self) -> list[str]:
+        return [k.strip() for k in self.data_keys.split(",") if k.strip()]
+
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> Settings:
         if self.environment == "production":
             if self.token_secret == DEFAULT_TOKEN_SECRET or len(self.token_secret) < 32:
                 raise ValueError("SIDAN_TOKEN_SECRET must be set to a random value of 32+ characters in production")
+            if self.data_keys == DEV_DATA_KEY:
+                raise ValueError("SIDAN_DATA_KEYS must be set to your own Fernet key(s) in production")
             if self.enable_dev_token:
                 raise ValueError("SIDAN_ENABLE_DEV_TOKEN is not allowed in production")
         return self

@@ -16,6 +16,7 @@ from sqlalchemy import make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from app import crypto
 from app.config import Settings
 
 log = logging.getLogger(__name__)
@@ -59,15 +60,31 @@ def resolve_database_url(settings: Settings) -> str:
     return start_embedded_postgres(settings.data_dir)
 
 
+# A client-side bound on every statement, just past the server's own statement_timeout: that one
+# answers with a clean error; this one is for a server that cannot answer at all (frozen, partitioned).
+COMMAND_TIMEOUT_GRACE_SECONDS = 2.0
+
+
 def create_engine(url: str, settings: Settings) -> AsyncEngine:
+    # Whoever talks to the database reads and writes personal data with these keys.
+    crypto.configure(settings.data_key_list)
+    """The engine: every wait is bounded, so a database outage turns into quick 503s, never a hang.
+
+    Connecting gives up after 5 s, waiting for a pooled connection after 10 s; a pooled connection is
+    pinged before use (a restarted server's dead connections are replaced transparently); statements and
+    lock waits are bounded by the server (``statement_timeout``, ``lock_timeout``) and by the client.
+    """
     return create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
         pool_timeout=10,
+        # Statement parameters (phones, password hashes) stay out of exception messages and logs.
+        hide_parameters=True,
         connect_args={
             "timeout": 5,
+            "command_timeout": settings.db_statement_timeout_ms / 1000 + COMMAND_TIMEOUT_GRACE_SECONDS,
             "server_settings": {
                 "application_name": "sidan",
                 "statement_timeout": str(settings.db_statement_timeout_ms),

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlparse
 
 import jwt
 import pytest
+from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from pydantic import ValidationError
 from sqlalchemy import select, update
@@ -106,9 +107,14 @@ async def test_expired_and_foreign_tokens_are_401(world: World) -> None:
 def test_production_refuses_the_default_secret() -> None:
     with pytest.raises(ValidationError, match="SIDAN_TOKEN_SECRET"):
         Settings(environment="production")
+    own_key = Fernet.generate_key().decode()
+    with pytest.raises(ValidationError, match="SIDAN_DATA_KEYS"):
+        Settings(environment="production", token_secret="x" * 40)
     with pytest.raises(ValidationError, match="DEV_TOKEN"):
-        Settings(environment="production", token_secret="x" * 40, enable_dev_token=True)
-    assert Settings(environment="production", token_secret="x" * 40).environment == "production"
+        Settings(environment="production", token_secret="x" * 40, data_keys=own_key, enable_dev_token=True)
+    with pytest.raises(ValidationError, match="Fernet key"):
+        Settings(data_keys="not-a-key")
+    assert Settings(environment="production", token_secret="x" * 40, data_keys=own_key).environment == "production"
 
 
 def test_dev_token_endpoint_is_not_mounted_unless_enabled() -> None:

@@ -7,6 +7,7 @@ from app.models.menu import MenuCategory, MenuItem
 from app.models.orders import Order, OrderEvent, Rating, ServiceParticipant, ServiceRecord
 from app.models.org import OrgUnit
 from app.models.policy import UnitPolicy
+from app.models.privacy import PiiAccess
 from app.models.users import User
 from app.models.volunteers import Team, TeamMember, Volunteer, team_categories, volunteer_categories
 
@@ -21,6 +22,7 @@ __all__ = [
     "OrderEvent",
     "OrgUnit",
     "OutboxMessage",
+    "PiiAccess",
     "PointsEntry",
     "Rating",
     "Redemption",

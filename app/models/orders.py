@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.crypto import EncryptedString
 from app.models.base import Base, CreatedAtMixin, IdMixin
 
 STATUS_CHECK = (
@@ -48,11 +49,13 @@ class Order(IdMixin, CreatedAtMixin, Base):
         Index("ix_orders_assignee_team_id_status", "assignee_team_id", "status"),
         Index("ix_orders_pool", "unit_path", postgresql_where=text("status = 'pooled'")),
         Index("ix_orders_due", "deadline_at", postgresql_where=text("deadline_at IS NOT NULL")),
+        # 统计: a subtree's orders of a period, read index-only (app.services.stats).
         Index(
-            "ix_orders_unit_path_created_at",
+            "ix_orders_stats_cohort",
             "unit_path",
             "created_at",
             postgresql_ops={"unit_path": "text_pattern_ops"},
+            postgresql_include=["id", "status", "category_id", "accepted_at", "completed_at"],
         ),
     )
 
@@ -71,7 +74,7 @@ class Order(IdMixin, CreatedAtMixin, Base):
     lat: Mapped[float | None] = mapped_column(Float)
     lng: Mapped[float | None] = mapped_column(Float)
     contact_name: Mapped[str] = mapped_column(String(64))
-    contact_phone: Mapped[str] = mapped_column(String(20))
+    contact_phone: Mapped[str] = mapped_column(EncryptedString)  # encrypted at rest (app.crypto)
     preferred_start: Mapped[datetime | None]
     preferred_end: Mapped[datetime | None]
     beneficiaries: Mapped[int] = mapped_column(server_default=text("1"))
@@ -96,6 +99,16 @@ class OrderEvent(IdMixin, CreatedAtMixin, Base):
     """订单时间线: append-only (a trigger refuses UPDATE and DELETE), written with each transition."""
 
     __tablename__ = "order_events"
+    __table_args__ = (
+        # 统计: the few events statistics count (上报, 超时, 取消), probed per order without the table.
+        Index(
+            "ix_order_events_counted",
+            "order_id",
+            "action",
+            postgresql_include=["from_status"],
+            postgresql_where=text("action IN ('escalate', 'expire', 'cancel')"),
+        ),
+    )
 
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
     action: Mapped[str] = mapped_column(String(16))
@@ -111,7 +124,11 @@ class ServiceRecord(IdMixin, CreatedAtMixin, Base):
     """服务记录: the completion report of one service round."""
 
     __tablename__ = "service_records"
-    __table_args__ = (UniqueConstraint("order_id", "round"),)
+    __table_args__ = (
+        UniqueConstraint("order_id", "round"),
+        # 统计: service events and people served per order, index-only.
+        Index("ix_service_records_order_id_covering", "order_id", postgresql_include=["id", "served_count"]),
+    )
 
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
     round: Mapped[int]
@@ -139,6 +156,8 @@ class Rating(IdMixin, CreatedAtMixin, Base):
     __table_args__ = (
         UniqueConstraint("order_id", "round"),
         CheckConstraint("stars BETWEEN 1 AND 5", name="stars"),
+        # 统计: stars per order, index-only.
+        Index("ix_ratings_order_id_covering", "order_id", postgresql_include=["stars"]),
     )
 
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))

@@ -3,6 +3,7 @@ from __future__ import annotations
 from sqlalchemy import ARRAY, CheckConstraint, Column, Float, ForeignKey, String, Table, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.crypto import EncryptedString
 from app.models.base import Base, CreatedAtMixin, IdMixin
 
 
@@ -14,7 +15,7 @@ class Volunteer(IdMixin, CreatedAtMixin, Base):
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), unique=True)
     real_name: Mapped[str] = mapped_column(String(64))
-    phone: Mapped[str] = mapped_column(String(20))
+    phone: Mapped[str] = mapped_column(EncryptedString)  # encrypted at rest (app.crypto)
     skills: Mapped[list[str]] = mapped_column(ARRAY(String(32)), server_default="{}")
     home_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
     status: Mapped[str] = mapped_column(String(16), server_default="active")

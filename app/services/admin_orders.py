@@ -15,6 +15,7 @@ from app.schemas.common import Page
 from app.schemas.orders import OrderOut
 from app.services.pagination import keyset, page_of
 from app.services.presenters import present_order
+from app.services.privacy import record_phone_reads
 from app.services.scope import order_visible_to, subtree
 
 
@@ -28,6 +29,7 @@ async def list_orders(
     created_from: datetime | None,
     created_to: datetime | None,
     cursor: str | None,
+    needs_followup: bool | None = None,
     limit: int,
 ) -> Page[OrderOut]:
     if created_from and created_to and created_from >= created_to:
@@ -47,6 +49,9 @@ async def list_orders(
             query = query.where(Order.created_at >= created_from)
         if created_to is not None:
             query = query.where(Order.created_at < created_to)
+        if needs_followup is not None:
+            query = query.where(Order.needs_followup.is_(needs_followup))
         rows = list((await session.execute(keyset(query, Order.created_at, Order.id, cursor, limit))).scalars())
         items, next_cursor = page_of(rows, limit)
+        await record_phone_reads(session, actor, items, "GET /admin/orders")
         return Page[OrderOut](items=[present_order(o, actor) for o in items], next_cursor=next_cursor)

@@ -20,6 +20,7 @@ from app.services import idempotency, outbox
 from app.services.pagination import keyset, page_of
 from app.services.policies import effective_policy, step_deadline
 from app.services.presenters import present_order
+from app.services.privacy import record_phone_reads
 from app.services.scope import order_visible_to
 from app.services.transitions import record_event, transition_locked
 from app.workflow import TRANSITIONS
@@ -150,7 +151,9 @@ async def _visible_order(session: AsyncSession, actor: Actor, order_id: int) -> 
 
 async def get_order(session: AsyncSession, actor: Actor, order_id: int) -> OrderOut:
     async with session.begin():
-        return present_order(await _visible_order(session, actor, order_id), actor)
+        order = await _visible_order(session, actor, order_id)
+        await record_phone_reads(session, actor, [order], "GET /orders/{id}")
+        return present_order(order, actor)
 
 
 async def order_events(session: AsyncSession, actor: Actor, order_id: int) -> list[EventOut]:

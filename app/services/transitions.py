@@ -30,11 +30,13 @@ from app.models import (
     Volunteer,
 )
 from app.models.orders import Order
+from app.observability import count_transition
 from app.schemas.orders import CompleteBody, DispatchBody, OrderOut, PublishBody, RateBody, TransferBody
 from app.services import candidates, idempotency, ledger, outbox
 from app.services.guards import allowed_actions, guard_holds
 from app.services.policies import DispatchMode, Policy, effective_policy, step_deadline
 from app.services.presenters import present_order
+from app.services.privacy import record_phone_reads
 from app.services.scope import in_pool_region, order_visible_to
 from app.workflow import TRANSITIONS, Rule, roles_for
 
@@ -98,6 +100,7 @@ async def apply_action(
         if actor.role not in rule.actors or not guard_holds(rule.guard, actor, order):
             raise Forbidden(f"无权对此订单执行 {action.value}", status=status.value)
         await transition_locked(session, settings, order, rule, action, actor, body, now)
+        await record_phone_reads(session, actor, [order], f"POST /orders/{{id}}/{action.path}")
         result = present_order(order, actor)
         if idem is not None:
             await idempotency.store(session, actor.user_id, idem, 200, result.model_dump(mode="json"))
@@ -166,6 +169,7 @@ async def transition_locked(
     await record_event(session, order, action, from_status, actor, reason, payload, now)
     await outbox.enqueue(session, order, action, rule.notify, previous_target)
     await session.flush()
+    count_transition(session, action.value)  # sidan_transitions_total, once the transaction commits
     if order.status == Status.APPROVED.value and action in AUTO_DISPATCH_AFTER:
         await auto_dispatch(session, settings, order, policy, now)
 

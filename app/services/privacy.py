@@ -1,0 +1,62 @@
+"""个人信息保护: who saw a resident's unmasked phone, and key rotation for data at rest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import crypto
+from app.auth import Actor
+from app.domain import Role
+from app.models import Order, PiiAccess, User, Volunteer
+from app.services.guards import is_orderer, may_see_phone
+
+
+async def record_phone_reads(session: AsyncSession, actor: Actor, orders: Iterable[Order], route: str) -> int:
+    """Log each order whose contact phone an admin is about to see unmasked (their own orders excepted)."""
+    if actor.role is not Role.ADMIN:
+        return 0
+    rows = [
+        {"user_id": actor.user_id, "order_id": order.id, "field": "contact_phone", "route": route[:64]}
+        for order in orders
+        if may_see_phone(actor, order) and not is_orderer(actor, order)
+    ]
+    if rows:
+        await session.execute(insert(PiiAccess), rows)
+    return len(rows)
+
+
+async def rotate_keys(session: AsyncSession, batch: int = 1000) -> int:
+    """Re-encrypt every stored phone under the first key of ``SIDAN_DATA_KEYS``; returns rows rewritten.
+
+    Reads the raw column (bypassing the decrypting type), so rows written before encryption are
+    encrypted too. Safe to re-run."""
+    rewritten = 0
+    models: tuple[tuple[type[Order] | type[Volunteer] | type[User], str], ...] = (
+        (Order, "contact_phone"), (Volunteer, "phone"), (User, "phone"),
+    )  # fmt: skip
+    for model, column in models:
+        table = model.__table__
+        raw = table.c[column]
+        last_id = 0
+        while True:
+            async with session.begin():
+                rows = (
+                    await session.execute(
+                        select(table.c.id, raw.cast(raw.type.impl))  # type: ignore[attr-defined]
+                        .where(table.c.id > last_id, raw.is_not(None))
+                        .order_by(table.c.id)
+                        .limit(batch)
+                    )
+                ).all()
+                for row_id, value in rows:
+                    await session.execute(
+                        update(model).where(model.id == row_id).values({column: crypto.decrypt(value)})
+                    )
+            if not rows:
+                break
+            rewritten += len(rows)
+            last_id = rows[-1][0]
+    return rewritten

@@ -1,0 +1,108 @@
+"""Personal data at rest: phones are encrypted in the database, keys rotate, admins' reads are logged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from cryptography.fernet import Fernet
+from fastapi import FastAPI
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app import crypto
+from app.models import PiiAccess
+from app.services.privacy import rotate_keys
+from tests.world import World
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def raw_phone(sessionmaker: Sessions, order_id: int) -> str:
+    async with sessionmaker() as session:
+        value = await session.scalar(text("SELECT contact_phone FROM orders WHERE id = :id"), {"id": order_id})
+    assert isinstance(value, str)
+    return value
+
+
+@pytest.fixture
+def restore_keys(app: FastAPI) -> Iterator[None]:
+    yield
+    crypto.configure(app.state.settings.data_key_list)
+
+
+async def test_phones_are_encrypted_in_the_database(world: World, sessionmaker: Sessions) -> None:
+    order = await world.place("r1", contact_phone="13912345678")
+    stored = await raw_phone(sessionmaker, order["id"])
+    assert stored.startswith("enc:") and "13912345678" not in stored
+    assert (await world.client.get(f"/orders/{order['id']}", headers=world.h("r1"))).json()["contact_phone"] == (
+        "13912345678"
+    )
+    async with sessionmaker() as session:
+        volunteer_phones = (await session.execute(text("SELECT phone FROM volunteers"))).scalars().all()
+    assert all(p.startswith("enc:") for p in volunteer_phones)
+
+
+async def test_key_rotation_keeps_data_readable(
+    world: World, sessionmaker: Sessions, restore_keys: None, app: FastAPI
+) -> None:
+    order = await world.place("r1", contact_phone="13912345678")
+    old_key = app.state.settings.data_key_list[0]
+    new_key = Fernet.generate_key().decode()
+    crypto.configure([new_key, old_key])  # new first: encrypts; old still decrypts
+    assert (await world.client.get(f"/orders/{order['id']}", headers=world.h("r1"))).json()["contact_phone"] == (
+        "13912345678"
+    )
+    async with sessionmaker() as session:
+        assert await rotate_keys(session) >= 1
+    crypto.configure([new_key])  # the old key is retired
+    assert (await world.client.get(f"/orders/{order['id']}", headers=world.h("r1"))).json()["contact_phone"] == (
+        "13912345678"
+    )
+    stored = await raw_phone(sessionmaker, order["id"])
+    assert Fernet(new_key).decrypt(stored.removeprefix("enc:").encode()) == b"13912345678"
+
+
+async def test_plaintext_rows_from_before_encryption_still_read(world: World, sessionmaker: Sessions) -> None:
+    order = await world.place("r1")
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            text("UPDATE orders SET contact_phone = '13700001111' WHERE id = :id"), {"id": order["id"]}
+        )
+    response = await world.client.get(f"/orders/{order['id']}", headers=world.h("r1"))
+    assert response.json()["contact_phone"] == "13700001111"
+
+
+async def access_log(sessionmaker: Sessions) -> list[tuple[int, int, str]]:
+    async with sessionmaker() as session:
+        rows = await session.execute(
+            select(PiiAccess.user_id, PiiAccess.order_id, PiiAccess.route).order_by(PiiAccess.id)
+        )
+        return [tuple(r) for r in rows.all()]  # type: ignore[misc]
+
+
+async def test_admin_unmasked_reads_are_logged_and_others_are_not(world: World, sessionmaker: Sessions) -> None:
+    order = await world.place("r1")
+    oid = order["id"]
+    await world.client.get(f"/orders/{oid}", headers=world.h("r1"))  # the resident's own: not logged
+    assert await access_log(sessionmaker) == []
+    await world.client.get(f"/orders/{oid}", headers=world.h("zhan11_admin"))
+    await world.client.get("/admin/orders", headers=world.h("suo1_admin"))
+    await world.ok("zhan11_admin", oid, "approve")
+    await world.client.get(f"/orders/{oid}", headers=world.h("zhan12_admin"))  # out of scope: 404, nothing seen
+    assert await access_log(sessionmaker) == [
+        (world.users["zhan11_admin"], oid, "GET /orders/{id}"),
+        (world.users["suo1_admin"], oid, "GET /admin/orders"),
+        (world.users["zhan11_admin"], oid, "POST /orders/{id}/approve"),
+    ]
+
+
+async def test_timeline_and_outbox_never_carry_a_full_phone(world: World, sessionmaker: Sessions) -> None:
+    order = await world.place("r1", contact_phone="13912345678")
+    async with sessionmaker() as session:
+        events = (await session.execute(text("SELECT payload::text FROM order_events"))).scalars().all()
+        outbox = (await session.execute(text("SELECT payload::text FROM outbox_messages"))).scalars().all()
+        count = await session.scalar(select(func.count()).select_from(PiiAccess))
+    assert not any("13912345678" in row for row in [*events, *outbox])
+    assert count == 0  # the orderer placing it is no access to log
+    assert order["contact_phone"] == "13912345678"
