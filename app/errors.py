@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -52,6 +52,13 @@ class VersionMismatch(Conflict):
     code, message = "version_mismatch", "订单已被他人修改, 请刷新后重试"
 
 
+class Busy(Conflict):
+    """A row lock was not granted within ``lock_timeout`` (or a deadlock / serialization failure):
+    someone else is changing the same data right now; the request changed nothing and may be retried."""
+
+    code, message = "busy", "数据正被其他操作处理, 请稍后重试"
+
+
 class InvalidInput(DomainError):
     status_code, code, message = 422, "invalid_input", "请求参数不正确"
 
@@ -62,6 +69,12 @@ class RateLimited(DomainError):
 
 class ServiceUnavailable(DomainError):
     status_code, code, message = 503, "unavailable", "服务暂不可用, 请稍后再试"
+
+
+class DatabaseTimeout(ServiceUnavailable):
+    """A statement ran past ``statement_timeout``: the database is overloaded, not the request wrong."""
+
+    message = "数据库响应超时, 请稍后再试"
 
 
 class ErrorBody(BaseModel):
@@ -76,9 +89,14 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+RETRY_AFTER_SECONDS = "1"
+
+
 def error_response(status: int, code: str, message: str, details: Any = None) -> JsonResponse:
     body = {"error": {"code": code, "message": message, "details": details or {}}}
-    return JsonResponse(body, status_code=status)
+    # 503 and "busy" are transient: tell clients (and proxies) a retry is expected to work.
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 or code == Busy.code else None
+    return JsonResponse(body, status_code=status, headers=headers)
 
 
 STATUS_CODES = {
@@ -95,10 +113,49 @@ STATUS_CODES = {
 }
 
 
-def _is_database_down(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError | ConnectionError | OSError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+# SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html) that say nothing about the
+# request itself: retrying later is expected to work.
+_BUSY_SQLSTATES = frozenset({"55P03", "40001", "40P01"})  # lock_not_available, serialization, deadlock
+_STATEMENT_TIMEOUT = "57014"  # query_canceled: statement_timeout
+# admin_shutdown, crash_shutdown, cannot_connect_now (starting up / shutting down), database_dropped
+_DOWN_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P04"})
+_DOWN_SQLSTATE_CLASSES = frozenset({"08", "53"})  # connection exception, insufficient resources
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE behind a (wrapped) database error: SQLAlchemy's ``.orig``, then the ``__cause__`` chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        state = getattr(current, "sqlstate", None)
+        if isinstance(state, str) and state:
+            return state
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return None
+
+
+def classify_database_error(exc: BaseException) -> DomainError | None:
+    """The client-facing error for a database failure that is not the request's fault, or ``None``.
+
+    The server down, restarting or refusing connections, a connection dropped mid-query, an exhausted
+    pool → 503; a lock not granted within ``lock_timeout`` → 409 ``busy``; ``statement_timeout`` → 503.
+    """
+    state = _sqlstate(exc)
+    if state in _BUSY_SQLSTATES:
+        return Busy()
+    if state == _STATEMENT_TIMEOUT:
+        return DatabaseTimeout()
+    if state is not None and (state in _DOWN_SQLSTATES or state[:2] in _DOWN_SQLSTATE_CLASSES):
+        return ServiceUnavailable()
+    # No SQLSTATE: refused / reset sockets and connect timeouts (OSError), a closed connection
+    # (InterfaceError), no pooled connection within pool_timeout, a connection SQLAlchemy invalidated.
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError | OSError):
+        return ServiceUnavailable()
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return ServiceUnavailable()
+    return None
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -115,13 +172,35 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JsonResponse:
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it cannot decode (not UTF-8, broken form data): to the client
+            # that is invalid input like any other, and 422 is what every endpoint declares for it.
+            return error_response(422, "invalid_input", "请求体无法解析")
         code = STATUS_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
 
+    async def _database(request: Request, exc: Exception) -> JsonResponse:
+        error = classify_database_error(exc)
+        if error is None:
+            raise exc  # a real bug: the 500 handler below logs it
+        log.warning("%s on %s %s: %s", error.code, request.method, request.url.path, _first_line(exc))
+        return error_response(error.status_code, error.code, error.message, error.details)
+
+    # Handled here (not only by the catch-all below) so a database outage is an ordinary response:
+    # Starlette re-raises whatever reaches the ``Exception`` handler after answering 500.
+    app.add_exception_handler(SQLAlchemyError, _database)
+    app.add_exception_handler(OSError, _database)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JsonResponse:
-        if _is_database_down(exc):
-            log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
-            return error_response(503, "unavailable", ServiceUnavailable.message)
+        error = classify_database_error(exc)
+        if error is not None:
+            log.warning("%s on %s %s: %s", error.code, request.method, request.url.path, _first_line(exc))
+            return error_response(error.status_code, error.code, error.message, error.details)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "服务器内部错误")
+
+
+def _first_line(exc: BaseException) -> str:
+    """``str(exc)`` without SQLAlchemy's statement and background-link lines."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI, Request, Response
-from prometheus_client import Counter, Histogram
+from fastapi import FastAPI
 
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker, resolve_database_url
 from app.errors import install_error_handlers
+from app.limits import BodySizeLimit
+from app.observability import ObservabilityMiddleware
 from app.routers import (
     admin,
     admin_directory,
@@ -23,15 +23,14 @@ from app.routers import (
     ops,
     orders,
     public,
+    stats,
     supermarket,
     volunteer,
 )
+from app.services.throttle import LoginThrottle
 from app.worker import run_worker
 
 API_PREFIX = "/api/v1"
-
-REQUESTS = Counter("sidan_http_requests_total", "HTTP requests", ["method", "route", "status"])
-LATENCY = Histogram("sidan_http_request_seconds", "HTTP request latency", ["method", "route"])
 
 
 def create_app(settings: Settings | None = None, database_url: str | None = None) -> FastAPI:
@@ -66,21 +65,16 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.login_throttle = LoginThrottle(
+        settings.login_failures_per_account, settings.login_attempts_per_address, settings.login_window_seconds
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for module in (auth, public, orders, volunteer, admin, admin_dispatch, admin_directory, ledger, supermarket):
+    for module in (auth, public, orders, volunteer, admin, admin_dispatch, admin_directory, ledger, supermarket, stats):
         app.include_router(module.router, prefix=API_PREFIX)
     if settings.enable_dev_token and settings.environment != "production":
         app.include_router(auth.dev_router, prefix=API_PREFIX)
     app.include_router(ops.router)
-
-    @app.middleware("http")
-    async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        LATENCY.labels(request.method, template).observe(time.perf_counter() - started)
-        REQUESTS.labels(request.method, template, str(response.status_code)).inc()
-        return response
-
+    # Request id, log context, metrics and the access log line (see app.observability).
+    app.add_middleware(ObservabilityMiddleware, api_prefix=API_PREFIX)
     return app

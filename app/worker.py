@@ -13,8 +13,9 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.observability import measure_backlog
 from app.services.delivery import Channel, default_channels, deliver_due
-from app.services.sweeper import sweep
+from app.services.sweeper import DUE_ACTIONS, sweep
 
 log = logging.getLogger(__name__)
 
@@ -35,5 +36,9 @@ async def run_worker(
                 log.info("worker: %s due transitions, outbox %s", fired, stats)
         except Exception:  # the loop must survive a database blip; the next round retries
             log.exception("worker round failed")
+        try:  # after the round: what it left behind (a sweeper that keeps failing shows as growing lag)
+            await measure_backlog(sessionmaker, [s.value for s in DUE_ACTIONS])
+        except Exception as exc:
+            log.warning("worker could not measure the backlog: %s", type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=settings.worker_interval_seconds)

@@ -41,15 +41,16 @@ ExpectedVersion = Annotated[int | None, Depends(parse_if_match)]
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` for the error codes an endpoint may answer."""
+    """OpenAPI ``responses=`` for the error codes an endpoint may answer; every endpoint that touches the
+    database may also answer 503 (database unavailable), so it is always declared."""
     descriptions = {
         401: "未登录或令牌无效",
         403: "角色无权执行",
         404: "对象不存在或不在可见范围",
-        409: "状态冲突 (当前状态与允许的操作见 details)",
+        409: "状态冲突 (当前状态与允许的操作见 details; busy: 他人正在修改, 请重试)",
         413: "请求体过大",
         422: "请求参数不正确",
         429: "请求过于频繁",
         503: "数据库或上游不可用",
     }
-    return {code: {"model": ErrorResponse, "description": descriptions[code]} for code in codes}
+    return {code: {"model": ErrorResponse, "description": descriptions[code]} for code in sorted({*codes, 503})}

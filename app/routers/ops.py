@@ -5,6 +5,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from app.errors import ServiceUnavailable
+from app.observability import observe_pool
 from app.routers.deps import errors
 
 router = APIRouter(tags=["ops"])
@@ -28,6 +29,9 @@ async def readyz(request: Request) -> dict[str, str]:
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics() -> Response:
-    """Prometheus metrics."""
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics (the outbox and sweeper gauges are measured by the background worker)."""
+    engine = getattr(request.app.state, "engine", None)  # absent until the lifespan has started
+    if engine is not None:
+        observe_pool(engine, request.app.state.settings)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,283 @@
+"""Observability: Prometheus metrics, structured logs, and the middleware that ties a request to both.
+
+- ``/metrics``: requests by route template and status with latency histograms, requests in flight,
+  committed transitions by action, the outbox backlog and the sweeper's lag (measured by the worker
+  each round), and the database pool's use (read at scrape time, no I/O).
+- Logs: one JSON object per line (``SIDAN_LOG_FORMAT=json``, the default) or plain text. Every line
+  written while serving a request carries its request id (``X-Request-ID``, accepted from the client
+  or generated, and echoed in the response), the caller's user id and the order id of the path; each
+  request ends with one access line. Phone numbers are masked in every line, whatever logged them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.pool import QueuePool
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.config import Settings
+from app.models import Order, OutboxMessage
+
+# ---- metrics -----------------------------------------------------------------------------------
+
+REQUESTS = Counter("sidan_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("sidan_http_request_seconds", "HTTP request latency", ["method", "route"])
+IN_PROGRESS = Gauge("sidan_http_requests_in_progress", "HTTP requests being served")
+TRANSITIONS = Counter("sidan_transitions_total", "Committed state-machine transitions", ["action"])
+OUTBOX_PENDING = Gauge("sidan_outbox_pending_messages", "Notifications waiting to be delivered")
+OUTBOX_OLDEST_AGE = Gauge(
+    "sidan_outbox_oldest_pending_age_seconds", "Age of the oldest notification still pending (0: none)"
+)
+SWEEPER_LAG = Gauge("sidan_sweeper_lag_seconds", "How long the oldest due, unfired deadline is overdue (0: none)")
+BACKLOG_MEASURED = Gauge(
+    "sidan_backlog_measured_timestamp_seconds", "When the worker last measured the outbox and sweeper backlog"
+)
+DB_POOL_CHECKED_OUT = Gauge("sidan_db_pool_checked_out", "Database connections in use")
+DB_POOL_IDLE = Gauge("sidan_db_pool_idle", "Open database connections waiting in the pool")
+DB_POOL_CAPACITY = Gauge("sidan_db_pool_capacity", "Most connections the pool will open (size + overflow)")
+
+_PENDING_TRANSITIONS: Final = "sidan_pending_transitions"
+
+
+def count_transition(session: AsyncSession, action: str) -> None:
+    """Count one transition once the transaction that made it commits (a rollback, even of just the
+    savepoint it ran in, forgets it)."""
+    sync = session.sync_session
+    transaction = sync.get_nested_transaction() or sync.get_transaction()
+    session.info.setdefault(_PENDING_TRANSITIONS, []).append((transaction, action))
+
+
+@event.listens_for(Session, "after_commit")
+def _count_committed(session: Session) -> None:
+    for _, action in session.info.pop(_PENDING_TRANSITIONS, ()):
+        TRANSITIONS.labels(action).inc()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    pending: list[tuple[SessionTransaction | None, str]] | None = session.info.get(_PENDING_TRANSITIONS)
+    if pending:
+        pending[:] = [(t, a) for t, a in pending if not _within(t, previous_transaction)]
+
+
+def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
+    if transaction is None:
+        return True  # recorded outside a transaction: nothing will commit it
+    current: SessionTransaction | None = transaction
+    while current is not None:
+        if current is ancestor:
+            return True
+        current = current.parent
+    return False
+
+
+def observe_pool(engine: AsyncEngine, settings: Settings) -> None:
+    """Copy the pool's counters into the gauges (cheap and lock-free: called on every scrape)."""
+    pool = engine.sync_engine.pool
+    if isinstance(pool, QueuePool):
+        DB_POOL_CHECKED_OUT.set(pool.checkedout())
+        DB_POOL_IDLE.set(pool.checkedin())
+        DB_POOL_CAPACITY.set(settings.db_pool_size + settings.db_max_overflow)
+
+
+async def measure_backlog(
+    sessionmaker: async_sessionmaker[AsyncSession], due_statuses: Iterable[str], *, now: datetime | None = None
+) -> None:
+    """Set the outbox backlog and sweeper lag gauges: two small queries on partial indexes."""
+    now = now or datetime.now(UTC)
+    async with sessionmaker() as session, session.begin():
+        pending, oldest = (
+            await session.execute(
+                select(func.count(), func.min(OutboxMessage.created_at)).where(OutboxMessage.status == "pending")
+            )
+        ).one()
+        overdue = await session.scalar(
+            select(func.min(Order.deadline_at)).where(Order.deadline_at <= now, Order.status.in_(list(due_statuses)))
+        )
+    OUTBOX_PENDING.set(pending)
+    OUTBOX_OLDEST_AGE.set(max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0)
+    SWEEPER_LAG.set(max((now - overdue).total_seconds(), 0.0) if overdue is not None else 0.0)
+    BACKLOG_MEASURED.set(time.time())
+
+
+# ---- request context ---------------------------------------------------------------------------
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_request_scope: ContextVar[Scope | None] = ContextVar("sidan_request_scope", default=None)
+access_log = logging.getLogger("sidan.access")
+
+
+def request_context() -> dict[str, Any]:
+    """request_id, method, path, user_id (once authenticated) and order_id of the request being served."""
+    scope = _request_scope.get()
+    if scope is None:
+        return {}
+    state: dict[str, Any] = scope.get("state") or {}
+    context: dict[str, Any] = {
+        "request_id": state.get("request_id"),
+        "method": scope.get("method"),
+        "path": scope.get("path"),
+        "user_id": state.get("user_id"),  # set by app.auth.current_actor
+    }
+    order_id = (scope.get("path_params") or {}).get("order_id")
+    if order_id is not None:
+        context["order_id"] = int(order_id) if str(order_id).isdigit() else str(order_id)
+    return context
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            candidate: str = value.decode("latin-1")
+            if _VALID_REQUEST_ID.fullmatch(candidate):
+                return candidate
+            break  # never copy arbitrary client bytes into the logs
+    return uuid.uuid4().hex
+
+
+class ObservabilityMiddleware:
+    """Request id, log context, metrics and the access line for every HTTP request (plain ASGI: it
+    neither buffers the response nor runs the endpoint in another task).
+
+    ``api_prefix``: the prefix the API routers are included under; FastAPI reports a route's path
+    relative to its router, and the metrics name the full template (``/api/v1/orders/{order_id}``).
+    """
+
+    def __init__(self, app: ASGIApp, api_prefix: str = "") -> None:
+        self.app = app
+        self.api_prefix = api_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = _request_scope.set(scope)
+        status = 500  # unless a response starts, the server answers 500
+        started = time.perf_counter()
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        IN_PROGRESS.inc()
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except asyncio.CancelledError:
+            status = 499  # the client went away (nginx's code); the transaction rolled back
+            raise
+        finally:
+            IN_PROGRESS.dec()
+            elapsed = time.perf_counter() - started
+            route = self._template(scope)
+            LATENCY.labels(scope["method"], route).observe(elapsed)
+            REQUESTS.labels(scope["method"], route, str(status)).inc()
+            access_log.log(
+                logging.WARNING if status >= 500 else logging.INFO,
+                "%s %s %s %.1fms",
+                scope["method"],
+                scope["path"],  # never the query string: it may carry search terms such as phones
+                status,
+                elapsed * 1000,
+                extra={"route": route, "status": status, "duration_ms": round(elapsed * 1000, 2)},
+            )
+            _request_scope.reset(token)
+
+    def _template(self, scope: Scope) -> str:
+        """The matched route's path template (bounded label values: never the raw path)."""
+        path = getattr(scope.get("route"), "path", None)
+        if not isinstance(path, str):
+            return "unmatched"
+        prefix = self.api_prefix
+        if prefix and scope["path"].startswith(prefix + "/") and not path.startswith(prefix + "/"):
+            return prefix + path
+        return path
+
+
+# ---- logging -----------------------------------------------------------------------------------
+
+# Mainland mobile numbers (1[3-9] + 9 digits, maybe +86 and spaced/dashed 3-4-4), not inside a
+# longer run of digits: 138****5678.
+_PHONE = re.compile(r"(?<!\d)((?:\+?86[- ]?)?1[3-9]\d)[- ]?\d{4}[- ]?(\d{4})(?!\d)")
+_CONTEXT_FIELDS = ("request_id", "user_id", "order_id", "method", "path")
+_EXTRA_FIELDS = ("route", "status", "duration_ms")
+
+
+def mask_phones(text: str) -> str:
+    return _PHONE.sub(r"\1****\2", text)
+
+
+class RequestContextFilter(logging.Filter):
+    """Stamps every record with the context of the request being served (if any)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in request_context().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, message, the request context, exc."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": mask_phones(record.getMessage()),
+        }
+        for key in (*_CONTEXT_FIELDS, *_EXTRA_FIELDS):
+            value = getattr(record, key, None)
+            if value is not None:
+                entry[key] = mask_phones(value) if isinstance(value, str) else value
+        if record.exc_info:
+            entry["exc"] = mask_phones(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        request_id = getattr(record, "request_id", None)
+        return mask_phones(f"{line} [request_id={request_id}]" if request_id else line)
+
+
+class _SidanHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler ``configure_logging`` installed, so calling it again replaces it."""
+
+
+def configure_logging(settings: Settings) -> None:
+    """Send every log record (uvicorn's too) to stderr in ``settings.log_format``; idempotent."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _SidanHandler)]:
+        root.removeHandler(handler)
+    handler = _SidanHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
+    handler.addFilter(RequestContextFilter())
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())

@@ -1,0 +1,317 @@
+"""Observability: the Prometheus series, JSON log lines with request context, ``X-Request-ID``,
+and no phone number in any log line."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from app.auth import SYSTEM_ACTOR
+from app.config import Settings
+from app.domain import Action, Status
+from app.models import Order, OutboxMessage
+from app.observability import (
+    JsonFormatter,
+    ObservabilityMiddleware,
+    RequestContextFilter,
+    TextFormatter,
+    configure_logging,
+    mask_phones,
+)
+from app.schemas.orders import EmptyBody
+from app.services.delivery import LogChannel
+from app.services.sweeper import DUE_ACTIONS
+from app.services.transitions import transition_locked
+from app.worker import run_worker
+from app.workflow import TRANSITIONS
+from tests.world import World
+
+PHONE = re.compile(r"1[3-9]\d[- ]?\d{4}[- ]?\d{4}")
+APPROVE_ROUTE = "/api/v1/orders/{order_id}/approve"
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def _scrape(client: httpx.AsyncClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    response = await client.get("http://test/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def _key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
+    return name, frozenset(labels.items())
+
+
+@contextmanager
+def _log_lines(formatter: logging.Formatter | None = None) -> Iterator[list[str]]:
+    """Every line the service would write while the block runs (the real formatter and filter)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter or JsonFormatter())
+    handler.addFilter(RequestContextFilter())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    lines: list[str] = []
+    try:
+        yield lines
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        lines.extend(stream.getvalue().splitlines())
+
+
+def _json_lines(lines: list[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in lines]
+
+
+# ---- /metrics ------------------------------------------------------------------------------------
+
+
+async def test_metrics_count_requests_by_route_and_transitions_by_action(
+    world: World, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    ok_before = _sample("sidan_http_requests_total", method="POST", route=APPROVE_ROUTE, status="200")
+    conflict_before = _sample("sidan_http_requests_total", method="POST", route=APPROVE_ROUTE, status="409")
+    latency_before = _sample("sidan_http_request_seconds_count", method="POST", route=APPROVE_ROUTE)
+    approvals_before = _sample("sidan_transitions_total", action="approve")
+    publishes_before = _sample("sidan_transitions_total", action="publish")
+
+    orders = [await world.place() for _ in range(3)]
+    for order in orders:
+        await world.ok("zhan11_admin", order["id"], "approve")
+    await world.ok("zhan11_admin", orders[0]["id"], "publish")
+    assert (await world.act("zhan11_admin", orders[0]["id"], "approve")).status_code == 409  # changes nothing
+
+    metrics = await _scrape(client)
+    ok = metrics[_key("sidan_http_requests_total", method="POST", route=APPROVE_ROUTE, status="200")]
+    assert ok == ok_before + 3
+    conflict = metrics[_key("sidan_http_requests_total", method="POST", route=APPROVE_ROUTE, status="409")]
+    assert conflict == conflict_before + 1
+    latency = metrics[_key("sidan_http_request_seconds_count", method="POST", route=APPROVE_ROUTE)]
+    assert latency == latency_before + 4
+    assert metrics[_key("sidan_transitions_total", action="approve")] == approvals_before + 3
+    assert metrics[_key("sidan_transitions_total", action="publish")] == publishes_before + 1
+    # Unknown paths share one label value: a scanner cannot blow up the series count.
+    await client.get("/no/such/path/12345")
+    metrics = await _scrape(client)
+    assert any(name == "sidan_http_requests_total" and ("route", "unmatched") in labels for name, labels in metrics)
+    assert not any("12345" in value for _, labels in metrics for _, value in labels)
+    assert metrics[_key("sidan_http_requests_in_progress")] >= 1  # the scrape itself
+
+
+async def test_metrics_show_database_pool_use(client: httpx.AsyncClient, settings: Settings) -> None:
+    metrics = await _scrape(client)
+    capacity = metrics[_key("sidan_db_pool_capacity")]
+    assert capacity == settings.db_pool_size + settings.db_max_overflow
+    assert 0 <= metrics[_key("sidan_db_pool_checked_out")] <= capacity
+    assert metrics[_key("sidan_db_pool_idle")] >= 0
+
+
+async def test_transitions_count_only_once_committed(
+    world: World, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    order_id = (await world.place())["id"]
+    rule = TRANSITIONS[(Status.SUBMITTED, Action.APPROVE)]
+    before = _sample("sidan_transitions_total", action="approve")
+
+    async def approve(session: AsyncSession) -> None:
+        order = await session.get(Order, order_id, with_for_update=True)
+        assert order is not None
+        now = datetime.now(UTC)
+        await transition_locked(session, settings, order, rule, Action.APPROVE, SYSTEM_ACTOR, EmptyBody(), now)
+
+    async with sessionmaker() as session:
+        transaction = await session.begin()
+        await approve(session)
+        await transaction.rollback()
+    async with sessionmaker() as session, session.begin():  # a savepoint rolled back, its parent committed
+        nested = await session.begin_nested()
+        await approve(session)
+        await nested.rollback()
+    assert _sample("sidan_transitions_total", action="approve") == before
+    async with sessionmaker() as session, session.begin():
+        await approve(session)
+    assert _sample("sidan_transitions_total", action="approve") == before + 1
+
+
+async def test_worker_measures_outbox_backlog_and_sweeper_lag(
+    world: World, app: FastAPI, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    order = await world.order_in(Status.DISPATCHED)
+    overdue = timedelta(minutes=10)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Order).where(Order.id == order["id"]).values(deadline_at=datetime.now(UTC) - overdue)
+        )
+        pending = await session.scalar(select(func.count()).where(OutboxMessage.status == "pending"))
+    assert pending, "placing and dispatching an order notifies someone"
+
+    from app.observability import measure_backlog
+
+    await measure_backlog(sessionmaker, [s.value for s in DUE_ACTIONS])
+    metrics = await _scrape(client)
+    assert metrics[_key("sidan_outbox_pending_messages")] == pending
+    assert metrics[_key("sidan_outbox_oldest_pending_age_seconds")] >= 0
+    lag = metrics[_key("sidan_sweeper_lag_seconds")]
+    assert overdue.total_seconds() <= lag < overdue.total_seconds() + 60
+
+    # One round of the real worker: it fires the deadline, sends the outbox, measures again.
+    stop = asyncio.Event()
+    settings = app.state.settings.model_copy(update={"worker_interval_seconds": 60.0})
+    with _log_lines() as lines:
+        worker = asyncio.create_task(run_worker(sessionmaker, settings, app.state.http, stop, [LogChannel()]))
+        for _ in range(100):
+            if _sample("sidan_outbox_pending_messages") == 0 and _sample("sidan_sweeper_lag_seconds") == 0:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(worker, timeout=10)
+    metrics = await _scrape(client)
+    assert metrics[_key("sidan_outbox_pending_messages")] == 0
+    assert metrics[_key("sidan_outbox_oldest_pending_age_seconds")] == 0
+    assert metrics[_key("sidan_sweeper_lag_seconds")] == 0
+    assert metrics[_key("sidan_backlog_measured_timestamp_seconds")] > 0
+    notified = [line for line in _json_lines(lines) if line["logger"] == "app.services.delivery"]
+    assert notified, lines
+    assert not any(PHONE.search(line) for line in lines), lines
+
+
+# ---- logs ----------------------------------------------------------------------------------------
+
+
+async def test_access_line_is_json_with_request_user_and_order_ids(world: World) -> None:
+    order_id = (await world.place())["id"]
+    with _log_lines() as lines:
+        response = await world.act("zhan11_admin", order_id, "approve", headers={"X-Request-ID": "req-4711"})
+    assert response.status_code == 200
+    assert response.headers["X-Request-ID"] == "req-4711"
+    access = [line for line in _json_lines(lines) if line["logger"] == "sidan.access"]
+    assert len(access) == 1, lines
+    entry = access[0]
+    assert entry["request_id"] == "req-4711"
+    assert entry["user_id"] == world.users["zhan11_admin"]
+    assert entry["order_id"] == order_id
+    assert entry["method"] == "POST"
+    assert entry["path"] == f"/api/v1/orders/{order_id}/approve"
+    assert entry["route"] == APPROVE_ROUTE
+    assert entry["status"] == 200
+    assert entry["duration_ms"] >= 0
+    assert entry["level"] == "INFO"
+    assert datetime.fromisoformat(entry["ts"])
+
+
+async def test_request_id_is_generated_when_missing_or_unsafe(world: World, client: httpx.AsyncClient) -> None:
+    generated = await client.get("/orders/mine", headers=world.h("r1"))
+    assert re.fullmatch(r"[0-9a-f]{32}", generated.headers["X-Request-ID"])
+    again = await client.get("/orders/mine", headers=world.h("r1"))
+    assert again.headers["X-Request-ID"] != generated.headers["X-Request-ID"]
+    unsafe = await client.get("/orders/mine", headers=world.h("r1") | {"X-Request-ID": "a b\tc" + "x" * 200})
+    assert re.fullmatch(r"[0-9a-f]{32}", unsafe.headers["X-Request-ID"])
+    errors = await client.get("/orders/mine", headers={"X-Request-ID": "no-token-1"})
+    assert errors.status_code == 401
+    assert errors.headers["X-Request-ID"] == "no-token-1"
+
+
+async def test_lines_logged_inside_a_request_carry_its_context() -> None:
+    """Any logger, anywhere below the middleware, gets request_id / user_id / order_id for free."""
+    service_log = logging.getLogger("app.services.example")
+
+    async def handler(request: Request) -> PlainTextResponse:
+        request.state.user_id = 42  # what app.auth.current_actor does
+        service_log.warning("order %s needs attention, call 13812345678", request.path_params["order_id"])
+        return PlainTextResponse("ok")
+
+    inner = Starlette(routes=[Route("/api/v1/orders/{order_id}/note", handler, methods=["POST"])])
+    transport = httpx.ASGITransport(app=ObservabilityMiddleware(inner, api_prefix="/api/v1"))
+    with _log_lines() as lines:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            response = await http.post("/api/v1/orders/77/note", headers={"X-Request-ID": "ctx-1"})
+    assert response.status_code == 200
+    entries = _json_lines(lines)
+    service = next(e for e in entries if e["logger"] == "app.services.example")
+    assert service | {"ts": None} == {
+        "ts": None,
+        "level": "WARNING",
+        "logger": "app.services.example",
+        "message": "order 77 needs attention, call 138****5678",
+        "request_id": "ctx-1",
+        "user_id": 42,
+        "order_id": 77,
+        "method": "POST",
+        "path": "/api/v1/orders/77/note",
+    }
+    access = next(e for e in entries if e["logger"] == "sidan.access")
+    assert access["route"] == "/api/v1/orders/{order_id}/note"
+
+
+async def test_no_phone_number_reaches_the_logs(world: World, client: httpx.AsyncClient) -> None:
+    """Phones travel in bodies (orders), queries (searches) and, typed by a resident, free text that
+    ends up in notification payloads: none of it may be logged in clear."""
+    with _log_lines() as lines:
+        custom = await world.place(item_id=None, title="请志愿者到了打13812345678")
+        await client.get("/orders/mine", params={"q": "13812345678"}, headers=world.h("r1"))
+        await world.ok("zhan11_admin", custom["id"], "approve")
+        logging.getLogger("app.services.delivery").info("notify payload=%s", {"title": custom["title"]})
+        try:
+            raise ValueError("contact 13812345678 unreachable")
+        except ValueError:
+            logging.getLogger("app.test").exception("failed for 13900000000")
+    assert lines
+    assert not any(PHONE.search(line) for line in lines), [line for line in lines if PHONE.search(line)]
+    assert any("138****5678" in line for line in lines)
+
+
+async def test_text_format_and_configure_logging_is_idempotent() -> None:
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    try:
+        configure_logging(Settings(log_format="text"))
+        configure_logging(Settings(log_format="text", log_level="warning"))
+        ours = [h for h in root.handlers if h not in saved_handlers]
+        assert len(ours) == 1
+        assert isinstance(ours[0].formatter, TextFormatter)
+        assert root.level == logging.WARNING
+        configure_logging(Settings(log_format="json"))
+        ours = [h for h in root.handlers if h not in saved_handlers]
+        assert len(ours) == 1 and isinstance(ours[0].formatter, JsonFormatter)
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "call %s", ("13812345678",), None)
+    record.request_id = "r-1"
+    assert TextFormatter().format(record).endswith("call 138****5678 [request_id=r-1]")
+
+
+def test_mask_phones_keeps_other_numbers() -> None:
+    assert mask_phones("13812345678") == "138****5678"
+    assert mask_phones("tel:+86 13812345678.") == "tel:+86 138****5678."
+    assert mask_phones("SD2026112313812345678") == "SD2026112313812345678"  # part of a longer number
+    assert mask_phones("order 12345678901") == "order 12345678901"  # not a mobile prefix
+    assert mask_phones("+8613812345678, 138-1234-5678, 138 1234 5678") == ("+86138****5678, 138****5678, 138****5678")
