@@ -182,7 +182,7 @@ def test_serve_demo_runs_the_whole_loop_and_stops_on_sigterm(server: Server) -> 
         completion = {
             "summary": "上门服务完成，老人情况良好",
             "served_count": 1,
-            "participants": [{"volunteer_id": volunteer_id, "hours": 1.5}],
+            "participants": [{"volunteer_id": volunteer_id, "hours": 0.5}],  # ≤ the check-in span
         }
         assert api.act("volunteer01", oid, "complete", completion) == "completed"
         assert api.act("resident01", oid, "rate", {"stars": 5}) == "rated"

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String, Text, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, CreatedAtMixin, IdMixin
@@ -15,7 +15,18 @@ class HoursEntry(IdMixin, CreatedAtMixin, Base):
     by an admin with no order. The kinds are kept apart in every total."""
 
     __tablename__ = "hours_entries"
-    __table_args__ = (CheckConstraint("kind IN ('service','adjustment','honor')", name="kind"),)
+    __table_args__ = (
+        CheckConstraint("kind IN ('service','adjustment','honor')", name="kind"),
+        # 统计: an order's hours and volunteers, index-only; 荣誉时长 of a volunteer in a period.
+        Index("ix_hours_entries_order_id_covering", "order_id", postgresql_include=["kind", "hours", "volunteer_id"]),
+        Index(
+            "ix_hours_entries_honor",
+            "volunteer_id",
+            "created_at",
+            postgresql_include=["hours"],
+            postgresql_where=text("kind = 'honor'"),
+        ),
+    )
 
     volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteers.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))

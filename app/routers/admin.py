@@ -25,6 +25,7 @@ async def list_orders(
     category_id: Annotated[Id | None, Query()] = None,
     created_from: Annotated[datetime | None, Query()] = None,
     created_to: Annotated[datetime | None, Query()] = None,
+    needs_followup: Annotated[bool | None, Query(description="true: low ratings waiting for 回访")] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Page[OrderOut]:
@@ -37,6 +38,7 @@ async def list_orders(
         category_id=category_id,
         created_from=created_from,
         created_to=created_to,
+        needs_followup=needs_followup,
         cursor=cursor,
         limit=limit,
     )

@@ -11,7 +11,7 @@ from app.db import Session
 from app.errors import NotFound
 from app.models import User
 from app.routers.deps import SettingsDep, errors
-from app.schemas.auth import LoginIn, MeOut, PasswordChangeIn, TokenOut, WechatLoginIn
+from app.schemas.auth import LoginIn, LoginName, MeOut, PasswordChangeIn, TokenOut, WechatLoginIn
 from app.services import accounts
 
 router = APIRouter(tags=["auth"])
@@ -57,7 +57,7 @@ async def me(actor: CurrentUser) -> MeOut:
 
 
 class DevTokenIn(BaseModel):
-    username: str
+    username: LoginName
 
 
 dev_router = APIRouter(tags=["auth"])

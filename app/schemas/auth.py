@@ -7,9 +7,12 @@ from pydantic import BaseModel, Field, StringConstraints
 from app.domain import Role
 from app.schemas.common import Schema
 
+# What a login names: no control characters (PostgreSQL text cannot even hold NUL).
+LoginName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
 
 class LoginIn(BaseModel):
-    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    username: LoginName
     password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 

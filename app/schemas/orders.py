@@ -180,11 +180,13 @@ class OrderOut(Schema):
     created_at: datetime
     updated_at: datetime
     allowed_actions: list[Action] = Field(description="actions the caller may take now")
+    # Defaulted so responses stored for Idempotency-Key replays before this field existed still load.
+    needs_followup: bool = Field(default=False, description="差评待回访: a 1–2 star rating not yet followed up")
 
 
 class EventOut(Schema):
     id: int
-    action: Action
+    action: str = Field(description="a state-machine action, or adjust_hours / followup (the status stays)")
     from_status: Status | None
     to_status: Status
     actor_id: int | None

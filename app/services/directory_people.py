@@ -264,9 +264,7 @@ async def list_volunteers(
         rows = list(await session.scalars(keyset(query, Volunteer.created_at, Volunteer.id, cursor, limit)))
         page, next_cursor = page_of(rows, limit)
         user_ids = [v.user_id for v in page]
-        usernames = dict(
-            (await session.execute(select(User.id, User.username).where(User.id.in_(user_ids)))).all()
-        )
+        usernames = dict((await session.execute(select(User.id, User.username).where(User.id.in_(user_ids)))).all())
     return Page[VolunteerOut](
         items=[_present_volunteer(v, usernames.get(v.user_id)) for v in page], next_cursor=next_cursor
     )

@@ -44,4 +44,5 @@ def present_order(order: Order, actor: Actor) -> OrderOut:
         created_at=order.created_at,
         updated_at=order.updated_at,
         allowed_actions=allowed_actions(actor, order),
+        needs_followup=order.needs_followup,
     )

@@ -46,9 +46,7 @@ def upgrade() -> None:
             "level IN ('province','city','center','institute','station','point','base')",
             name=op.f("ck_org_units_level"),
         ),
-        sa.ForeignKeyConstraint(
-            ["parent_id"], ["org_units.id"], name=op.f("fk_org_units_parent_id_org_units")
-        ),
+        sa.ForeignKeyConstraint(["parent_id"], ["org_units.id"], name=op.f("fk_org_units_parent_id_org_units")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_org_units")),
         sa.UniqueConstraint("code", name=op.f("uq_org_units_code")),
         sa.UniqueConstraint("path", name=op.f("uq_org_units_path")),
@@ -122,9 +120,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint("status IN ('active','suspended')", name=op.f("ck_volunteers_status")),
-        sa.ForeignKeyConstraint(
-            ["home_unit_id"], ["org_units.id"], name=op.f("fk_volunteers_home_unit_id_org_units")
-        ),
+        sa.ForeignKeyConstraint(["home_unit_id"], ["org_units.id"], name=op.f("fk_volunteers_home_unit_id_org_units")),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_volunteers_user_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_volunteers")),
         sa.UniqueConstraint("user_id", name=op.f("uq_volunteers_user_id")),
@@ -181,9 +177,7 @@ def upgrade() -> None:
             name=op.f("ck_orders_status"),
         ),
         sa.CheckConstraint("beneficiaries >= 1", name=op.f("ck_orders_beneficiaries")),
-        sa.ForeignKeyConstraint(
-            ["assignee_team_id"], ["teams.id"], name=op.f("fk_orders_assignee_team_id_teams")
-        ),
+        sa.ForeignKeyConstraint(["assignee_team_id"], ["teams.id"], name=op.f("fk_orders_assignee_team_id_teams")),
         sa.ForeignKeyConstraint(
             ["assignee_volunteer_id"],
             ["volunteers.id"],
@@ -199,17 +193,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_orders")),
         sa.UniqueConstraint("code", name=op.f("uq_orders_code")),
     )
-    op.create_index(
-        "ix_orders_assignee_team_id_status", "orders", ["assignee_team_id", "status"], unique=False
-    )
+    op.create_index("ix_orders_assignee_team_id_status", "orders", ["assignee_team_id", "status"], unique=False)
     op.create_index(
         "ix_orders_assignee_volunteer_id_status", "orders", ["assignee_volunteer_id", "status"], unique=False
     )
     op.create_index(op.f("ix_orders_category_id"), "orders", ["category_id"], unique=False)
     op.create_index("ix_orders_created_at_id", "orders", ["created_at", "id"], unique=False)
-    op.create_index(
-        "ix_orders_placed_by_id_created_at", "orders", ["placed_by_id", "created_at"], unique=False
-    )
+    op.create_index("ix_orders_placed_by_id_created_at", "orders", ["placed_by_id", "created_at"], unique=False)
     op.create_index(
         "ix_orders_pool", "orders", ["unit_path"], unique=False, postgresql_where=sa.text("status = 'pooled'")
     )
@@ -290,9 +280,7 @@ def upgrade() -> None:
         ),
         sa.Column("status", sa.String(length=16), server_default="pending", nullable=False),
         sa.Column("attempts", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
-        sa.Column(
-            "next_attempt_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
-        ),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.ForeignKeyConstraint(["order_id"], ["orders.id"], name=op.f("fk_outbox_messages_order_id_orders")),
@@ -403,9 +391,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_team_members_volunteer_id"), table_name="team_members")
     op.drop_table("team_members")
     op.drop_table("team_categories")
-    op.drop_index(
-        "ix_orders_unit_path_pattern", table_name="orders", postgresql_ops={"unit_path": "text_pattern_ops"}
-    )
+    op.drop_index("ix_orders_unit_path_pattern", table_name="orders", postgresql_ops={"unit_path": "text_pattern_ops"})
     op.drop_index(op.f("ix_orders_unit_id"), table_name="orders")
     op.drop_index(op.f("ix_orders_status"), table_name="orders")
     op.drop_index("ix_orders_resident_id_created_at", table_name="orders")
@@ -426,9 +412,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_menu_items_unit_id"), table_name="menu_items")
     op.drop_index(op.f("ix_menu_items_category_id"), table_name="menu_items")
     op.drop_table("menu_items")
-    op.drop_index(
-        "ix_org_units_path_pattern", table_name="org_units", postgresql_ops={"path": "text_pattern_ops"}
-    )
+    op.drop_index("ix_org_units_path_pattern", table_name="org_units", postgresql_ops={"path": "text_pattern_ops"})
     op.drop_index(op.f("ix_org_units_parent_id"), table_name="org_units")
     op.drop_table("org_units")
     op.drop_table("menu_categories")

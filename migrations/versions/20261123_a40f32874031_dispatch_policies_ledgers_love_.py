@@ -57,9 +57,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["unit_id"], ["org_units.id"], name=op.f("fk_unit_policies_unit_id_org_units"), ondelete="CASCADE"
         ),
-        sa.ForeignKeyConstraint(
-            ["updated_by_id"], ["users.id"], name=op.f("fk_unit_policies_updated_by_id_users")
-        ),
+        sa.ForeignKeyConstraint(["updated_by_id"], ["users.id"], name=op.f("fk_unit_policies_updated_by_id_users")),
         sa.PrimaryKeyConstraint("unit_id", name=op.f("pk_unit_policies")),
     )
     op.create_table(
@@ -73,14 +71,10 @@ def upgrade() -> None:
         sa.Column("handled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.CheckConstraint(
-            "status IN ('pending','collected','cancelled')", name=op.f("ck_redemptions_status")
-        ),
+        sa.CheckConstraint("status IN ('pending','collected','cancelled')", name=op.f("ck_redemptions_status")),
         sa.CheckConstraint("quantity > 0", name=op.f("ck_redemptions_quantity")),
         sa.ForeignKeyConstraint(["goods_id"], ["goods.id"], name=op.f("fk_redemptions_goods_id_goods")),
-        sa.ForeignKeyConstraint(
-            ["handled_by_id"], ["users.id"], name=op.f("fk_redemptions_handled_by_id_users")
-        ),
+        sa.ForeignKeyConstraint(["handled_by_id"], ["users.id"], name=op.f("fk_redemptions_handled_by_id_users")),
         sa.ForeignKeyConstraint(
             ["volunteer_id"], ["volunteers.id"], name=op.f("fk_redemptions_volunteer_id_volunteers")
         ),
@@ -117,9 +111,7 @@ def upgrade() -> None:
         sa.Column("actor_id", sa.BigInteger(), nullable=True),
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.CheckConstraint(
-            "kind IN ('earned','bonus','redemption','refund')", name=op.f("ck_points_entries_kind")
-        ),
+        sa.CheckConstraint("kind IN ('earned','bonus','redemption','refund')", name=op.f("ck_points_entries_kind")),
         sa.ForeignKeyConstraint(["actor_id"], ["users.id"], name=op.f("fk_points_entries_actor_id_users")),
         sa.ForeignKeyConstraint(["order_id"], ["orders.id"], name=op.f("fk_points_entries_order_id_orders")),
         sa.ForeignKeyConstraint(
@@ -156,9 +148,7 @@ def upgrade() -> None:
     op.create_index(op.f("ix_hours_entries_order_id"), "hours_entries", ["order_id"], unique=False)
     op.create_index(op.f("ix_hours_entries_volunteer_id"), "hours_entries", ["volunteer_id"], unique=False)
     op.add_column("orders", sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=True))
-    op.add_column(
-        "orders", sa.Column("needs_followup", sa.Boolean(), server_default=sa.text("false"), nullable=False)
-    )
+    op.add_column("orders", sa.Column("needs_followup", sa.Boolean(), server_default=sa.text("false"), nullable=False))
     op.create_index(
         "ix_orders_due",
         "orders",

@@ -1,0 +1,120 @@
+"""管理后台 · 统计与导出: figures for annual reports and 考核, and CSV exports of the caller's subtree.
+
+Periods: ``from`` / ``to`` are dates (Asia/Shanghai; ``to`` includes that day) or timestamps with a
+time zone; ``to`` defaults to now and ``from`` to a year before it; at most five years.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.auth import CurrentAdmin
+from app.db import Session
+from app.routers.deps import errors
+from app.schemas.common import Id
+from app.schemas.stats import GroupBy, StatsOut
+from app.services import exports, stats
+
+router = APIRouter(prefix="/admin", tags=["admin: stats"])
+
+UnitQuery = Annotated[Id | None, Query(description="this unit and everything under it; default: the caller's unit")]
+FromQuery = Annotated[
+    str | None,
+    Query(alias="from", max_length=40, description="2025-01-01 or 2025-01-01T00:00:00+08:00 (inclusive)"),
+]
+ToQuery = Annotated[
+    str | None,
+    Query(alias="to", max_length=40, description="a date (that whole day included) or a timestamp (exclusive)"),
+]
+CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}}, "description": "UTF-8 CSV with BOM, streamed"},
+    **errors(401, 403, 404, 422),
+}
+
+
+@router.get("/stats", response_model=StatsOut, responses=errors(401, 403, 404, 422))
+async def center_stats(
+    session: Session,
+    actor: CurrentAdmin,
+    unit_id: UnitQuery = None,
+    period_from: FromQuery = None,
+    period_to: ToQuery = None,
+    group_by: Annotated[GroupBy | None, Query(description="unit: direct children; category; month")] = None,
+) -> StatsOut:
+    """统计: orders, review, response times, service, hours, volunteers, satisfaction, escalations."""
+    period = stats.resolve_period(period_from, period_to)
+    return await stats.center_stats(session, actor, unit_id=unit_id, period=period, group_by=group_by)
+
+
+def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return maker
+
+
+async def _export(
+    request: Request,
+    session: AsyncSession,
+    actor: CurrentAdmin,
+    kind: exports.ExportKind,
+    unit_id: int | None,
+    period_from: str | None,
+    period_to: str | None,
+) -> StreamingResponse:
+    period = stats.resolve_period(period_from, period_to)
+    plan = await exports.plan_export(session, actor, kind, unit_id=unit_id, period=period)
+    return StreamingResponse(
+        exports.stream_csv(_sessionmaker(request), plan),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": exports.content_disposition(plan)},
+    )
+
+
+@router.get("/exports/orders.csv", response_class=StreamingResponse, responses=CSV_RESPONSES)
+async def export_orders(
+    request: Request,
+    session: Session,
+    actor: CurrentAdmin,
+    unit_id: UnitQuery = None,
+    period_from: FromQuery = None,
+    period_to: ToQuery = None,
+) -> StreamingResponse:
+    """订单导出: orders placed in the period, contact phones masked."""
+    return await _export(request, session, actor, exports.ExportKind.ORDERS, unit_id, period_from, period_to)
+
+
+@router.get(
+    "/exports/service-records.csv",
+    response_class=StreamingResponse,
+    responses=CSV_RESPONSES,
+)
+async def export_service_records(
+    request: Request,
+    session: Session,
+    actor: CurrentAdmin,
+    unit_id: UnitQuery = None,
+    period_from: FromQuery = None,
+    period_to: ToQuery = None,
+) -> StreamingResponse:
+    """服务记录导出: the service records of orders placed in the period, with participants and hours."""
+    return await _export(request, session, actor, exports.ExportKind.SERVICE_RECORDS, unit_id, period_from, period_to)
+
+
+@router.get(
+    "/exports/volunteer-hours.csv",
+    response_class=StreamingResponse,
+    responses=CSV_RESPONSES,
+)
+async def export_volunteer_hours(
+    request: Request,
+    session: Session,
+    actor: CurrentAdmin,
+    unit_id: UnitQuery = None,
+    period_from: FromQuery = None,
+    period_to: ToQuery = None,
+) -> StreamingResponse:
+    """志愿时长导出: per volunteer, 信用时长 and 荣誉时长 kept apart."""
+    return await _export(request, session, actor, exports.ExportKind.VOLUNTEER_HOURS, unit_id, period_from, period_to)
