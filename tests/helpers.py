@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
 from fastapi import FastAPI
@@ -41,3 +43,21 @@ async def snapshot(app: FastAPI, order_id: int) -> dict[str, Any]:
 async def count(app: FastAPI, model: Any) -> int:
     async with app.state.sessionmaker() as session:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from app.demo import DEMO_PASSWORD
+from tests.helpers import free_port, process_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 90.0
@@ -45,23 +45,6 @@ class Server:
             return int(pid_file.read_text().split("\n", 1)[0])
         except (FileNotFoundError, ValueError):
             return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _wait_until_healthy(server: Server) -> None:
@@ -94,7 +77,7 @@ def _stop(server: Server) -> int:
 def server(tmp_path: Path) -> Iterator[Server]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SIDAN_DATABASE_URL"}}
     env |= {"SIDAN_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -114,7 +97,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         _stop(srv)
         # Never leave the embedded database behind, whatever the test concluded.
         postmaster = postmaster or srv.postmaster_pid()
-        if postmaster is not None and srv.postmaster_pid() == postmaster and _alive(postmaster):
+        if postmaster is not None and srv.postmaster_pid() == postmaster and process_alive(postmaster):
             os.kill(postmaster, signal.SIGTERM)
 
 

@@ -15,7 +15,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from app.db import create_engine, create_sessionmaker, to_async_url
 from app.main import create_app
 from app.migrate import upgrade
 from app.models import Base
+from tests.helpers import free_port, process_alive
 from tests.world import World, build_world
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -389,7 +389,7 @@ async def test_sigterm_lets_the_request_in_flight_finish(tmp_path: Path) -> None
 
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SIDAN_DATABASE_URL"}}
     env |= {"SIDAN_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
     pgdata = tmp_path / "data" / "pgdata"
@@ -426,30 +426,13 @@ async def test_sigterm_lets_the_request_in_flight_finish(tmp_path: Path) -> None
         if process.poll() is None:
             process.kill()
             process.wait(10)
-        if postmaster is not None and _alive(postmaster) and (pgdata / "postmaster.pid").exists():
+        if postmaster is not None and process_alive(postmaster) and (pgdata / "postmaster.pid").exists():
             os.kill(postmaster, signal.SIGTERM)
     for _ in range(75):
         if not (pgdata / "postmaster.pid").exists():
             break
         await asyncio.sleep(0.2)
     assert not (pgdata / "postmaster.pid").exists(), "embedded PostgreSQL left running"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _start_serve(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
