@@ -312,9 +312,24 @@ def wrk(url: str, script: Path, args: list[str], connections: int, duration: flo
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for (d): apt-get install wrk")
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{int(duration)}s", "--latency", "-s", str(script), url, "--", *args],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{int(duration)}s",
+            "--timeout",
+            "30s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+            "--",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return rate, int(bad.group(1)) if bad else 0
@@ -350,8 +365,10 @@ async def single_transition(base: str, seed: Seed, server: str, connections: int
             script.write_text(PGBENCH_SCRIPT.format(n=n))
             out = subprocess.run(
                 [tool("pgbench"), "-n", f"-c{connections}", "-j2", f"-T{int(duration)}", "-f", str(script), dsn],
-                capture_output=True, text=True, check=True,
-            ).stdout  # fmt: skip
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             pgbench_tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
             port = 18099

@@ -2,7 +2,7 @@
 -- (approved → dispatched → approved …), one transition per request, as the staff admin.
 -- args: <file with "token" on line 1, "volunteer_id" on line 2, then one order id per line>
 local token, volunteer, orders, state = nil, nil, {}, {}
-local counter, thread_index = 0, 0
+local counter = 0  -- thread_index is a global set per thread in setup()
 local threads = {}
 
 function setup(thread)
@@ -33,8 +33,13 @@ function request()
   if headers == nil then
     headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}
   end
-  counter = counter + 1
-  local id = orders[(counter % #orders) + 1]
+  -- Next order with no request in flight (wrk pipelines many requests per thread).
+  local id
+  for _ = 1, #orders do
+    counter = counter + 1
+    id = orders[(counter % #orders) + 1]
+    if state[id] ~= "dispatching" and state[id] ~= "withdrawing" then break end
+  end
   if state[id] == "dispatched" then
     state[id] = "withdrawing"
     return wrk.format("POST", "/api/v1/orders/" .. id .. "/withdraw", headers, "{}")
