@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "27831fa11a2e"
 down_revision: str | None = "ae7284936eae"
 branch_labels: str | Sequence[str] | None = None

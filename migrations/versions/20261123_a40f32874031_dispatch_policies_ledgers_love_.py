@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "a40f32874031"
 down_revision: str | None = "71eaa031dcf8"
 branch_labels: str | Sequence[str] | None = None
