@@ -34,6 +34,7 @@ BAD_ORDERS: list[tuple[str, Any]] = [
     ),
     ("naive datetime", lambda w: w.order_body(preferred_start="2026-12-05T10:00:00")),
     ("beneficiaries zero", lambda w: w.order_body(beneficiaries=0)),
+    ("beneficiaries boolean", lambda w: w.order_body(beneficiaries=True)),
     ("unknown channel", lambda w: w.order_body(channel="fax")),
     ("overlong title", lambda w: w.order_body(title="长" * 201)),
     ("resident orders for someone else", lambda w: w.order_body(resident_id=w.users["r2"])),
@@ -121,6 +122,8 @@ BAD_ACTIONS: list[tuple[Status, str, str, Any]] = [
     (Status.COMPLETED, "r1", "rate", {"stars": 6}),
     (Status.COMPLETED, "r1", "rate", {"stars": 0}),
     (Status.COMPLETED, "r1", "rate", {}),
+    (Status.COMPLETED, "r1", "rate", {"stars": True}),
+    (Status.COMPLETED, "r1", "rate", {"stars": "5"}),
 ]
 
 

@@ -38,7 +38,7 @@ class OrderCreate(BaseModel):
     contact_phone: Phone
     preferred_start: datetime | None = None
     preferred_end: datetime | None = None
-    beneficiaries: Annotated[int, Field(ge=1, le=100_000)] = 1
+    beneficiaries: Annotated[int, Field(ge=1, le=100_000, strict=True)] = 1
     channel: Channel | None = None
     lat: Latitude | None = None
     lng: Longitude | None = None
@@ -111,7 +111,7 @@ class CompleteBody(BaseModel):
     """服务记录: summary, people served, hours per participant, photos."""
 
     summary: Annotated[LongText, Field(min_length=1)]
-    served_count: Annotated[int, Field(ge=0, le=100_000)]
+    served_count: Annotated[int, Field(ge=0, le=100_000, strict=True)]
     participants: Annotated[list[Participant], Field(min_length=1, max_length=200)]
     photos: Annotated[list[Url], Field(max_length=20)] = []
 
@@ -124,7 +124,7 @@ class CompleteBody(BaseModel):
 
 
 class RateBody(BaseModel):
-    stars: Annotated[int, Field(ge=1, le=5)]
+    stars: Annotated[int, Field(ge=1, le=5, strict=True)]  # strict: `true` is not one star
     comment: LongText = ""
     tags: Annotated[list[Tag], Field(max_length=10)] = []
 
