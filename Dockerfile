@@ -1,4 +1,5 @@
-# Runs `sidan serve` against the PostgreSQL named by DATABASE_URL (required; no embedded server here).
+# Runs `sidan serve` against the PostgreSQL named by DATABASE_URL. Production settings are enforced:
+# set SIDAN_TOKEN_SECRET (32+ random characters) and SIDAN_DATA_KEYS (Fernet key(s)) or it refuses to start.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 SIDAN_ENVIRONMENT=production
