@@ -12,7 +12,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -74,42 +74,45 @@ def issue_token(settings: Settings, user: User) -> str:
     return jwt.encode(claims, settings.token_secret, algorithm="HS256")
 
 
+_home = aliased(OrgUnit)
+# Built once: constructing this statement (an alias and three correlated subqueries) costs more than
+# running it; executions reuse SQLAlchemy's compiled form.
+_ACTOR_QUERY = (
+    select(
+        User.id,
+        User.role,
+        User.username,
+        User.unit_id,
+        User.is_active,
+        User.token_version,
+        OrgUnit.path,
+        Volunteer.id,
+        Volunteer.status,
+        _home.path,
+        select(func.array_agg(TeamMember.team_id))
+        .where(TeamMember.volunteer_id == Volunteer.id)
+        .correlate(Volunteer)
+        .scalar_subquery(),
+        select(func.array_agg(volunteer_categories.c.category_id))
+        .where(volunteer_categories.c.volunteer_id == Volunteer.id)
+        .correlate(Volunteer)
+        .scalar_subquery(),
+        select(func.array_agg(team_categories.c.category_id))
+        .join(TeamMember, TeamMember.team_id == team_categories.c.team_id)
+        .where(TeamMember.volunteer_id == Volunteer.id)
+        .correlate(Volunteer)
+        .scalar_subquery(),
+    )
+    .outerjoin(OrgUnit, OrgUnit.id == User.unit_id)
+    .outerjoin(Volunteer, Volunteer.user_id == User.id)
+    .outerjoin(_home, _home.id == Volunteer.home_unit_id)
+    .where(User.id == bindparam("user_id"))
+)
+
+
 async def load_actor(session: AsyncSession, user_id: int, token_version: int | None = None) -> Actor:
     """Load the caller; refuses disabled accounts and tokens issued before a password change."""
-    home = aliased(OrgUnit)
-    row = (
-        await session.execute(
-            select(
-                User.id,
-                User.role,
-                User.username,
-                User.unit_id,
-                User.is_active,
-                User.token_version,
-                OrgUnit.path,
-                Volunteer.id,
-                Volunteer.status,
-                home.path,
-                select(func.array_agg(TeamMember.team_id))
-                .where(TeamMember.volunteer_id == Volunteer.id)
-                .correlate(Volunteer)
-                .scalar_subquery(),
-                select(func.array_agg(volunteer_categories.c.category_id))
-                .where(volunteer_categories.c.volunteer_id == Volunteer.id)
-                .correlate(Volunteer)
-                .scalar_subquery(),
-                select(func.array_agg(team_categories.c.category_id))
-                .join(TeamMember, TeamMember.team_id == team_categories.c.team_id)
-                .where(TeamMember.volunteer_id == Volunteer.id)
-                .correlate(Volunteer)
-                .scalar_subquery(),
-            )
-            .outerjoin(OrgUnit, OrgUnit.id == User.unit_id)
-            .outerjoin(Volunteer, Volunteer.user_id == User.id)
-            .outerjoin(home, home.id == Volunteer.home_unit_id)
-            .where(User.id == user_id)
-        )
-    ).one_or_none()
+    row = (await session.execute(_ACTOR_QUERY, {"user_id": user_id})).one_or_none()
     await session.rollback()  # end the read transaction: handlers start their own
     if row is None or not row[4] or (token_version is not None and row[5] != token_version):
         raise Unauthorized()

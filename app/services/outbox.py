@@ -6,12 +6,43 @@ a retry never re-sends to someone already reached.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any, cast
+
+from sqlalchemy import BigInteger, CursorResult, String, bindparam, func, insert, select, union
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import Action, Role
 from app.models import Order, OutboxMessage, TeamMember, User, Volunteer
+from app.models.base import table_of
 from app.workflow import Notify
+
+# Recipients resolved in SQL, and their rows written, by one prebuilt statement: the people named
+# directly (the resident and whoever placed the order), a unit's active admins, the target volunteer,
+# or else the target team's active members.
+_recipients = union(
+    select(func.unnest(bindparam("direct", type_=ARRAY(BigInteger))).label("user_id")),
+    select(User.id).where(
+        User.unit_id == bindparam("admins_of_unit", type_=BigInteger),
+        User.role == Role.ADMIN.value,
+        User.is_active.is_(True),
+    ),
+    select(Volunteer.user_id).where(Volunteer.id == bindparam("target_volunteer", type_=BigInteger)),
+    select(Volunteer.user_id)
+    .join(TeamMember, TeamMember.volunteer_id == Volunteer.id)
+    .where(TeamMember.team_id == bindparam("target_team", type_=BigInteger), Volunteer.status == "active"),
+).subquery("recipients")
+_ENQUEUE = insert(table_of(OutboxMessage)).from_select(
+    ["topic", "order_id", "recipient_user_id", "payload"],
+    select(
+        bindparam("topic", type_=String),
+        bindparam("order_id", type_=BigInteger),
+        _recipients.c.user_id,
+        bindparam("payload", type_=JSONB),
+    )
+    .where(_recipients.c.user_id.is_not(None))
+    .order_by(_recipients.c.user_id),
+)
 
 
 async def enqueue(
@@ -22,9 +53,15 @@ async def enqueue(
     previous_target: tuple[int | None, int | None] = (None, None),
 ) -> int:
     """Add one outbox row per recipient of ``audiences``; returns how many."""
-    recipients: set[int] = set()
-    for audience in audiences:
-        recipients |= await _recipients(session, order, audience, previous_target)
+    if not audiences:
+        return 0
+    direct = (
+        [u for u in (order.resident_id, order.placed_by_id) if u is not None] if Notify.RESIDENT in audiences else []
+    )
+    team_id = volunteer_id = None
+    if Notify.TARGET in audiences:
+        volunteer_id = order.assignee_volunteer_id or previous_target[1]
+        team_id = None if volunteer_id is not None else order.assignee_team_id or previous_target[0]
     payload = {
         "order_id": order.id,
         "code": order.code,
@@ -33,34 +70,16 @@ async def enqueue(
         "status": order.status,
         "unit_id": order.unit_id,
     }
-    session.add_all(
-        OutboxMessage(topic=f"order.{action.value}", order_id=order.id, recipient_user_id=user_id, payload=payload)
-        for user_id in sorted(recipients)
+    result = await session.execute(
+        _ENQUEUE,
+        {
+            "topic": f"order.{action.value}",
+            "order_id": order.id,
+            "payload": payload,
+            "direct": direct,
+            "admins_of_unit": order.unit_id if Notify.UNIT_ADMINS in audiences else None,
+            "target_volunteer": volunteer_id,
+            "target_team": team_id,
+        },
     )
-    return len(recipients)
-
-
-async def _recipients(
-    session: AsyncSession, order: Order, audience: Notify, previous_target: tuple[int | None, int | None]
-) -> set[int]:
-    match audience:
-        case Notify.RESIDENT:
-            return {u for u in (order.resident_id, order.placed_by_id) if u is not None}
-        case Notify.UNIT_ADMINS:
-            query = select(User.id).where(
-                User.unit_id == order.unit_id, User.role == Role.ADMIN.value, User.is_active.is_(True)
-            )
-        case Notify.TARGET:
-            team_id = order.assignee_team_id or previous_target[0]
-            volunteer_id = order.assignee_volunteer_id or previous_target[1]
-            if volunteer_id is not None:
-                query = select(Volunteer.user_id).where(Volunteer.id == volunteer_id)
-            elif team_id is not None:
-                query = (
-                    select(Volunteer.user_id)
-                    .join(TeamMember, TeamMember.volunteer_id == Volunteer.id)
-                    .where(TeamMember.team_id == team_id, Volunteer.status == "active")
-                )
-            else:
-                return set()
-    return set((await session.execute(query)).scalars())
+    return cast(CursorResult[Any], result).rowcount

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import String, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import Status
@@ -39,17 +40,18 @@ class Policy:
 DEFAULT_POLICY = Policy()
 
 
+_POLICY_QUERY = (
+    select(UnitPolicy)
+    .join(OrgUnit, OrgUnit.id == UnitPolicy.unit_id)
+    .where(OrgUnit.path == any_(bindparam("paths", type_=ARRAY(String))))
+    .order_by(OrgUnit.depth.desc())
+    .limit(1)
+)
+
+
 async def effective_policy(session: AsyncSession, unit_path: str) -> Policy:
     """The policy in force at the unit with ``unit_path`` (one indexed query)."""
-    row = (
-        await session.execute(
-            select(UnitPolicy)
-            .join(OrgUnit, OrgUnit.id == UnitPolicy.unit_id)
-            .where(OrgUnit.path.in_(ancestor_paths(unit_path)))
-            .order_by(OrgUnit.depth.desc())
-            .limit(1)
-        )
-    ).scalar_one_or_none()
+    row = (await session.execute(_POLICY_QUERY, {"paths": ancestor_paths(unit_path)})).scalar_one_or_none()
     if row is None:
         return DEFAULT_POLICY
     return Policy(

@@ -11,6 +11,7 @@ from app import crypto
 from app.auth import Actor
 from app.domain import Role
 from app.models import Order, PiiAccess, User, Volunteer
+from app.models.base import table_of
 from app.services.guards import is_orderer, may_see_phone
 
 
@@ -24,7 +25,7 @@ async def record_phone_reads(session: AsyncSession, actor: Actor, orders: Iterab
         if may_see_phone(actor, order) and not is_orderer(actor, order)
     ]
     if rows:
-        await session.execute(insert(PiiAccess), rows)
+        await session.execute(insert(table_of(PiiAccess)), rows)
     return len(rows)
 
 

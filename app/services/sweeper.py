@@ -23,8 +23,9 @@ from app.config import Settings
 from app.domain import Action, Status
 from app.errors import DomainError
 from app.models import Order, OrgUnit
+from app.models.base import table_of
 from app.schemas.orders import EmptyBody, ReasonBody
-from app.services.transitions import transition_locked
+from app.services.transitions import order_from_row, transition_locked
 from app.workflow import TRANSITIONS
 
 log = logging.getLogger(__name__)
@@ -57,19 +58,16 @@ async def _sweep_batch(
 ) -> tuple[int, int]:
     fired = 0
     async with sessionmaker() as session, session.begin():
-        due = (
-            (
-                await session.execute(
-                    select(Order)
-                    .where(Order.deadline_at <= now, Order.status.in_([s.value for s in DUE_ACTIONS]))
-                    .order_by(Order.deadline_at)
-                    .limit(batch)
-                    .with_for_update(skip_locked=True)
-                )
+        due = [
+            order_from_row(row)
+            for row in await session.execute(
+                select(*table_of(Order).c)
+                .where(Order.deadline_at <= now, Order.status.in_([s.value for s in DUE_ACTIONS]))
+                .order_by(Order.deadline_at)
+                .limit(batch)
+                .with_for_update(skip_locked=True)
             )
-            .scalars()
-            .all()
-        )
+        ]
         for order in due:
             if await _fire(session, settings, order, now):
                 fired += 1
@@ -85,7 +83,7 @@ async def _fire(session: AsyncSession, settings: Settings, order: Order, now: da
         parent = await session.scalar(select(OrgUnit.parent_id).where(OrgUnit.id == order.unit_id))
         if parent is None:
             # Already at the top (中心 or above): nobody to escalate to; staff see it overdue in their list.
-            order.deadline_at = None
+            await session.execute(update(Order).where(Order.id == order_id).values(deadline_at=None))
             return False
         body = ReasonBody(reason="超时未处理, 系统自动上报")
     try:

@@ -3,6 +3,11 @@
 Every call is one transaction: lock the order row (the scope check folded into the same query),
 look the rule up in ``app.workflow.TRANSITIONS``, check role and guard, run the action's effect,
 bump the version, append the ``OrderEvent``, write outbox rows, store the idempotent response, commit.
+
+This is the hottest code in the service, so it runs prebuilt Core statements (compiled once, then
+served from SQLAlchemy's cache and asyncpg's prepared statements), never the ORM's unit of work:
+the locked row becomes a detached ``Order`` that the effects change in memory, and one UPDATE
+writes its mutable columns back.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import ColumnElement, Row, Select, bindparam, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -29,6 +34,7 @@ from app.models import (
     Team,
     Volunteer,
 )
+from app.models.base import table_of
 from app.models.orders import Order
 from app.observability import count_transition
 from app.schemas.orders import CompleteBody, DispatchBody, OrderOut, PublishBody, RateBody, TransferBody
@@ -37,7 +43,7 @@ from app.services.guards import allowed_actions, guard_holds
 from app.services.policies import DispatchMode, Policy, effective_policy, step_deadline
 from app.services.presenters import present_order
 from app.services.privacy import record_phone_reads
-from app.services.scope import in_pool_region, order_visible_to
+from app.services.scope import POOL_REGION, VISIBLE, scope_params
 from app.workflow import TRANSITIONS, Rule, roles_for
 
 
@@ -107,19 +113,62 @@ async def apply_action(
     return result
 
 
+_ORDERS = table_of(Order)
+_WAS_PUBLISHED = exists().where(OrderEvent.order_id == Order.id, OrderEvent.action == Action.PUBLISH.value)
+
+
+def _locking(predicate: ColumnElement[bool]) -> Select[Any]:
+    return select(*_ORDERS.c).where(Order.id == bindparam("order_id"), predicate).with_for_update(of=_ORDERS)
+
+
+# One locking query per role, the caller's scope folded in. A volunteer of the region an order was
+# published to learns "already taken" (409) when another volunteer was faster, not "no such order";
+# unpublished orders stay invisible.
+_LOCK: dict[Role, Select[Any]] = {role: _locking(predicate) for role, predicate in VISIBLE.items()}
+_LOCK_FOR_GRAB = _locking(VISIBLE[Role.VOLUNTEER] | (POOL_REGION & _WAS_PUBLISHED))
+
+
+def order_from_row(row: Row[Any]) -> Order:
+    """A detached ``Order`` holding a row read with Core: effects change it, ``_write_order`` saves it."""
+    return Order(**row._mapping)
+
+
 async def _lock_order(session: AsyncSession, order_id: int, action: Action, actor: Actor) -> Order:
-    known = order_visible_to(actor)
-    if action is Action.GRAB:
-        # A volunteer of the region an order was published to learns "already taken" (409) when
-        # another volunteer was faster, not "no such order"; unpublished orders stay invisible.
-        was_published = exists().where(OrderEvent.order_id == Order.id, OrderEvent.action == Action.PUBLISH.value)
-        known = known | (in_pool_region(actor) & was_published)
-    order = (
-        await session.execute(select(Order).where(Order.id == order_id, known).with_for_update(of=Order))
-    ).scalar_one_or_none()
-    if order is None:
+    query = _LOCK_FOR_GRAB if action is Action.GRAB else _LOCK.get(actor.role)
+    if query is None:
         raise NotFound("订单不存在")
-    return order
+    row = (await session.execute(query, {"order_id": order_id, **scope_params(actor)})).one_or_none()
+    if row is None:
+        raise NotFound("订单不存在")
+    return order_from_row(row)
+
+
+# What a transition may change on the order row (everything else is fixed when the order is placed).
+_MUTABLE = (
+    "status",
+    "assignee_team_id",
+    "assignee_volunteer_id",
+    "unit_id",
+    "unit_path",
+    "deadline_at",
+    "accepted_at",
+    "checked_in_at",
+    "completed_at",
+    "round",
+    "needs_followup",
+    "version",
+    "updated_at",
+)
+_WRITE_ORDER = (
+    update(_ORDERS)
+    .where(_ORDERS.c.id == bindparam("order_id"))
+    .values({name: bindparam(f"new_{name}", type_=_ORDERS.c[name].type) for name in _MUTABLE})
+)
+
+
+async def _write_order(session: AsyncSession, order: Order) -> None:
+    params = {f"new_{name}": getattr(order, name) for name in _MUTABLE}
+    await session.execute(_WRITE_ORDER, {"order_id": order.id, **params})
 
 
 # Each of these actions counts toward (or against) the acting / previous volunteer's reliability.
@@ -168,10 +217,18 @@ async def transition_locked(
     payload = body.model_dump(mode="json", exclude={"reason"}) | change.event_payload
     await record_event(session, order, action, from_status, actor, reason, payload, now)
     await outbox.enqueue(session, order, action, rule.notify, previous_target)
-    await session.flush()
+    await _write_order(session, order)
     count_transition(session, action.value)  # sidan_transitions_total, once the transaction commits
     if order.status == Status.APPROVED.value and action in AUTO_DISPATCH_AFTER:
         await auto_dispatch(session, settings, order, policy, now)
+
+
+_BUMP_COUNTER = {
+    column: update(Volunteer)
+    .where(Volunteer.id == bindparam("volunteer_id"))
+    .values({column: getattr(Volunteer, column) + 1})
+    for column in set(_RELIABILITY.values())
+}
 
 
 async def _count_reliability(
@@ -181,8 +238,7 @@ async def _count_reliability(
     volunteer_id = previous_volunteer_id if action is Action.EXPIRE else actor.volunteer_id
     if column is None or volunteer_id is None:
         return
-    counter = getattr(Volunteer, column)
-    await session.execute(update(Volunteer).where(Volunteer.id == volunteer_id).values({counter: counter + 1}))
+    await session.execute(_BUMP_COUNTER[column], {"volunteer_id": volunteer_id})
 
 
 # After these, an order back at 待派单 is re-offered at once when its unit's policy says so.
@@ -243,19 +299,23 @@ async def record_event(
     now: datetime,
 ) -> None:
     """Append to the order's timeline (the table refuses updates and deletes)."""
-    session.add(
-        OrderEvent(
-            order_id=order.id,
-            action=action.value,
-            from_status=from_status.value if from_status else None,
-            to_status=order.status,
-            actor_id=actor.user_id if actor.role is not Role.SYSTEM else None,
-            actor_role=actor.role.value,
-            reason=reason,
-            payload=payload,
-            created_at=now,
-        )
+    await session.execute(
+        _INSERT_EVENT,
+        {
+            "order_id": order.id,
+            "action": action.value,
+            "from_status": from_status.value if from_status else None,
+            "to_status": order.status,
+            "actor_id": actor.user_id if actor.role is not Role.SYSTEM else None,
+            "actor_role": actor.role.value,
+            "reason": reason,
+            "payload": payload,
+            "created_at": now,
+        },
     )
+
+
+_INSERT_EVENT = insert(table_of(OrderEvent))
 
 
 # ---- effects: what each action does beyond the status change ------------------------------------
@@ -289,6 +349,16 @@ async def _transfer(change: Change) -> None:
     order.unit_id, order.unit_path = target.id, target.path
 
 
+_TEAM_JURISDICTION = (
+    select(Team.is_active, OrgUnit.path).join(OrgUnit, OrgUnit.id == Team.unit_id).where(Team.id == bindparam("id"))
+)
+_VOLUNTEER_JURISDICTION = (
+    select(Volunteer.status, OrgUnit.path)
+    .join(OrgUnit, OrgUnit.id == Volunteer.home_unit_id)
+    .where(Volunteer.id == bindparam("id"))
+)
+
+
 async def _dispatch(change: Change) -> None:
     """指令性派单 to one team or one volunteer in the actor's jurisdiction, with an accept deadline."""
     assert isinstance(change.body, DispatchBody)
@@ -296,24 +366,12 @@ async def _dispatch(change: Change) -> None:
     # Staff direct their own people; the system (auto-assign) stays within the order's unit.
     jurisdiction = change.order.unit_path if actor.role is Role.SYSTEM else (actor.unit_path or "\0")
     if body.team_id is not None:
-        row = (
-            await session.execute(
-                select(Team.is_active, OrgUnit.path)
-                .join(OrgUnit, OrgUnit.id == Team.unit_id)
-                .where(Team.id == body.team_id)
-            )
-        ).one_or_none()
+        row = (await session.execute(_TEAM_JURISDICTION, {"id": body.team_id})).one_or_none()
         if row is None or not row[0] or not row[1].startswith(jurisdiction):
             raise InvalidInput("服务队不存在、已停用或不在管辖范围内", team_id=body.team_id)
         change.order.assignee_team_id = body.team_id
     else:
-        volunteer = (
-            await session.execute(
-                select(Volunteer.status, OrgUnit.path)
-                .join(OrgUnit, OrgUnit.id == Volunteer.home_unit_id)
-                .where(Volunteer.id == body.volunteer_id)
-            )
-        ).one_or_none()
+        volunteer = (await session.execute(_VOLUNTEER_JURISDICTION, {"id": body.volunteer_id})).one_or_none()
         if volunteer is None or volunteer[0] != "active" or not volunteer[1].startswith(jurisdiction):
             raise InvalidInput("志愿者不存在、未激活或不在管辖范围内", volunteer_id=body.volunteer_id)
         change.order.assignee_volunteer_id = body.volunteer_id
