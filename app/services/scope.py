@@ -77,7 +77,7 @@ def scope_params(actor: Actor) -> dict[str, Any]:
 def _bound(predicate: ColumnElement[bool], actor: Actor) -> ColumnElement[bool]:
     values = scope_params(actor)
 
-    def bind(element: ExternallyTraversible) -> ExternallyTraversible | None:
+    def bind(element: ExternallyTraversible, **_: Any) -> ExternallyTraversible | None:
         if isinstance(element, BindParameter) and element.key in values:
             return bindparam(element.key, values[element.key], type_=element.type)
         return None
