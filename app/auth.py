@@ -111,9 +111,10 @@ _ACTOR_QUERY = (
 
 
 async def load_actor(session: AsyncSession, user_id: int, token_version: int | None = None) -> Actor:
-    """Load the caller; refuses disabled accounts and tokens issued before a password change."""
+    """Load the caller; refuses disabled accounts and tokens issued before a password change.
+
+    Leaves the session's transaction open: services join it (``app.db.transaction``)."""
     row = (await session.execute(_ACTOR_QUERY, {"user_id": user_id})).one_or_none()
-    await session.rollback()  # end the read transaction: handlers start their own
     if row is None or not row[4] or (token_version is not None and row[5] != token_version):
         raise Unauthorized()
     role = Role(row[1])

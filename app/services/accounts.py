@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import hash_password, issue_token, verify_password
 from app.config import Settings
+from app.db import transaction
 from app.domain import Role
 from app.errors import InvalidInput, ServiceUnavailable, Unauthorized
 from app.models import User
@@ -28,7 +29,7 @@ async def login(
 ) -> TokenOut:
     """用户名密码登录, throttled per account and per client address (429 past the limit)."""
     throttle.before(username, address)
-    async with session.begin():
+    async with transaction(session):
         user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
     ok = await verify_password(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
     if user is None or not ok or not user.is_active:
@@ -40,7 +41,7 @@ async def login(
 
 async def refresh(session: AsyncSession, settings: Settings, user_id: int) -> TokenOut:
     """A fresh token for a caller whose current token is still valid (same token version)."""
-    async with session.begin():
+    async with transaction(session):
         user = await session.get(User, user_id)
     if user is None or not user.is_active:
         raise Unauthorized()
@@ -51,7 +52,7 @@ async def change_password(
     session: AsyncSession, settings: Settings, user_id: int, old_password: str, new_password: str
 ) -> TokenOut:
     """修改密码: every token issued before stops working; the answer carries a new one."""
-    async with session.begin():
+    async with transaction(session):
         user = (await session.execute(select(User).where(User.id == user_id).with_for_update())).scalar_one_or_none()
         if user is None or not user.password_hash or not await verify_password(user.password_hash, old_password):
             raise InvalidInput("原密码不正确")
@@ -81,7 +82,7 @@ async def wechat_login(session: AsyncSession, settings: Settings, http: httpx.As
     openid = data.get("openid")
     if data.get("errcode") or not isinstance(openid, str) or not openid:
         raise Unauthorized("微信登录凭证无效", wechat_errcode=data.get("errcode"))
-    async with session.begin():
+    async with transaction(session):
         await session.execute(
             insert(User)
             .values(wechat_openid=openid, role=Role.RESIDENT.value, display_name="微信用户")

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
+from app.db import transaction
 from app.domain import Status
 from app.errors import InvalidInput, NotFound
 from app.models import Order, OrgUnit
@@ -35,7 +36,7 @@ async def list_orders(
     if created_from and created_to and created_from >= created_to:
         raise InvalidInput("created_from 须早于 created_to")
     query = select(Order).where(order_visible_to(actor))
-    async with session.begin():
+    async with transaction(session):
         if unit_id is not None:
             unit = await session.get(OrgUnit, unit_id)
             if unit is None or not actor.administers(unit.path):

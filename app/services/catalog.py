@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import transaction
 from app.errors import NotFound
 from app.models import MenuCategory, MenuItem, OrgUnit
 from app.models.org import ancestor_paths
@@ -12,7 +13,7 @@ from app.schemas.directory import CategoryOut, ItemOut, MenuOut, MenuSection, Un
 
 
 async def list_units(session: AsyncSession, parent_id: int | None) -> list[UnitOut]:
-    async with session.begin():
+    async with transaction(session):
         query = select(OrgUnit).where(OrgUnit.is_active.is_(True)).order_by(OrgUnit.path)
         if parent_id is not None:
             if await session.get(OrgUnit, parent_id) is None:
@@ -23,7 +24,7 @@ async def list_units(session: AsyncSession, parent_id: int | None) -> list[UnitO
 
 async def menu_for_unit(session: AsyncSession, unit_id: int) -> MenuOut:
     """A unit sees the active items of its ancestors and its own, grouped by category."""
-    async with session.begin():
+    async with transaction(session):
         unit = await session.get(OrgUnit, unit_id)
         if unit is None or not unit.is_active:
             raise NotFound("单位不存在")

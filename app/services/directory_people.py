@@ -14,6 +14,7 @@ from sqlalchemy import delete, exists, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor, hash_password
+from app.db import transaction
 from app.domain import Role
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.models import MenuCategory, OrgUnit, Team, TeamMember, User, Volunteer, team_categories
@@ -135,7 +136,7 @@ async def _replace_categories(session: AsyncSession, team_id: int, category_ids:
 
 async def list_teams(session: AsyncSession, actor: Actor, unit_id: int | None) -> list[TeamOut]:
     """Teams of units in the caller's subtree (or of ``unit_id`` and everything under it)."""
-    async with session.begin():
+    async with transaction(session):
         path = await listing_scope(session, actor, unit_id)
         teams = await session.scalars(
             select(Team)
@@ -147,14 +148,14 @@ async def list_teams(session: AsyncSession, actor: Actor, unit_id: int | None) -
 
 
 async def get_team(session: AsyncSession, actor: Actor, team_id: int) -> TeamOut:
-    async with session.begin():
+    async with transaction(session):
         team = await _team_in_scope(session, actor, team_id)
         return (await _present_teams(session, [team]))[0]
 
 
 async def create_team(session: AsyncSession, actor: Actor, body: TeamCreate) -> TeamOut:
     """组建服务队 at an active unit of the caller's subtree; the leader (队长) becomes its first member."""
-    async with session.begin():
+    async with transaction(session):
         unit = await referenced_unit(session, actor, body.unit_id, "unit_id")
         category_ids = await _checked_category_ids(session, body.category_ids)
         leader_id = body.leader_volunteer_id
@@ -173,7 +174,7 @@ async def create_team(session: AsyncSession, actor: Actor, body: TeamCreate) -> 
 async def update_team(session: AsyncSession, actor: Actor, team_id: int, body: TeamUpdate) -> TeamOut:
     """Rename, 停用/启用, change the leader (made a member if not yet), or replace the categories served."""
     changes = body.model_dump(exclude_unset=True)
-    async with session.begin():
+    async with transaction(session):
         team = await _team_in_scope(session, actor, team_id, lock=True)
         if "category_ids" in changes:
             await _replace_categories(session, team.id, await _checked_category_ids(session, changes["category_ids"]))
@@ -192,7 +193,7 @@ async def replace_members(session: AsyncSession, actor: Actor, team_id: int, bod
     """设置队员: the list replaces the members. Newcomers must be volunteers of the caller's subtree;
     members already in the team may stay even if another admin brought them in from elsewhere."""
     wanted = set(body.volunteer_ids)
-    async with session.begin():
+    async with transaction(session):
         team = await _team_in_scope(session, actor, team_id, lock=True)
         if team.leader_volunteer_id is not None and team.leader_volunteer_id not in wanted:
             raise InvalidInput(
@@ -256,7 +257,7 @@ async def list_volunteers(
     limit: int,
 ) -> Page[VolunteerOut]:
     """Volunteers whose home unit lies in the caller's subtree (or ``unit_id``'s), newest first."""
-    async with session.begin():
+    async with transaction(session):
         path = await listing_scope(session, actor, unit_id)
         query = select(Volunteer).join(OrgUnit, OrgUnit.id == Volunteer.home_unit_id).where(subtree(OrgUnit.path, path))
         if status is not None:
@@ -271,7 +272,7 @@ async def list_volunteers(
 
 
 async def get_volunteer(session: AsyncSession, actor: Actor, volunteer_id: int) -> VolunteerOut:
-    async with session.begin():
+    async with transaction(session):
         volunteer, user = await _volunteer_in_scope(session, actor, volunteer_id)
         return _present_volunteer(volunteer, user.username)
 
@@ -279,7 +280,7 @@ async def get_volunteer(session: AsyncSession, actor: Actor, volunteer_id: int) 
 async def create_volunteer(session: AsyncSession, actor: Actor, body: VolunteerCreate) -> VolunteerOut:
     """志愿者注册 by an admin: the login (role volunteer) and the profile, in one transaction."""
     password_hash = await hash_password(body.password)
-    async with session.begin():
+    async with transaction(session):
         unit = await referenced_unit(session, actor, body.home_unit_id, "home_unit_id")
         await _ensure_username_free(session, body.username)
         user = User(
@@ -314,7 +315,7 @@ async def update_volunteer(
     changes = body.model_dump(exclude_unset=True)
     password = changes.pop("password", None)
     password_hash = await hash_password(password) if password is not None else None
-    async with session.begin():
+    async with transaction(session):
         volunteer, user = await _volunteer_in_scope(session, actor, volunteer_id, lock=True)
         if "home_unit_id" in changes and changes["home_unit_id"] != volunteer.home_unit_id:
             unit = await referenced_unit(session, actor, changes["home_unit_id"], "home_unit_id")
@@ -351,7 +352,7 @@ async def _admin_in_scope(session: AsyncSession, actor: Actor, user_id: int, *, 
 
 async def list_admins(session: AsyncSession, actor: Actor) -> list[AdminOut]:
     """Admins of units in the caller's subtree (its own unit's included), unit by unit."""
-    async with session.begin():
+    async with transaction(session):
         admins = await session.scalars(
             select(User)
             .join(OrgUnit, OrgUnit.id == User.unit_id)
@@ -362,14 +363,14 @@ async def list_admins(session: AsyncSession, actor: Actor) -> list[AdminOut]:
 
 
 async def get_admin(session: AsyncSession, actor: Actor, user_id: int) -> AdminOut:
-    async with session.begin():
+    async with transaction(session):
         return AdminOut.model_validate(await _admin_in_scope(session, actor, user_id))
 
 
 async def create_admin(session: AsyncSession, actor: Actor, body: AdminCreate) -> AdminOut:
     """新增管理员 bound to an active unit of the caller's subtree (that unit is its jurisdiction)."""
     password_hash = await hash_password(body.password)
-    async with session.begin():
+    async with transaction(session):
         unit = await referenced_unit(session, actor, body.unit_id, "unit_id")
         await _ensure_username_free(session, body.username)
         admin = User(
@@ -392,7 +393,7 @@ async def update_admin(session: AsyncSession, actor: Actor, user_id: int, body: 
     if changes.get("is_active") is False and user_id == actor.user_id:
         raise Forbidden("不能停用自己的账号")
     password_hash = await hash_password(password) if password is not None else None
-    async with session.begin():
+    async with transaction(session):
         admin = await _admin_in_scope(session, actor, user_id, lock=True)
         bump = password_hash is not None or (admin.is_active and changes.get("is_active") is False)
         for name, value in changes.items():

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
+from app.db import transaction
 from app.domain import UnitLevel
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.models import MenuCategory, MenuItem, OrgUnit
@@ -106,7 +107,7 @@ async def flush_unique(session: AsyncSession, message: str, **details: Any) -> N
 
 async def list_units(session: AsyncSession, actor: Actor) -> list[UnitOut]:
     """The caller's unit and everything under it, active or not, parents before children."""
-    async with session.begin():
+    async with transaction(session):
         units = await session.scalars(
             select(OrgUnit).where(subtree(OrgUnit.path, jurisdiction(actor))).order_by(OrgUnit.path)
         )
@@ -114,7 +115,7 @@ async def list_units(session: AsyncSession, actor: Actor) -> list[UnitOut]:
 
 
 async def get_unit(session: AsyncSession, actor: Actor, unit_id: int) -> UnitOut:
-    async with session.begin():
+    async with transaction(session):
         return UnitOut.model_validate(await unit_in_scope(session, actor, unit_id))
 
 
@@ -125,7 +126,7 @@ async def _ensure_unit_code_free(session: AsyncSession, code: str) -> None:
 
 async def create_unit(session: AsyncSession, actor: Actor, body: UnitCreate) -> UnitOut:
     """新增下级单位 under an active unit of the caller's subtree; the path is ``parent.path + "<id>."``."""
-    async with session.begin():
+    async with transaction(session):
         # The parent row stays locked so a concurrent 停用 cannot leave an active child under it.
         parent = await referenced_unit(session, actor, body.parent_id, "parent_id", lock=True)
         parent_level = UnitLevel(parent.level)
@@ -158,7 +159,7 @@ async def create_unit(session: AsyncSession, actor: Actor, body: UnitCreate) -> 
 async def update_unit(session: AsyncSession, actor: Actor, unit_id: int, body: UnitUpdate) -> UnitOut:
     """Rename, recode, move the address, or 停用/启用 a unit below the caller (never its own)."""
     changes = body.model_dump(exclude_unset=True)
-    async with session.begin():
+    async with transaction(session):
         unit = await unit_in_scope(session, actor, unit_id, lock=True)
         if "code" in changes and changes["code"] != unit.code:
             await _ensure_unit_code_free(session, changes["code"])
@@ -214,13 +215,13 @@ async def _ensure_category_free(
 
 
 async def list_categories(session: AsyncSession) -> list[CategoryOut]:
-    async with session.begin():
+    async with transaction(session):
         categories = await session.scalars(select(MenuCategory).order_by(MenuCategory.sort_order, MenuCategory.id))
         return [CategoryOut.model_validate(c) for c in categories]
 
 
 async def get_category(session: AsyncSession, category_id: int) -> CategoryOut:
-    async with session.begin():
+    async with transaction(session):
         category = await session.get(MenuCategory, category_id)
         if category is None:
             raise NotFound("菜单类别不存在")
@@ -229,7 +230,7 @@ async def get_category(session: AsyncSession, category_id: int) -> CategoryOut:
 
 async def create_category(session: AsyncSession, actor: Actor, body: CategoryCreate) -> CategoryOut:
     """新增菜单类别: only the top unit's admins, since every unit's menu uses the same categories."""
-    async with session.begin():
+    async with transaction(session):
         await _require_top_admin(session, actor)
         await _ensure_category_free(session, body.name, body.code)
         category = MenuCategory(name=body.name, code=body.code, sort_order=body.sort_order)
@@ -241,7 +242,7 @@ async def create_category(session: AsyncSession, actor: Actor, body: CategoryCre
 async def update_category(session: AsyncSession, actor: Actor, category_id: int, body: CategoryUpdate) -> CategoryOut:
     """Rename, recode or reorder a category (top unit's admins only)."""
     changes = body.model_dump(exclude_unset=True)
-    async with session.begin():
+    async with transaction(session):
         await _require_top_admin(session, actor)
         category = await session.get(MenuCategory, category_id, with_for_update=True)
         if category is None:
@@ -279,7 +280,7 @@ async def _item_in_scope(session: AsyncSession, actor: Actor, item_id: int, *, l
 
 async def list_items(session: AsyncSession, actor: Actor, unit_id: int | None) -> list[ItemOut]:
     """Items owned by units of the caller's subtree (or of ``unit_id`` and everything under it)."""
-    async with session.begin():
+    async with transaction(session):
         path = await listing_scope(session, actor, unit_id)
         items = await session.scalars(
             select(MenuItem)
@@ -291,13 +292,13 @@ async def list_items(session: AsyncSession, actor: Actor, unit_id: int | None) -
 
 
 async def get_item(session: AsyncSession, actor: Actor, item_id: int) -> ItemOut:
-    async with session.begin():
+    async with transaction(session):
         return ItemOut.model_validate(await _item_in_scope(session, actor, item_id))
 
 
 async def create_item(session: AsyncSession, actor: Actor, body: ItemCreate) -> ItemOut:
     """新增菜单项 for an active unit of the caller's subtree (its stations see it too)."""
-    async with session.begin():
+    async with transaction(session):
         unit = await referenced_unit(session, actor, body.unit_id, "unit_id")
         await _referenced_category(session, body.category_id)
         item = MenuItem(
@@ -315,7 +316,7 @@ async def create_item(session: AsyncSession, actor: Actor, body: ItemCreate) -> 
 async def update_item(session: AsyncSession, actor: Actor, item_id: int, body: ItemUpdate) -> ItemOut:
     """Edit a menu item; ``is_active=false`` takes it off the menu (下架) without losing its orders."""
     changes = body.model_dump(exclude_unset=True)
-    async with session.begin():
+    async with transaction(session):
         item = await _item_in_scope(session, actor, item_id, lock=True)
         if "category_id" in changes:
             await _referenced_category(session, changes["category_id"])

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
+from app.db import transaction
 from app.errors import NotFound
 from app.models import Order, OrgUnit, UnitPolicy
 from app.schemas.dispatching import CandidateOut, CandidatesOut, PolicyIn, PolicyOut
@@ -27,7 +28,7 @@ async def _unit_in_scope(session: AsyncSession, actor: Actor, unit_id: int) -> O
 
 async def get_policy(session: AsyncSession, actor: Actor, unit_id: int) -> PolicyOut:
     """The policy in force at a unit of the caller's subtree, and where it comes from."""
-    async with session.begin():
+    async with transaction(session):
         unit = await _unit_in_scope(session, actor, unit_id)
         policy = await effective_policy(session, unit.path)
     values = {k: v for k, v in asdict(policy).items() if k != "source_unit_id"}
@@ -36,7 +37,7 @@ async def get_policy(session: AsyncSession, actor: Actor, unit_id: int) -> Polic
 
 async def set_policy(session: AsyncSession, actor: Actor, unit_id: int, body: PolicyIn) -> PolicyOut:
     """Set a unit's own policy (admins of that unit or above)."""
-    async with session.begin():
+    async with transaction(session):
         await _unit_in_scope(session, actor, unit_id)
         values = body.model_dump(mode="json") | {"updated_at": datetime.now(UTC), "updated_by_id": actor.user_id}
         await session.execute(
@@ -49,7 +50,7 @@ async def set_policy(session: AsyncSession, actor: Actor, unit_id: int, body: Po
 
 async def order_candidates(session: AsyncSession, actor: Actor, order_id: int) -> CandidatesOut:
     """Ranked teams and volunteers for an order of the caller's subtree, with the parts of each score."""
-    async with session.begin():
+    async with transaction(session):
         order = (
             await session.execute(select(Order).where(Order.id == order_id, order_visible_to(actor)))
         ).scalar_one_or_none()

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from app.auth import Actor
+from app.db import transaction
 from app.domain import STATUS_LABELS, Channel, Status
 from app.models import HoursEntry, MenuCategory, Order, OrgUnit, Rating, ServiceParticipant, ServiceRecord, Volunteer
 from app.schemas.common import mask_phone
@@ -79,7 +80,7 @@ async def plan_export(
 ) -> ExportPlan:
     """Resolve the unit (default: the caller's; 404 outside the subtree) of an export."""
     jurisdiction(actor)
-    async with session.begin():
+    async with transaction(session):
         unit = await unit_in_scope(session, actor, unit_id if unit_id is not None else actor.unit_id or 0)
     return ExportPlan(kind, unit.id, unit.path, unit.name, period)
 

@@ -22,6 +22,7 @@ from sqlalchemy import Select, and_, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
+from app.db import transaction
 from app.errors import InvalidInput, NotFound
 from app.models import HoursEntry, Order, PointsEntry, Rating, ServiceParticipant, ServiceRecord, Volunteer
 from app.schemas.common import Page
@@ -243,7 +244,7 @@ async def my_records(session: AsyncSession, actor: Actor, cursor: str | None, li
         .join(Order, Order.id == ServiceRecord.order_id)
         .where(ServiceParticipant.volunteer_id == volunteer_id)
     )
-    async with session.begin():
+    async with transaction(session):
         # ``keyset`` is typed for one-entity selects; the rows keep the columns selected above.
         page = keyset(cast("Select[Any]", query), ServiceRecord.created_at, ServiceRecord.id, cursor, limit)
         rows: list[Any] = list(await session.execute(page))
@@ -276,7 +277,7 @@ async def my_points(
     query = select(PointsEntry).where(PointsEntry.volunteer_id == volunteer_id)
     if kind is not None:
         query = query.where(PointsEntry.kind == kind.value)
-    async with session.begin():
+    async with transaction(session):
         rows = list(
             (await session.execute(keyset(query, PointsEntry.created_at, PointsEntry.id, cursor, limit))).scalars()
         )
@@ -293,7 +294,7 @@ async def my_hours(
     query = select(HoursEntry).where(HoursEntry.volunteer_id == volunteer_id)
     if kind is not None:
         query = query.where(HoursEntry.kind == kind.value)
-    async with session.begin():
+    async with transaction(session):
         rows = list(
             (await session.execute(keyset(query, HoursEntry.created_at, HoursEntry.id, cursor, limit))).scalars()
         )

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
+from app.db import transaction
 from app.domain import Action, Status
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import (
@@ -118,7 +119,7 @@ async def adjust_order_hours(
     ledger never goes negative), and writes ``adjust_hours`` into the order's timeline.
     """
     now = now or datetime.now(UTC)
-    async with session.begin():
+    async with transaction(session):
         order = await _lock_order_in_scope(session, actor, order_id)
         if order.status not in ADJUSTABLE:
             raise Conflict("只能更正已完成订单的服务时长", status=order.status)
@@ -189,7 +190,7 @@ async def add_honor_hours(
 ) -> VolunteerHoursOut:
     """荣誉时长: hours with no order behind them, kept apart from 信用时长 (no points, no star)."""
     now = now or datetime.now(UTC)
-    async with session.begin():
+    async with transaction(session):
         volunteer = await _volunteer_in_scope(session, actor, volunteer_id, lock=True)
         if body.hours < 0:
             honor = (await ledger.hours_totals(session, [volunteer.id])).honor
@@ -217,7 +218,7 @@ async def add_bonus_points(
 ) -> VolunteerPointsOut:
     """积分奖扣 with a reason; a deduction larger than the balance is refused (409)."""
     now = now or datetime.now(UTC)
-    async with session.begin():
+    async with transaction(session):
         volunteer = await _volunteer_in_scope(session, actor, volunteer_id, lock=True)
         balance = await ledger.points_balance(session, [volunteer.id])
         if balance + body.delta < 0:
@@ -242,7 +243,7 @@ async def add_bonus_points(
 
 async def volunteer_summary(session: AsyncSession, actor: Actor, volunteer_id: int) -> VolunteerSummary:
     """A volunteer's hours by kind, points, star level, ratings and orders served."""
-    async with session.begin():
+    async with transaction(session):
         volunteer = await _volunteer_in_scope(session, actor, volunteer_id, lock=False)
         hours = await ledger.hours_totals(session, [volunteer.id])
         balance = await ledger.points_balance(session, [volunteer.id])
@@ -264,7 +265,7 @@ async def volunteer_summary(session: AsyncSession, actor: Actor, volunteer_id: i
 async def team_summary(session: AsyncSession, actor: Actor, team_id: int) -> TeamSummary:
     """A team's figures: its current members' hours and points, and the ratings and orders of the
     rounds any of them served (each counted once)."""
-    async with session.begin():
+    async with transaction(session):
         team = (
             await session.execute(
                 select(Team)
@@ -300,7 +301,7 @@ async def follow_up(
     """差评回访: record what staff heard back (``followup`` in the timeline) and clear the flag.
     409 when the order is not waiting for a follow-up."""
     now = now or datetime.now(UTC)
-    async with session.begin():
+    async with transaction(session):
         order = await _lock_order_in_scope(session, actor, order_id)
         if not order.needs_followup:
             raise Conflict("该订单没有待回访的评价", status=order.status)

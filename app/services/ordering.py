@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import SYSTEM_ACTOR, Actor
 from app.config import Settings
+from app.db import transaction
 from app.domain import Action, Channel, Role, Status
 from app.errors import InvalidInput, NotFound, RateLimited
 from app.models import MenuItem, Order, OrderEvent, OrgUnit, User
@@ -45,7 +46,7 @@ async def place_order(
     Items marked auto-approve (免审) are approved by the system in the same transaction.
     """
     now = now or datetime.now(UTC)
-    async with session.begin():
+    async with transaction(session):
         if idem is not None:
             replay = await idempotency.claim(session, actor.user_id, idem)
             if replay is not None:
@@ -150,7 +151,7 @@ async def _visible_order(session: AsyncSession, actor: Actor, order_id: int) -> 
 
 
 async def get_order(session: AsyncSession, actor: Actor, order_id: int) -> OrderOut:
-    async with session.begin():
+    async with transaction(session):
         order = await _visible_order(session, actor, order_id)
         await record_phone_reads(session, actor, [order], "GET /orders/{id}")
         return present_order(order, actor)
@@ -158,7 +159,7 @@ async def get_order(session: AsyncSession, actor: Actor, order_id: int) -> Order
 
 async def order_events(session: AsyncSession, actor: Actor, order_id: int) -> list[EventOut]:
     """The order's timeline, oldest first."""
-    async with session.begin():
+    async with transaction(session):
         await _visible_order(session, actor, order_id)
         events = (
             await session.execute(select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id))
@@ -174,7 +175,7 @@ async def my_orders(
     query = select(Order).where(mine)
     if status is not None:
         query = query.where(Order.status == status.value)
-    async with session.begin():
+    async with transaction(session):
         rows = list((await session.execute(keyset(query, Order.created_at, Order.id, cursor, limit))).scalars())
         items, next_cursor = page_of(rows, limit)
         return Page[OrderOut](items=[present_order(o, actor) for o in items], next_cursor=next_cursor)

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import crypto
 from app.auth import Actor
+from app.db import transaction
 from app.domain import Role
 from app.models import Order, PiiAccess, User, Volunteer
 from app.models.base import table_of
@@ -43,7 +44,7 @@ async def rotate_keys(session: AsyncSession, batch: int = 1000) -> int:
         raw = table.c[column]
         last_id = 0
         while True:
-            async with session.begin():
+            async with transaction(session):
                 rows = (
                     await session.execute(
                         select(table.c.id, raw.cast(raw.type.impl))  # type: ignore[attr-defined]

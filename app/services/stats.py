@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.auth import Actor
+from app.db import transaction
 from app.domain import Action, Status
 from app.errors import InvalidInput
 from app.models import (
@@ -367,7 +368,7 @@ async def center_stats(
     """统计 of ``unit_id`` (default: the caller's unit) and its subtree over ``period``, overall and per
     ``group_by``. A unit outside the caller's subtree is 404."""
     jurisdiction(actor)
-    async with session.begin():
+    async with transaction(session):
         # JIT compilation would cost more than these index-driven queries take; and the best plan
         # depends on the values (a 站 or a province, a month or five years), so never reuse a generic
         # plan of the prepared statement.

@@ -17,6 +17,7 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
+from app.db import transaction
 from app.errors import Conflict, NotFound
 from app.models import Goods, OrgUnit, PointsEntry, Redemption, Volunteer
 from app.models.org import ancestor_paths
@@ -54,7 +55,7 @@ async def _goods_in_scope(session: AsyncSession, actor: Actor, goods_id: int, *,
 
 async def list_goods(session: AsyncSession, actor: Actor, unit_id: int | None) -> list[GoodsOut]:
     """Goods of the units in the caller's subtree (or under ``unit_id``), 下架 ones included."""
-    async with session.begin():
+    async with transaction(session):
         path = await listing_scope(session, actor, unit_id)
         rows = await session.scalars(
             select(Goods)
@@ -67,7 +68,7 @@ async def list_goods(session: AsyncSession, actor: Actor, unit_id: int | None) -
 
 async def create_goods(session: AsyncSession, actor: Actor, body: GoodsCreate) -> GoodsOut:
     """上架 goods for a unit of the caller's subtree."""
-    async with session.begin():
+    async with transaction(session):
         unit = await referenced_unit(session, actor, body.unit_id, "unit_id")
         goods = Goods(
             unit_id=unit.id,
@@ -84,13 +85,13 @@ async def create_goods(session: AsyncSession, actor: Actor, body: GoodsCreate) -
 
 
 async def get_goods(session: AsyncSession, actor: Actor, goods_id: int) -> GoodsOut:
-    async with session.begin():
+    async with transaction(session):
         return GoodsOut.model_validate(await _goods_in_scope(session, actor, goods_id))
 
 
 async def update_goods(session: AsyncSession, actor: Actor, goods_id: int, body: GoodsUpdate) -> GoodsOut:
     """Edit goods; the row is locked, so a stock count set here never races a redemption."""
-    async with session.begin():
+    async with transaction(session):
         goods = await _goods_in_scope(session, actor, goods_id, lock=True)
         for name, value in body.model_dump(exclude_unset=True).items():
             setattr(goods, name, value)
@@ -102,7 +103,7 @@ async def goods_for_volunteer(session: AsyncSession, actor: Actor) -> list[Goods
     """What the caller may redeem: active goods of their home unit and its ancestors (sold-out included)."""
     if actor.unit_path is None:
         return []
-    async with session.begin():
+    async with transaction(session):
         rows = await session.scalars(_redeemable(actor).order_by(Goods.points_price, Goods.id))
         return [GoodsOut.model_validate(g) for g in rows]
 
@@ -156,7 +157,7 @@ async def redeem(
 ) -> RedemptionOut:
     """兑换: debit ``price × quantity`` points and take the goods from stock, or 409 and nothing changes."""
     now = now or datetime.now(UTC)
-    async with session.begin():
+    async with transaction(session):
         if idem is not None:
             replay = await idempotency.claim(session, actor.user_id, idem)
             if replay is not None:
@@ -209,7 +210,7 @@ async def my_redemptions(
     """The caller's redemptions, newest first."""
     if actor.volunteer_id is None:
         raise NotFound("志愿者档案不存在")
-    async with session.begin():
+    async with transaction(session):
         query = _redemptions().where(Redemption.volunteer_id == actor.volunteer_id)
         return await _fetch_page(session, query, status, cursor, limit)
 
@@ -223,7 +224,7 @@ async def list_redemptions(
     limit: int,
 ) -> Page[RedemptionOut]:
     """Redemptions of goods of the units in the caller's subtree (or under ``unit_id``), newest first."""
-    async with session.begin():
+    async with transaction(session):
         path = await listing_scope(session, actor, unit_id)
         query = _redemptions().join(OrgUnit, OrgUnit.id == Goods.unit_id).where(subtree(OrgUnit.path, path))
         return await _fetch_page(session, query, status, cursor, limit)
@@ -268,7 +269,7 @@ async def collect(
 ) -> RedemptionOut:
     """领取: the goods were handed over."""
     now = now or datetime.now(UTC)
-    async with session.begin():
+    async with transaction(session):
         redemption, goods, name = await _pending_in_scope(session, actor, redemption_id)
         redemption.status = "collected"
         redemption.handled_by_id, redemption.handled_at = actor.user_id, now
@@ -281,7 +282,7 @@ async def cancel(
 ) -> RedemptionOut:
     """取消兑换: refund the points and put the goods back in stock (pending redemptions only)."""
     now = now or datetime.now(UTC)
-    async with session.begin():
+    async with transaction(session):
         redemption, goods, name = await _pending_in_scope(session, actor, redemption_id)
         redemption.status = "cancelled"
         redemption.handled_by_id, redemption.handled_at = actor.user_id, now

@@ -23,6 +23,7 @@ from sqlalchemy.orm import aliased
 
 from app.auth import SYSTEM_ACTOR, Actor
 from app.config import Settings
+from app.db import transaction
 from app.domain import Action, Role, Status
 from app.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound, VersionMismatch
 from app.models import (
@@ -86,7 +87,7 @@ async def apply_action(
     if actor.role not in roles_for(action):
         raise Forbidden(f"角色 {actor.role.value} 不能执行 {action.value}")
     now = now or datetime.now(UTC)
-    async with session.begin():
+    async with transaction(session):
         if idem is not None:
             replay = await idempotency.claim(session, actor.user_id, idem)
             if replay is not None:

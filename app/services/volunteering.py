@@ -10,6 +10,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
+from app.db import transaction
 from app.domain import Status
 from app.errors import NotFound
 from app.models import Order, TeamMember, Volunteer
@@ -57,7 +58,7 @@ async def tasks(
 ) -> Page[OrderOut]:
     """``assigned``: dispatched to me or my team, or held by me, not yet finished (newest first, keyset).
     ``pool``: open grab pools I am eligible for, nearest first when both sides have coordinates."""
-    async with session.begin():
+    async with transaction(session):
         if kind == "pool":
             return await _pool(session, actor, limit)
         mine = [Order.assignee_volunteer_id == actor.volunteer_id]
@@ -88,7 +89,7 @@ async def _pool(session: AsyncSession, actor: Actor, limit: int) -> Page[OrderOu
 
 async def volunteer_me(session: AsyncSession, actor: Actor) -> VolunteerMe:
     """我的: 信用时长 and 荣誉时长 (apart), 积分, 星级 (from 信用 only), ratings of the rounds I served."""
-    async with session.begin():
+    async with transaction(session):
         volunteer = await session.get(Volunteer, actor.volunteer_id) if actor.volunteer_id else None
         if volunteer is None:
             raise NotFound("志愿者档案不存在")
