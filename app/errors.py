@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
@@ -151,7 +152,7 @@ def classify_database_error(exc: BaseException) -> DomainError | None:
         return ServiceUnavailable()
     # No SQLSTATE: refused / reset sockets and connect timeouts (OSError), a closed connection
     # (InterfaceError), no pooled connection within pool_timeout, a connection SQLAlchemy invalidated.
-    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError | OSError):
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError | OSError | asyncpg.InterfaceError):
         return ServiceUnavailable()
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return ServiceUnavailable()
@@ -190,6 +191,9 @@ def install_error_handlers(app: FastAPI) -> None:
     # Starlette re-raises whatever reaches the ``Exception`` handler after answering 500.
     app.add_exception_handler(SQLAlchemyError, _database)
     app.add_exception_handler(OSError, _database)
+    # Statements sent with asyncpg directly (``app.prepared``) raise its own errors.
+    app.add_exception_handler(asyncpg.PostgresError, _database)
+    app.add_exception_handler(asyncpg.InterfaceError, _database)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JsonResponse:

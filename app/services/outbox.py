@@ -19,30 +19,62 @@ from app.workflow import Notify
 
 # Recipients resolved in SQL, and their rows written, by one prebuilt statement: the people named
 # directly (the resident and whoever placed the order), a unit's active admins, the target volunteer,
-# or else the target team's active members.
+# or else the target team's active members. Its parameters: ``enqueue_params``.
 _recipients = union(
-    select(func.unnest(bindparam("direct", type_=ARRAY(BigInteger))).label("user_id")),
+    select(func.unnest(bindparam("outbox_direct", type_=ARRAY(BigInteger))).label("user_id")),
     select(User.id).where(
-        User.unit_id == bindparam("admins_of_unit", type_=BigInteger),
+        User.unit_id == bindparam("outbox_admins_of_unit", type_=BigInteger),
         User.role == Role.ADMIN.value,
         User.is_active.is_(True),
     ),
-    select(Volunteer.user_id).where(Volunteer.id == bindparam("target_volunteer", type_=BigInteger)),
+    select(Volunteer.user_id).where(Volunteer.id == bindparam("outbox_target_volunteer", type_=BigInteger)),
     select(Volunteer.user_id)
     .join(TeamMember, TeamMember.volunteer_id == Volunteer.id)
-    .where(TeamMember.team_id == bindparam("target_team", type_=BigInteger), Volunteer.status == "active"),
+    .where(TeamMember.team_id == bindparam("outbox_target_team", type_=BigInteger), Volunteer.status == "active"),
 ).subquery("recipients")
-_ENQUEUE = insert(table_of(OutboxMessage)).from_select(
+ENQUEUE = insert(table_of(OutboxMessage)).from_select(
     ["topic", "order_id", "recipient_user_id", "payload"],
     select(
-        bindparam("topic", type_=String),
-        bindparam("order_id", type_=BigInteger),
+        bindparam("outbox_topic", type_=String),
+        bindparam("outbox_order_id", type_=BigInteger),
         _recipients.c.user_id,
-        bindparam("payload", type_=JSONB),
+        bindparam("outbox_payload", type_=JSONB),
     )
     .where(_recipients.c.user_id.is_not(None))
     .order_by(_recipients.c.user_id),
 )
+
+
+def enqueue_params(
+    order: Order,
+    action: Action,
+    audiences: tuple[Notify, ...],
+    previous_target: tuple[int | None, int | None] = (None, None),
+) -> dict[str, Any]:
+    """``ENQUEUE``'s parameters: who of ``audiences`` hears of ``action`` on ``order``, and what."""
+    direct = (
+        [u for u in (order.resident_id, order.placed_by_id) if u is not None] if Notify.RESIDENT in audiences else []
+    )
+    team_id = volunteer_id = None
+    if Notify.TARGET in audiences:
+        volunteer_id = order.assignee_volunteer_id or previous_target[1]
+        team_id = None if volunteer_id is not None else order.assignee_team_id or previous_target[0]
+    return {
+        "outbox_topic": f"order.{action.value}",
+        "outbox_order_id": order.id,
+        "outbox_payload": {
+            "order_id": order.id,
+            "code": order.code,
+            "title": order.title,
+            "action": action.value,
+            "status": order.status,
+            "unit_id": order.unit_id,
+        },
+        "outbox_direct": direct,
+        "outbox_admins_of_unit": order.unit_id if Notify.UNIT_ADMINS in audiences else None,
+        "outbox_target_volunteer": volunteer_id,
+        "outbox_target_team": team_id,
+    }
 
 
 async def enqueue(
@@ -55,31 +87,5 @@ async def enqueue(
     """Add one outbox row per recipient of ``audiences``; returns how many."""
     if not audiences:
         return 0
-    direct = (
-        [u for u in (order.resident_id, order.placed_by_id) if u is not None] if Notify.RESIDENT in audiences else []
-    )
-    team_id = volunteer_id = None
-    if Notify.TARGET in audiences:
-        volunteer_id = order.assignee_volunteer_id or previous_target[1]
-        team_id = None if volunteer_id is not None else order.assignee_team_id or previous_target[0]
-    payload = {
-        "order_id": order.id,
-        "code": order.code,
-        "title": order.title,
-        "action": action.value,
-        "status": order.status,
-        "unit_id": order.unit_id,
-    }
-    result = await session.execute(
-        _ENQUEUE,
-        {
-            "topic": f"order.{action.value}",
-            "order_id": order.id,
-            "payload": payload,
-            "direct": direct,
-            "admins_of_unit": order.unit_id if Notify.UNIT_ADMINS in audiences else None,
-            "target_volunteer": volunteer_id,
-            "target_team": team_id,
-        },
-    )
+    result = await session.execute(ENQUEUE, enqueue_params(order, action, audiences, previous_target))
     return cast(CursorResult[Any], result).rowcount

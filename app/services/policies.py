@@ -7,17 +7,18 @@ step), set here on every transition and swept by ``app.services.sweeper``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import String, any_, bindparam, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import ColumnElement, Select, String, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.domain import Status
 from app.models import OrgUnit, UnitPolicy
-from app.models.org import ancestor_paths
 
 
 class DispatchMode(StrEnum):
@@ -40,29 +41,54 @@ class Policy:
 DEFAULT_POLICY = Policy()
 
 
-_POLICY_QUERY = (
-    select(UnitPolicy)
-    .join(OrgUnit, OrgUnit.id == UnitPolicy.unit_id)
-    .where(OrgUnit.path == any_(bindparam("paths", type_=ARRAY(String))))
-    .order_by(OrgUnit.depth.desc())
-    .limit(1)
+# The columns a policy is read from, labelled so they can sit beside an order's in one row.
+POLICY_COLUMNS = (
+    UnitPolicy.unit_id.label("policy_unit_id"),
+    UnitPolicy.review_hours.label("policy_review_hours"),
+    UnitPolicy.accept_minutes.label("policy_accept_minutes"),
+    UnitPolicy.pool_hours.label("policy_pool_hours"),
+    UnitPolicy.auto_close_days.label("policy_auto_close_days"),
+    UnitPolicy.dispatch_mode.label("policy_dispatch_mode"),
+    UnitPolicy.points_per_hour.label("policy_points_per_hour"),
 )
+
+
+def in_force_at(
+    unit_path: ColumnElement[str] | InstrumentedAttribute[str],
+) -> Select[int, int, int, int, int, str, int]:
+    """The policy row in force at the unit whose path is ``unit_path``: its own, else its nearest
+    ancestor's (none: the defaults)."""
+    return (
+        select(*POLICY_COLUMNS)
+        .join(OrgUnit, OrgUnit.id == UnitPolicy.unit_id)
+        .where(unit_path.startswith(OrgUnit.path))
+        .order_by(OrgUnit.depth.desc())
+        .limit(1)
+    )
+
+
+def policy_from(row: Mapping[Any, Any]) -> Policy:
+    """The ``Policy`` of a row holding ``POLICY_COLUMNS`` (all ``None``: the defaults)."""
+    if row["policy_unit_id"] is None:
+        return DEFAULT_POLICY
+    return Policy(
+        review_hours=row["policy_review_hours"],
+        accept_minutes=row["policy_accept_minutes"],
+        pool_hours=row["policy_pool_hours"],
+        auto_close_days=row["policy_auto_close_days"],
+        dispatch_mode=DispatchMode(row["policy_dispatch_mode"]),
+        points_per_hour=row["policy_points_per_hour"],
+        source_unit_id=row["policy_unit_id"],
+    )
+
+
+_POLICY_QUERY = in_force_at(bindparam("unit_path", type_=String))
 
 
 async def effective_policy(session: AsyncSession, unit_path: str) -> Policy:
     """The policy in force at the unit with ``unit_path`` (one indexed query)."""
-    row = (await session.execute(_POLICY_QUERY, {"paths": ancestor_paths(unit_path)})).scalar_one_or_none()
-    if row is None:
-        return DEFAULT_POLICY
-    return Policy(
-        review_hours=row.review_hours,
-        accept_minutes=row.accept_minutes,
-        pool_hours=row.pool_hours,
-        auto_close_days=row.auto_close_days,
-        dispatch_mode=DispatchMode(row.dispatch_mode),
-        points_per_hour=row.points_per_hour,
-        source_unit_id=row.unit_id,
-    )
+    row = (await session.execute(_POLICY_QUERY, {"unit_path": unit_path})).mappings().one_or_none()
+    return DEFAULT_POLICY if row is None else policy_from(row)
 
 
 def step_deadline(

@@ -16,14 +16,17 @@ from app.models.base import table_of
 from app.services.guards import is_orderer, may_see_phone
 
 
+def logs_phone_read(actor: Actor, order: Order) -> bool:
+    """An admin about to see an order's contact phone unmasked (their own orders excepted) is logged."""
+    return actor.role is Role.ADMIN and may_see_phone(actor, order) and not is_orderer(actor, order)
+
+
 async def record_phone_reads(session: AsyncSession, actor: Actor, orders: Iterable[Order], route: str) -> int:
-    """Log each order whose contact phone an admin is about to see unmasked (their own orders excepted)."""
-    if actor.role is not Role.ADMIN:
-        return 0
+    """Log each order whose contact phone an admin is about to see unmasked (``logs_phone_read``)."""
     rows = [
         {"user_id": actor.user_id, "order_id": order.id, "field": "contact_phone", "route": route[:64]}
         for order in orders
-        if may_see_phone(actor, order) and not is_orderer(actor, order)
+        if logs_phone_read(actor, order)
     ]
     if rows:
         await session.execute(insert(table_of(PiiAccess)), rows)

@@ -60,13 +60,15 @@ async def _sweep_batch(
     async with sessionmaker() as session, session.begin():
         due = [
             order_from_row(row)
-            for row in await session.execute(
-                select(*table_of(Order).c)
-                .where(Order.deadline_at <= now, Order.status.in_([s.value for s in DUE_ACTIONS]))
-                .order_by(Order.deadline_at)
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-            )
+            for row in (
+                await session.execute(
+                    select(*table_of(Order).c)
+                    .where(Order.deadline_at <= now, Order.status.in_([s.value for s in DUE_ACTIONS]))
+                    .order_by(Order.deadline_at)
+                    .limit(batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).mappings()
         ]
         for order in due:
             if await _fire(session, settings, order, now):

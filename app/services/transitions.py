@@ -12,12 +12,26 @@ writes its mutable columns back.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Row, Select, bindparam, exists, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    String,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -29,6 +43,7 @@ from app.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, Not
 from app.models import (
     OrderEvent,
     OrgUnit,
+    PiiAccess,
     Rating,
     ServiceParticipant,
     ServiceRecord,
@@ -38,12 +53,13 @@ from app.models import (
 from app.models.base import table_of
 from app.models.orders import Order
 from app.observability import count_transition
+from app.prepared import Prepared, RawConnection, raw_connection
 from app.schemas.orders import CompleteBody, DispatchBody, OrderOut, PublishBody, RateBody, TransferBody
 from app.services import candidates, idempotency, ledger, outbox
 from app.services.guards import allowed_actions, guard_holds
-from app.services.policies import DispatchMode, Policy, effective_policy, step_deadline
+from app.services.policies import DispatchMode, Policy, effective_policy, in_force_at, policy_from, step_deadline
 from app.services.presenters import present_order
-from app.services.privacy import record_phone_reads
+from app.services.privacy import logs_phone_read
 from app.services.scope import POOL_REGION, VISIBLE, scope_params
 from app.workflow import TRANSITIONS, Rule, roles_for
 
@@ -54,13 +70,14 @@ class Change:
     def __init__(
         self,
         session: AsyncSession,
+        db: RawConnection,
         order: Order,
         actor: Actor,
         body: BaseModel,
         now: datetime,
         settings: Settings,
     ) -> None:
-        self.session, self.order, self.actor, self.body, self.now = session, order, actor, body, now
+        self.session, self.db, self.order, self.actor, self.body, self.now = session, db, order, actor, body, now
         self.settings = settings
         self.event_payload: dict[str, Any] = {}
         self.deadline_minutes: int | None = None  # set by dispatch/publish when the request names one
@@ -92,7 +109,8 @@ async def apply_action(
             replay = await idempotency.claim(session, actor.user_id, idem)
             if replay is not None:
                 return OrderOut.model_validate(replay)
-        order = await _lock_order(session, order_id, action, actor)
+        db = await raw_connection(session)
+        order, policy = await _lock_order(db, order_id, action, actor)
         status = Status(order.status)
         if expected_version is not None and expected_version != order.version:
             raise VersionMismatch(order_id=order.id, current_version=order.version, status=status.value)
@@ -106,8 +124,19 @@ async def apply_action(
             )
         if actor.role not in rule.actors or not guard_holds(rule.guard, actor, order):
             raise Forbidden(f"无权对此订单执行 {action.value}", status=status.value)
-        await transition_locked(session, settings, order, rule, action, actor, body, now)
-        await record_phone_reads(session, actor, [order], f"POST /orders/{{id}}/{action.path}")
+        await transition_locked(
+            session,
+            settings,
+            order,
+            rule,
+            action,
+            actor,
+            body,
+            now,
+            db=db,
+            policy=policy,
+            phone_read_route=f"POST /orders/{{id}}/{action.path}",
+        )
         result = present_order(order, actor)
         if idem is not None:
             await idempotency.store(session, actor.user_id, idem, 200, result.model_dump(mode="json"))
@@ -116,32 +145,39 @@ async def apply_action(
 
 _ORDERS = table_of(Order)
 _WAS_PUBLISHED = exists().where(OrderEvent.order_id == Order.id, OrderEvent.action == Action.PUBLISH.value)
+_POLICY = in_force_at(Order.unit_path).lateral("policy")
 
 
-def _locking(predicate: ColumnElement[bool]) -> Select[Any]:
-    return select(*_ORDERS.c).where(Order.id == bindparam("order_id"), predicate).with_for_update(of=_ORDERS)
+def _locking(predicate: ColumnElement[bool]) -> Prepared:
+    """Lock the order (if the caller may see it) and read the policy in force at its unit, in one go."""
+    return Prepared(
+        select(*_ORDERS.c, *_POLICY.c)
+        .select_from(_ORDERS.outerjoin(_POLICY, true()))
+        .where(Order.id == bindparam("order_id"), predicate)
+        .with_for_update(of=_ORDERS)
+    )
 
 
 # One locking query per role, the caller's scope folded in. A volunteer of the region an order was
 # published to learns "already taken" (409) when another volunteer was faster, not "no such order";
 # unpublished orders stay invisible.
-_LOCK: dict[Role, Select[Any]] = {role: _locking(predicate) for role, predicate in VISIBLE.items()}
+_LOCK: dict[Role, Prepared] = {role: _locking(predicate) for role, predicate in VISIBLE.items()}
 _LOCK_FOR_GRAB = _locking(VISIBLE[Role.VOLUNTEER] | (POOL_REGION & _WAS_PUBLISHED))
+_ORDER_KEYS = frozenset(column.key for column in _ORDERS.c)
 
 
-def order_from_row(row: Row[Any]) -> Order:
-    """A detached ``Order`` holding a row read with Core: effects change it, ``_write_order`` saves it."""
-    return Order(**row._mapping)
+def order_from_row(row: Mapping[Any, Any]) -> Order:
+    """A detached ``Order`` holding a row read with Core: effects change it, the transition's one
+    UPDATE saves it."""
+    return Order(**{key: value for key, value in row.items() if key in _ORDER_KEYS})
 
 
-async def _lock_order(session: AsyncSession, order_id: int, action: Action, actor: Actor) -> Order:
+async def _lock_order(db: RawConnection, order_id: int, action: Action, actor: Actor) -> tuple[Order, Policy]:
     query = _LOCK_FOR_GRAB if action is Action.GRAB else _LOCK.get(actor.role)
-    if query is None:
-        raise NotFound("订单不存在")
-    row = (await session.execute(query, {"order_id": order_id, **scope_params(actor)})).one_or_none()
+    row = None if query is None else await query.fetchrow(db, {"order_id": order_id, **scope_params(actor)})
     if row is None:
         raise NotFound("订单不存在")
-    return order_from_row(row)
+    return order_from_row(row), policy_from(row)
 
 
 # What a transition may change on the order row (everything else is fixed when the order is placed).
@@ -160,16 +196,6 @@ _MUTABLE = (
     "version",
     "updated_at",
 )
-_WRITE_ORDER = (
-    update(_ORDERS)
-    .where(_ORDERS.c.id == bindparam("order_id"))
-    .values({name: bindparam(f"new_{name}", type_=_ORDERS.c[name].type) for name in _MUTABLE})
-)
-
-
-async def _write_order(session: AsyncSession, order: Order) -> None:
-    params = {f"new_{name}": getattr(order, name) for name in _MUTABLE}
-    await session.execute(_WRITE_ORDER, {"order_id": order.id, **params})
 
 
 # Each of these actions counts toward (or against) the acting / previous volunteer's reliability.
@@ -191,10 +217,19 @@ async def transition_locked(
     actor: Actor,
     body: BaseModel,
     now: datetime,
+    *,
+    db: RawConnection | None = None,
+    policy: Policy | None = None,
+    phone_read_route: str | None = None,
 ) -> None:
-    """The body of every transition, on an order already locked and checked against ``rule``."""
+    """The body of every transition, on an order already locked (detached, see ``order_from_row``)
+    and checked against ``rule``. ``policy``: the one in force at the order's unit, if already read;
+    ``phone_read_route``: log an admin's unmasked read of the phone in the response, under this route.
+    """
+    db = db or await raw_connection(session)
     from_status = Status(order.status)
-    change = Change(session, order, actor, body, now, settings)
+    unit_path = order.unit_path
+    change = Change(session, db, order, actor, body, now, settings)
     previous_target = (order.assignee_team_id, order.assignee_volunteer_id)
     if rule.clears_assignment:
         change.event_payload |= {
@@ -207,39 +242,91 @@ async def transition_locked(
         await effect(change)
     if rule.to is not None:
         order.status = rule.to.value
-    policy = await effective_policy(session, order.unit_path)
+    if policy is None or order.unit_path != unit_path:
+        policy = await effective_policy(session, order.unit_path)
     order.deadline_at = step_deadline(
         Status(order.status), policy, now, change.deadline_minutes, service_start=order.preferred_start
     )
     order.version += 1
     order.updated_at = now
-    await _count_reliability(session, action, actor, previous_target[1])
     reason = getattr(body, "reason", None)
     payload = body.model_dump(mode="json", exclude={"reason"}) | change.event_payload
-    await record_event(session, order, action, from_status, actor, reason, payload, now)
-    await outbox.enqueue(session, order, action, rule.notify, previous_target)
-    await _write_order(session, order)
+    event = event_row(order, action, from_status, actor, reason, payload, now)
+    counter = _RELIABILITY.get(action)
+    await _WRITE.execute(
+        db,
+        {
+            "transition_order_id": order.id,
+            **{f"new_{name}": getattr(order, name) for name in _MUTABLE},
+            **{f"event_{name}": value for name, value in event.items()},
+            **outbox.enqueue_params(order, action, rule.notify, previous_target),
+            "pii_log": phone_read_route is not None and logs_phone_read(actor, order),
+            "pii_user_id": actor.user_id,
+            "pii_route": (phone_read_route or "")[:64],
+            "reliability_counter": counter,
+            "reliability_volunteer_id": (
+                None if counter is None else previous_target[1] if action is Action.EXPIRE else actor.volunteer_id
+            ),
+        },
+    )
     count_transition(session, action.value)  # sidan_transitions_total, once the transaction commits
     if order.status == Status.APPROVED.value and action in AUTO_DISPATCH_AFTER:
         await auto_dispatch(session, settings, order, policy, now)
 
 
-_BUMP_COUNTER = {
-    column: update(Volunteer)
-    .where(Volunteer.id == bindparam("volunteer_id"))
-    .values({column: getattr(Volunteer, column) + 1})
-    for column in set(_RELIABILITY.values())
-}
+def _write_statement() -> Prepared:
+    """Everything a transition writes, in one statement: the order's new state, its timeline event,
+    one outbox row per recipient, the PII access log row (``pii_log``) and the reliability counter
+    (``reliability_counter``; for ``reliability_volunteer_id``)."""
+    order_id = bindparam("transition_order_id", type_=BigInteger)
+    event = insert(table_of(OrderEvent)).values(
+        {name: bindparam(f"event_{name}", type_=table_of(OrderEvent).c[name].type) for name in _EVENT_COLUMNS}
+    )
+    pii = insert(table_of(PiiAccess)).from_select(
+        ["user_id", "order_id", "field", "route"],
+        select(
+            bindparam("pii_user_id", type_=BigInteger),
+            order_id,
+            literal("contact_phone", String),
+            bindparam("pii_route", type_=String),
+        ).where(bindparam("pii_log", type_=Boolean)),
+    )
+    counter = bindparam("reliability_counter", type_=String)
+    reliability = (
+        update(Volunteer)
+        .where(Volunteer.id == bindparam("reliability_volunteer_id", type_=BigInteger))
+        .values(
+            {
+                column: getattr(Volunteer, column) + case((counter == column, 1), else_=0)
+                for column in sorted(set(_RELIABILITY.values()))
+            }
+        )
+    )
+    return Prepared(
+        update(_ORDERS)
+        .where(_ORDERS.c.id == order_id)
+        .values({name: bindparam(f"new_{name}", type_=_ORDERS.c[name].type) for name in _MUTABLE})
+        .add_cte(
+            event.cte("event"),
+            outbox.ENQUEUE.cte("outbox"),
+            pii.cte("pii"),
+            reliability.cte("reliability"),
+        )
+    )
 
 
-async def _count_reliability(
-    session: AsyncSession, action: Action, actor: Actor, previous_volunteer_id: int | None
-) -> None:
-    column = _RELIABILITY.get(action)
-    volunteer_id = previous_volunteer_id if action is Action.EXPIRE else actor.volunteer_id
-    if column is None or volunteer_id is None:
-        return
-    await session.execute(_BUMP_COUNTER[column], {"volunteer_id": volunteer_id})
+_EVENT_COLUMNS = (
+    "order_id",
+    "action",
+    "from_status",
+    "to_status",
+    "actor_id",
+    "actor_role",
+    "reason",
+    "payload",
+    "created_at",
+)
+_WRITE = _write_statement()
 
 
 # After these, an order back at 待派单 is re-offered at once when its unit's policy says so.
@@ -289,6 +376,29 @@ async def auto_dispatch(session: AsyncSession, settings: Settings, order: Order,
     )
 
 
+def event_row(
+    order: Order,
+    action: Action,
+    from_status: Status | None,
+    actor: Actor,
+    reason: str | None,
+    payload: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """One entry of the order's timeline, as the row to insert."""
+    return {
+        "order_id": order.id,
+        "action": action.value,
+        "from_status": from_status.value if from_status else None,
+        "to_status": order.status,
+        "actor_id": actor.user_id if actor.role is not Role.SYSTEM else None,
+        "actor_role": actor.role.value,
+        "reason": reason,
+        "payload": payload,
+        "created_at": now,
+    }
+
+
 async def record_event(
     session: AsyncSession,
     order: Order,
@@ -299,21 +409,9 @@ async def record_event(
     payload: dict[str, Any],
     now: datetime,
 ) -> None:
-    """Append to the order's timeline (the table refuses updates and deletes)."""
-    await session.execute(
-        _INSERT_EVENT,
-        {
-            "order_id": order.id,
-            "action": action.value,
-            "from_status": from_status.value if from_status else None,
-            "to_status": order.status,
-            "actor_id": actor.user_id if actor.role is not Role.SYSTEM else None,
-            "actor_role": actor.role.value,
-            "reason": reason,
-            "payload": payload,
-            "created_at": now,
-        },
-    )
+    """Append to the order's timeline (the table refuses updates and deletes) outside a transition:
+    a transition writes its event in its one statement."""
+    await session.execute(_INSERT_EVENT, event_row(order, action, from_status, actor, reason, payload, now))
 
 
 _INSERT_EVENT = insert(table_of(OrderEvent))
@@ -350,10 +448,10 @@ async def _transfer(change: Change) -> None:
     order.unit_id, order.unit_path = target.id, target.path
 
 
-_TEAM_JURISDICTION = (
+_TEAM_JURISDICTION = Prepared(
     select(Team.is_active, OrgUnit.path).join(OrgUnit, OrgUnit.id == Team.unit_id).where(Team.id == bindparam("id"))
 )
-_VOLUNTEER_JURISDICTION = (
+_VOLUNTEER_JURISDICTION = Prepared(
     select(Volunteer.status, OrgUnit.path)
     .join(OrgUnit, OrgUnit.id == Volunteer.home_unit_id)
     .where(Volunteer.id == bindparam("id"))
@@ -363,17 +461,17 @@ _VOLUNTEER_JURISDICTION = (
 async def _dispatch(change: Change) -> None:
     """指令性派单 to one team or one volunteer in the actor's jurisdiction, with an accept deadline."""
     assert isinstance(change.body, DispatchBody)
-    body, session, actor = change.body, change.session, change.actor
+    body, actor = change.body, change.actor
     # Staff direct their own people; the system (auto-assign) stays within the order's unit.
     jurisdiction = change.order.unit_path if actor.role is Role.SYSTEM else (actor.unit_path or "\0")
     if body.team_id is not None:
-        row = (await session.execute(_TEAM_JURISDICTION, {"id": body.team_id})).one_or_none()
-        if row is None or not row[0] or not row[1].startswith(jurisdiction):
+        row = await _TEAM_JURISDICTION.fetchrow(change.db, {"id": body.team_id})
+        if row is None or not row["is_active"] or not row["path"].startswith(jurisdiction):
             raise InvalidInput("服务队不存在、已停用或不在管辖范围内", team_id=body.team_id)
         change.order.assignee_team_id = body.team_id
     else:
-        volunteer = (await session.execute(_VOLUNTEER_JURISDICTION, {"id": body.volunteer_id})).one_or_none()
-        if volunteer is None or volunteer[0] != "active" or not volunteer[1].startswith(jurisdiction):
+        volunteer = await _VOLUNTEER_JURISDICTION.fetchrow(change.db, {"id": body.volunteer_id})
+        if volunteer is None or volunteer["status"] != "active" or not volunteer["path"].startswith(jurisdiction):
             raise InvalidInput("志愿者不存在、未激活或不在管辖范围内", volunteer_id=body.volunteer_id)
         change.order.assignee_volunteer_id = body.volunteer_id
     change.deadline_minutes = body.accept_within_minutes
