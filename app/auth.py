@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Annotated
 
 import jwt
@@ -132,6 +134,15 @@ async def load_actor(session: AsyncSession, user_id: int, token_version: int | N
     )
 
 
+@lru_cache(maxsize=8192)
+def _verified_claims(token: str, secret: str) -> tuple[int, int, float]:
+    """(user id, token version, expiry) of a token whose signature checks out. A client sends the same
+    token on every request until it expires: the signature is checked once per process, the expiry
+    (and, in ``load_actor``, the account and token version) on every request."""
+    claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp"]})
+    return int(claims["sub"]), int(claims["tv"]), float(claims["exp"])
+
+
 async def current_actor(
     request: Request,
     session: Session,
@@ -141,12 +152,11 @@ async def current_actor(
         raise Unauthorized("缺少令牌 (Authorization: Bearer …)")
     settings: Settings = request.app.state.settings
     try:
-        claims = jwt.decode(
-            credentials.credentials, settings.token_secret, algorithms=["HS256"], options={"require": ["exp"]}
-        )
-        user_id, token_version = int(claims["sub"]), int(claims["tv"])
+        user_id, token_version, expires = _verified_claims(credentials.credentials, settings.token_secret)
     except (jwt.PyJWTError, KeyError, TypeError, ValueError) as exc:
         raise Unauthorized("令牌无效或已过期") from exc
+    if expires <= time.time():
+        raise Unauthorized("令牌无效或已过期")
     actor = await load_actor(session, user_id, token_version)
     request.state.user_id = actor.user_id
     return actor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -102,6 +103,16 @@ async def test_expired_and_foreign_tokens_are_401(world: World) -> None:
     forged = jwt.encode(claims | {"exp": now + timedelta(hours=1)}, "another-secret-" * 3, "HS256")
     for token in (expired, forged):
         assert (await world.client.get("/me", headers={"Authorization": f"Bearer {token}"})).status_code == 401
+
+
+async def test_a_token_accepted_before_is_refused_once_it_expires(world: World) -> None:
+    """The signature check is cached per token; the expiry is checked on every request."""
+    claims = {"sub": str(world.users["r1"]), "tv": 0, "role": "resident"}
+    token = jwt.encode(claims | {"exp": datetime.now(UTC) + timedelta(seconds=2)}, world.settings.token_secret, "HS256")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await world.client.get("/me", headers=headers)).status_code == 200
+    await asyncio.sleep(2.2)
+    assert (await world.client.get("/me", headers=headers)).status_code == 401
 
 
 def test_production_refuses_the_default_secret() -> None:
