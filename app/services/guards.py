@@ -6,7 +6,7 @@ from app.auth import Actor
 from app.domain import Action, Role, Status
 from app.models import Order
 from app.models.org import ancestor_paths
-from app.workflow import TRANSITIONS, Guard
+from app.workflow import TRANSITIONS, Guard, Rule
 
 # The states in which the volunteer holding an order needs the resident's phone (接单后可见).
 HOLDING_STATES = frozenset({Status.ACCEPTED, Status.IN_SERVICE})
@@ -45,13 +45,18 @@ def guard_holds(guard: Guard, actor: Actor, order: Order) -> bool:
             return is_orderer(actor, order) or actor.administers(order.unit_path)
 
 
+# The table's rules by the state they leave, in table order (every response lists the caller's).
+_RULES_FROM: dict[Status, list[tuple[Action, Rule]]] = {
+    status: [(action, rule) for (frm, action), rule in TRANSITIONS.items() if frm is status] for status in Status
+}
+
+
 def allowed_actions(actor: Actor, order: Order) -> list[Action]:
     """The actions ``actor`` may take on ``order`` right now, straight from the table."""
-    status = Status(order.status)
     return [
         action
-        for (frm, action), rule in TRANSITIONS.items()
-        if frm is status and actor.role in rule.actors and guard_holds(rule.guard, actor, order)
+        for action, rule in _RULES_FROM[Status(order.status)]
+        if actor.role in rule.actors and guard_holds(rule.guard, actor, order)
     ]
 
 
