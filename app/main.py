@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI
 
 from app.config import Settings, get_settings
-from app.db import create_engine, create_sessionmaker, resolve_database_url
+from app.db import RequestSessions, create_engine, create_sessionmaker, resolve_database_url
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.observability import ObservabilityMiddleware
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.state.login_throttle = LoginThrottle(
         settings.login_failures_per_account, settings.login_attempts_per_address, settings.login_window_seconds
     )
+    app.add_middleware(RequestSessions)  # closes the session ``get_session`` opened for the request
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     for module in (auth, public, orders, volunteer, admin, admin_dispatch, admin_directory, ledger, supermarket, stats):

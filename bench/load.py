@@ -1,7 +1,7 @@
 """Load benchmark of a running Sidan service: lifecycles, a grab storm, read traffic, and the baseline.
 
-    SIDAN_RESIDENT_ORDERS_PER_HOUR=100000000 sidan serve &   # or DATABASE_URL=… ; the bench's residents
-    python -m bench.load [--base-url http://127.0.0.1:8000] [--duration 15] [--connections 64]  # order a lot
+    SIDAN_RESIDENT_ORDERS_PER_HOUR=100000000 sidan serve [--workers N] &   # or DATABASE_URL=…; residents order a lot
+    python -m bench.load [--base-url http://127.0.0.1:8000] [--duration 15] [--connections 64] [--workers N]
 
 The bench seeds its own data with the service's own code (models and ``place_order``/``apply_action``)
 in the service's database (``--database-url``, else ``DATABASE_URL``, else the embedded server in
@@ -29,6 +29,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,10 @@ from bench.common import describe_machine, plain_dsn, scratch_database
 
 HERE = Path(__file__).resolve().parent
 PHONE = "13800001234"
+
+
+def versions() -> str:
+    return ", ".join(f"{name} {version(name)}" for name in ("fastapi", "uvicorn", "sqlalchemy", "asyncpg", "pydantic"))
 
 
 def percentiles(samples: list[float]) -> str:
@@ -362,7 +367,9 @@ def wait_for(url: str, seconds: float = 30) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-async def single_transition(base: str, seed: Seed, server: str, connections: int, duration: float) -> None:
+async def single_transition(
+    base: str, seed: Seed, server: str, connections: int, duration: float, workers: int
+) -> None:
     n = 2000
     async with scratch_database(server, "sidan_bench_raw") as raw_url:
         import asyncpg
@@ -390,7 +397,10 @@ async def single_transition(base: str, seed: Seed, server: str, connections: int
             port = 18099
             env = os.environ | {"RAW_DSN": dsn, "RAW_POOL": str(get_settings().db_pool_size)}
             raw = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "bench.raw_app:app", "--port", str(port), "--log-level", "warning"],
+                [
+                    *(sys.executable, "-m", "uvicorn", "bench.raw_app:app", "--port", str(port)),
+                    *("--log-level", "warning", "--workers", str(workers)),
+                ],
                 env=env,
                 cwd=HERE.parent,
             )
@@ -408,7 +418,10 @@ async def single_transition(base: str, seed: Seed, server: str, connections: int
             listing = Path(tmp) / "orders.txt"
             listing.write_text("\n".join([seed.tokens_admin, str(volunteer_id), *map(str, orders)]) + "\n")
             ours, ours_bad = wrk(base, HERE / "wrk" / "sidan.lua", [str(listing), "2"], connections, duration)
-    print(f"(d) one transition per request (SELECT … FOR UPDATE, UPDATE, INSERT event), {connections} connections:")
+    print(
+        f"(d) one transition per request (SELECT … FOR UPDATE, UPDATE, INSERT event), {connections} connections,"
+        f" {workers} server process(es) each:"
+    )
     print(f"    pgbench (SQL alone)                {pgbench_tps:8.0f} tps")
     print(f"    FastAPI + raw asyncpg (wrk)        {raw_rps:8.0f} req/s   non-2xx {raw_bad}")
     print(f"    Sidan dispatch ⇄ withdraw (wrk)    {ours:8.0f} req/s   non-2xx {ours_bad}")
@@ -424,6 +437,9 @@ async def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients for (a) and (c)")
     parser.add_argument("--only", choices=["a", "b", "c", "d"], action="append")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="the service's --workers; the raw baseline (d) runs as many"
+    )
     args = parser.parse_args()
     explicit = args.database_url or os.environ.get("DATABASE_URL") or os.environ.get("SIDAN_DATABASE_URL")
     if explicit:
@@ -436,12 +452,13 @@ async def main() -> None:
     wait_for(f"{args.base_url}/healthz")
     print(await describe_machine(url))
     wrk_says = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout if shutil.which("wrk") else ""
-    print(f"service {args.base_url}; {wrk_says.splitlines()[0] if wrk_says else 'wrk missing'}")
+    print(f"service {args.base_url} ({args.workers} worker process(es)); {versions()}")
+    print(wrk_says.splitlines()[0] if wrk_says else "wrk missing")
     seed = Seed(url, volunteers=1000, residents=200)
     await seed.create()
     only = set(args.only or ["a", "b", "c", "d"])
     if "d" in only:
-        await single_transition(args.base_url, seed, server, args.connections, args.duration)
+        await single_transition(args.base_url, seed, server, args.connections, args.duration, args.workers)
     if "a" in only:
         await lifecycles(args.base_url, seed, args.clients, args.duration)
     if "b" in only:

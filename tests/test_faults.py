@@ -334,7 +334,9 @@ async def test_request_cancelled_while_waiting_for_the_row_changes_nothing(world
     assert approved["version"] == before[1] + 1
 
 
-async def test_requests_cancelled_at_random_points_are_all_or_nothing(world: World, database_url: str) -> None:
+async def test_requests_cancelled_at_random_points_are_all_or_nothing(
+    world: World, database_url: str, app: FastAPI
+) -> None:
     control = await world.place()
     untouched = await _order_state(database_url, control["id"])
     started = time.monotonic()
@@ -364,6 +366,8 @@ async def test_requests_cancelled_at_random_points_are_all_or_nothing(world: Wor
         assert state in (untouched, done), f"order {order_id} is half-done: {state} ({outcomes})"
     assert outcomes["cancelled"] > 0, outcomes
     assert (await _sidan_backends(database_url))["idle in transaction"] == 0
+    # Every request's session gave its connection back, cancelled or not (app.db.RequestSessions).
+    assert app.state.engine.sync_engine.pool.checkedout() == 0
     assert (await world.client.get("/orders/mine", headers=world.h("r1"))).status_code == 200
 
 
