@@ -6,13 +6,15 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from types import FrameType
 
 from app.config import get_settings
 from app.db import resolve_database_url
-from app.observability import configure_logging
+from app.observability import MULTIPROCESS_DIR, configure_logging
 
 log = logging.getLogger("sidan")
 
@@ -61,18 +63,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("demo data loaded" if loaded else "database already has data: demo not reloaded")
     print(f"Sidan is serving on http://{args.host}:{args.port}  (API docs: http://{args.host}:{args.port}/docs)")
     sys.stdout.flush()
-    uvicorn.run(
-        "app.asgi:app",
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level="info",
-        # Logging is ours (app.observability): JSON lines with request ids; our access line replaces
-        # uvicorn's, which would log query strings.
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=20,
-    )
+    metrics_dir = None
+    if args.workers > 1 and not os.environ.get(MULTIPROCESS_DIR):
+        # Each worker process writes its metrics here; a scrape of any one reports them all.
+        metrics_dir = tempfile.mkdtemp(prefix="sidan-metrics-")
+        os.environ[MULTIPROCESS_DIR] = metrics_dir
+    try:
+        uvicorn.run(
+            "app.asgi:app",
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level="info",
+            # Logging is ours (app.observability): JSON lines with request ids; our access line replaces
+            # uvicorn's, which would log query strings.
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=20,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

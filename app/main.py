@@ -13,7 +13,7 @@ from app.config import Settings, get_settings
 from app.db import RequestSessions, create_engine, create_sessionmaker, resolve_database_url
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
-from app.observability import ObservabilityMiddleware
+from app.observability import ObservabilityMiddleware, process_exiting, watch_pool
 from app.routers import (
     admin,
     admin_directory,
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         url = database_url if database_url else await asyncio.to_thread(resolve_database_url, settings)
         engine = create_engine(url, settings)
         app.state.engine = engine
+        watch_pool(engine, settings)
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.http = httpx.AsyncClient()
         stop = asyncio.Event()
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
                 await worker
             await app.state.http.aclose()
             await engine.dispose()
+            process_exiting()
 
     app = FastAPI(
         title="Sidan 四单 API",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -23,7 +24,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction
@@ -38,19 +39,34 @@ from app.models import Order, OutboxMessage
 
 REQUESTS = Counter("sidan_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("sidan_http_request_seconds", "HTTP request latency", ["method", "route"])
-IN_PROGRESS = Gauge("sidan_http_requests_in_progress", "HTTP requests being served")
+# Under ``sidan serve --workers N`` every worker writes its samples to PROMETHEUS_MULTIPROC_DIR and a
+# scrape of any worker reports all of them (``metrics_payload``); ``multiprocess_mode`` says how a
+# gauge combines across live workers.
+IN_PROGRESS = Gauge("sidan_http_requests_in_progress", "HTTP requests being served", multiprocess_mode="livesum")
 TRANSITIONS = Counter("sidan_transitions_total", "Committed state-machine transitions", ["action"])
-OUTBOX_PENDING = Gauge("sidan_outbox_pending_messages", "Notifications waiting to be delivered")
+OUTBOX_PENDING = Gauge(
+    "sidan_outbox_pending_messages", "Notifications waiting to be delivered", multiprocess_mode="mostrecent"
+)
 OUTBOX_OLDEST_AGE = Gauge(
-    "sidan_outbox_oldest_pending_age_seconds", "Age of the oldest notification still pending (0: none)"
+    "sidan_outbox_oldest_pending_age_seconds",
+    "Age of the oldest notification still pending (0: none)",
+    multiprocess_mode="mostrecent",
 )
-SWEEPER_LAG = Gauge("sidan_sweeper_lag_seconds", "How long the oldest due, unfired deadline is overdue (0: none)")
+SWEEPER_LAG = Gauge(
+    "sidan_sweeper_lag_seconds",
+    "How long the oldest due, unfired deadline is overdue (0: none)",
+    multiprocess_mode="mostrecent",
+)
 BACKLOG_MEASURED = Gauge(
-    "sidan_backlog_measured_timestamp_seconds", "When the worker last measured the outbox and sweeper backlog"
+    "sidan_backlog_measured_timestamp_seconds",
+    "When the worker last measured the outbox and sweeper backlog",
+    multiprocess_mode="max",
 )
-DB_POOL_CHECKED_OUT = Gauge("sidan_db_pool_checked_out", "Database connections in use")
-DB_POOL_IDLE = Gauge("sidan_db_pool_idle", "Open database connections waiting in the pool")
-DB_POOL_CAPACITY = Gauge("sidan_db_pool_capacity", "Most connections the pool will open (size + overflow)")
+DB_POOL_CHECKED_OUT = Gauge("sidan_db_pool_checked_out", "Database connections in use", multiprocess_mode="livesum")
+DB_POOL_IDLE = Gauge("sidan_db_pool_idle", "Open database connections waiting in the pool", multiprocess_mode="livesum")
+DB_POOL_CAPACITY = Gauge(
+    "sidan_db_pool_capacity", "Most connections the pools will open (size + overflow)", multiprocess_mode="livesum"
+)
 
 _PENDING_TRANSITIONS: Final = "sidan_pending_transitions"
 
@@ -87,13 +103,38 @@ def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction
     return False
 
 
-def observe_pool(engine: AsyncEngine, settings: Settings) -> None:
-    """Copy the pool's counters into the gauges (cheap and lock-free: called on every scrape)."""
+def watch_pool(engine: AsyncEngine, settings: Settings) -> None:
+    """Keep the pool gauges current: the capacity once, the use at every checkout and checkin (no I/O)."""
     pool = engine.sync_engine.pool
-    if isinstance(pool, QueuePool):
+    if not isinstance(pool, QueuePool):
+        return
+    DB_POOL_CAPACITY.set(settings.db_pool_size + settings.db_max_overflow)
+
+    def observe(*_: Any) -> None:
         DB_POOL_CHECKED_OUT.set(pool.checkedout())
         DB_POOL_IDLE.set(pool.checkedin())
-        DB_POOL_CAPACITY.set(settings.db_pool_size + settings.db_max_overflow)
+
+    observe()
+    for name in ("checkout", "checkin", "connect", "close"):
+        event.listen(pool, name, observe)
+
+
+def metrics_payload() -> bytes:
+    """The text a scrape returns: this process's metrics, or every worker's under ``--workers N``."""
+    if os.environ.get(MULTIPROCESS_DIR):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest()
+
+
+def process_exiting() -> None:
+    """A worker stops: its live gauges no longer count."""
+    if os.environ.get(MULTIPROCESS_DIR):
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+MULTIPROCESS_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 
 async def measure_backlog(

@@ -4,13 +4,19 @@ and no phone number in any log line."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
+import os
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -42,6 +48,7 @@ from app.services.sweeper import DUE_ACTIONS
 from app.services.transitions import transition_locked
 from app.worker import run_worker
 from app.workflow import TRANSITIONS
+from tests.helpers import free_port
 from tests.world import World
 
 PHONE = re.compile(r"1[3-9]\d[- ]?\d{4}[- ]?\d{4}")
@@ -315,3 +322,70 @@ def test_mask_phones_keeps_other_numbers() -> None:
     assert mask_phones("SD2026112313812345678") == "SD2026112313812345678"  # part of a longer number
     assert mask_phones("order 12345678901") == "order 12345678901"  # not a mobile prefix
     assert mask_phones("+8613812345678, 138-1234-5678, 138 1234 5678") == ("+86138****5678, 138****5678, 138****5678")
+
+
+# ---- several worker processes ------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _samples(text: str, name: str, **labels: str) -> list[float]:
+    return [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    ]
+
+
+async def test_metrics_of_every_worker_under_serve_workers(database_url: str, tmp_path: Path) -> None:
+    """``sidan serve --workers 2``: a scrape of either worker reports both workers' requests and pools."""
+    port = free_port()
+    env = os.environ | {
+        "DATABASE_URL": database_url,
+        "SIDAN_RUN_WORKER": "false",
+        "SIDAN_DB_POOL_SIZE": "3",
+        "SIDAN_DB_MAX_OVERFLOW": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = tmp_path / "serve.log"
+    process = await asyncio.to_thread(_spawn, ["serve", "--workers", "2", "--port", str(port)], env, log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(300):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get(f"{base}/readyz")).status_code == 200:
+                        break
+                assert process.poll() is None, log.read_text()
+                await asyncio.sleep(0.2)
+        requests = 40
+        for _ in range(requests):  # a new connection each: the workers share them out
+            async with httpx.AsyncClient() as http:
+                assert (await http.get(f"{base}/healthz")).status_code == 200
+        for _ in range(6):
+            async with httpx.AsyncClient() as http:
+                text = (await http.get(f"{base}/metrics")).text
+            served = _samples(text, "sidan_http_requests_total", route="/healthz", status="200")
+            assert served and sum(served) >= requests, text
+            # Both workers' pools, whichever worker answers: 2 × (3 + 1).
+            assert _samples(text, "sidan_db_pool_capacity") == [8.0], text
+    finally:
+        await asyncio.to_thread(_stop, process)
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)

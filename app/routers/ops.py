@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from app.errors import ServiceUnavailable
-from app.observability import observe_pool
+from app.observability import metrics_payload
 from app.routers.deps import errors
 
 router = APIRouter(tags=["ops"])
@@ -30,8 +30,6 @@ async def readyz(request: Request) -> dict[str, str]:
 
 @router.get("/metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics (the outbox and sweeper gauges are measured by the background worker)."""
-    engine = getattr(request.app.state, "engine", None)  # absent until the lifespan has started
-    if engine is not None:
-        observe_pool(engine, request.app.state.settings)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus metrics (the outbox and sweeper gauges are measured by the background worker); under
+    ``--workers N``, every worker's."""
+    return Response(metrics_payload(), media_type=CONTENT_TYPE_LATEST)
