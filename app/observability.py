@@ -103,20 +103,20 @@ def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction
     return False
 
 
-def watch_pool(engine: AsyncEngine, settings: Settings) -> None:
-    """Keep the pool gauges current: the capacity once, the use at every checkout and checkin (no I/O)."""
+def observe_pool(engine: AsyncEngine, settings: Settings) -> None:
+    """Copy the pool's counters into the gauges (cheap and lock-free, no I/O)."""
     pool = engine.sync_engine.pool
-    if not isinstance(pool, QueuePool):
-        return
-    DB_POOL_CAPACITY.set(settings.db_pool_size + settings.db_max_overflow)
-
-    def observe(*_: Any) -> None:
+    if isinstance(pool, QueuePool):
         DB_POOL_CHECKED_OUT.set(pool.checkedout())
         DB_POOL_IDLE.set(pool.checkedin())
+        DB_POOL_CAPACITY.set(settings.db_pool_size + settings.db_max_overflow)
 
-    observe()
+
+def watch_pool(engine: AsyncEngine, settings: Settings) -> None:
+    """Keep the pool gauges current: at start, at every checkout and checkin (and at each scrape)."""
+    observe_pool(engine, settings)
     for name in ("checkout", "checkin", "connect", "close"):
-        event.listen(pool, name, observe)
+        event.listen(engine.sync_engine.pool, name, lambda *_: observe_pool(engine, settings))
 
 
 def metrics_payload() -> bytes:

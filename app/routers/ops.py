@@ -5,7 +5,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from app.errors import ServiceUnavailable
-from app.observability import metrics_payload
+from app.observability import metrics_payload, observe_pool
 from app.routers.deps import errors
 
 router = APIRouter(tags=["ops"])
@@ -32,4 +32,7 @@ async def readyz(request: Request) -> dict[str, str]:
 async def metrics(request: Request) -> Response:
     """Prometheus metrics (the outbox and sweeper gauges are measured by the background worker); under
     ``--workers N``, every worker's."""
+    engine = getattr(request.app.state, "engine", None)  # absent until the lifespan has started
+    if engine is not None:
+        observe_pool(engine, request.app.state.settings)
     return Response(metrics_payload(), media_type=CONTENT_TYPE_LATEST)

@@ -4,10 +4,12 @@ Every call is one transaction: lock the order row (the scope check folded into t
 look the rule up in ``app.workflow.TRANSITIONS``, check role and guard, run the action's effect,
 bump the version, append the ``OrderEvent``, write outbox rows, store the idempotent response, commit.
 
-This is the hottest code in the service, so it runs prebuilt Core statements (compiled once, then
-served from SQLAlchemy's cache and asyncpg's prepared statements), never the ORM's unit of work:
-the locked row becomes a detached ``Order`` that the effects change in memory, and one UPDATE
-writes its mutable columns back.
+This is the hottest code in the service, so its statements are Core built once and sent with asyncpg
+(``app.prepared``), never the ORM's unit of work: one query locks the order with the policy in force
+at its unit, the locked row becomes a detached ``Order`` that the effects change in memory, and one
+statement writes everything back (order, event, outbox rows, PII access log, reliability counter).
+Effects of the rarer actions (complete, rate, transfer …) still use the session, in the same
+transaction.
 """
 
 from __future__ import annotations
