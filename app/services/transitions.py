@@ -317,17 +317,8 @@ def _write_statement() -> Prepared:
     )
 
 
-_EVENT_COLUMNS = (
-    "order_id",
-    "action",
-    "from_status",
-    "to_status",
-    "actor_id",
-    "actor_role",
-    "reason",
-    "payload",
-    "created_at",
-)
+# Every column of an event but its id: what ``event_row`` fills in.
+_EVENT_COLUMNS = tuple(column.key for column in table_of(OrderEvent).c if not column.primary_key)
 _WRITE = _write_statement()
 
 
