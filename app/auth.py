@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any
 
 import jwt
 from argon2 import PasswordHasher
@@ -23,6 +24,7 @@ from app.db import Session
 from app.domain import Role
 from app.errors import Forbidden, Unauthorized
 from app.models import OrgUnit, TeamMember, User, Volunteer, team_categories, volunteer_categories
+from app.prepared import Prepared, RawConnection
 
 _hasher = PasswordHasher()
 _bearer = HTTPBearer(auto_error=False, description="令牌: POST /api/v1/auth/login 或 /auth/wechat 返回")
@@ -78,72 +80,100 @@ def issue_token(settings: Settings, user: User) -> str:
 
 _home = aliased(OrgUnit)
 # Built once: constructing this statement (an alias and three correlated subqueries) costs more than
-# running it; executions reuse SQLAlchemy's compiled form.
+# running it; executions reuse SQLAlchemy's compiled form (``Prepared`` for the action lane).
 _ACTOR_QUERY = (
     select(
-        User.id,
+        User.id.label("user_id"),
         User.role,
         User.username,
         User.unit_id,
         User.is_active,
         User.token_version,
-        OrgUnit.path,
-        Volunteer.id,
-        Volunteer.status,
-        _home.path,
+        OrgUnit.path.label("unit_path"),
+        Volunteer.id.label("volunteer_id"),
+        Volunteer.status.label("volunteer_status"),
+        _home.path.label("home_path"),
         select(func.array_agg(TeamMember.team_id))
         .where(TeamMember.volunteer_id == Volunteer.id)
         .correlate(Volunteer)
-        .scalar_subquery(),
+        .scalar_subquery()
+        .label("team_ids"),
         select(func.array_agg(volunteer_categories.c.category_id))
         .where(volunteer_categories.c.volunteer_id == Volunteer.id)
         .correlate(Volunteer)
-        .scalar_subquery(),
+        .scalar_subquery()
+        .label("own_categories"),
         select(func.array_agg(team_categories.c.category_id))
         .join(TeamMember, TeamMember.team_id == team_categories.c.team_id)
         .where(TeamMember.volunteer_id == Volunteer.id)
         .correlate(Volunteer)
-        .scalar_subquery(),
+        .scalar_subquery()
+        .label("team_categories"),
     )
     .outerjoin(OrgUnit, OrgUnit.id == User.unit_id)
     .outerjoin(Volunteer, Volunteer.user_id == User.id)
     .outerjoin(_home, _home.id == Volunteer.home_unit_id)
     .where(User.id == bindparam("user_id"))
 )
+_ACTOR = Prepared(_ACTOR_QUERY)
+
+
+def actor_from_row(row: Mapping[Any, Any] | None, token_version: int | None) -> Actor:
+    """The caller from a row of ``_ACTOR_QUERY``; refuses a missing or disabled account and a token
+    issued before the last password change."""
+    if row is None or not row["is_active"] or (token_version is not None and row["token_version"] != token_version):
+        raise Unauthorized()
+    role = Role(row["role"])
+    is_volunteer = role is Role.VOLUNTEER and row["volunteer_id"] is not None
+    return Actor(
+        user_id=row["user_id"],
+        role=role,
+        username=row["username"],
+        unit_id=row["unit_id"],
+        unit_path=row["home_path"] if is_volunteer else row["unit_path"],
+        volunteer_id=row["volunteer_id"] if is_volunteer else None,
+        volunteer_active=is_volunteer and row["volunteer_status"] == "active",
+        team_ids=frozenset(row["team_ids"] or ()) if is_volunteer else frozenset(),
+        category_ids=(
+            frozenset((row["own_categories"] or []) + (row["team_categories"] or [])) if is_volunteer else frozenset()
+        ),
+    )
 
 
 async def load_actor(session: AsyncSession, user_id: int, token_version: int | None = None) -> Actor:
-    """Load the caller; refuses disabled accounts and tokens issued before a password change.
+    """Load the caller (see ``actor_from_row``).
 
     Leaves the session's transaction open: services join it (``app.db.transaction``)."""
     # On the connection, not the session: no ORM entities here, and the ORM's execution layer would
     # double the cost of the one query every request makes.
     connection = await session.connection()
-    row = (await connection.execute(_ACTOR_QUERY, {"user_id": user_id})).one_or_none()
-    if row is None or not row[4] or (token_version is not None and row[5] != token_version):
-        raise Unauthorized()
-    role = Role(row[1])
-    is_volunteer = role is Role.VOLUNTEER and row[7] is not None
-    return Actor(
-        user_id=row[0],
-        role=role,
-        username=row[2],
-        unit_id=row[3],
-        unit_path=row[9] if is_volunteer else row[6],
-        volunteer_id=row[7] if is_volunteer else None,
-        volunteer_active=is_volunteer and row[8] == "active",
-        team_ids=frozenset(row[10] or ()) if is_volunteer else frozenset(),
-        category_ids=frozenset((row[11] or []) + (row[12] or [])) if is_volunteer else frozenset(),
-    )
+    row = (await connection.execute(_ACTOR_QUERY, {"user_id": user_id})).mappings().one_or_none()
+    return actor_from_row(row, token_version)
+
+
+async def fetch_actor(db: RawConnection, user_id: int, token_version: int | None = None) -> Actor:
+    """``load_actor`` on a raw connection (``app.prepared``)."""
+    return actor_from_row(await _ACTOR.fetchrow(db, {"user_id": user_id}), token_version)
 
 
 @lru_cache(maxsize=8192)
 def _verified_claims(token: str, secret: str) -> tuple[int, int, float]:
     """(user id, token version, expiry) of a token whose signature checks out. A client sends the same
     token on every request until it expires: the signature is checked once per process, the expiry
-    (and, in ``load_actor``, the account and token version) on every request."""
+    (and, in ``actor_from_row``, the account and token version) on every request."""
     claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp"]})
     return int(claims["sub"]), int(claims["tv"]), float(claims["exp"])
+
+
+def token_subject(token: str, secret: str) -> tuple[int, int]:
+    """(user id, token version) of a valid, unexpired token; ``Unauthorized`` otherwise."""
+    try:
+        user_id, token_version, expires = _verified_claims(token, secret)
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError) as exc:
+        raise Unauthorized("令牌无效或已过期") from exc
+    if expires <= time.time():
+        raise Unauthorized("令牌无效或已过期")
+    return user_id, token_version
 
 
 async def current_actor(
@@ -154,12 +184,7 @@ async def current_actor(
     if credentials is None:
         raise Unauthorized("缺少令牌 (Authorization: Bearer …)")
     settings: Settings = request.app.state.settings
-    try:
-        user_id, token_version, expires = _verified_claims(credentials.credentials, settings.token_secret)
-    except (jwt.PyJWTError, KeyError, TypeError, ValueError) as exc:
-        raise Unauthorized("令牌无效或已过期") from exc
-    if expires <= time.time():
-        raise Unauthorized("令牌无效或已过期")
+    user_id, token_version = token_subject(credentials.credentials, settings.token_secret)
     actor = await load_actor(session, user_id, token_version)
     request.state.user_id = actor.user_id
     return actor

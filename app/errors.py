@@ -162,7 +162,7 @@ def classify_database_error(exc: BaseException) -> DomainError | None:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JsonResponse:
-        return error_response(exc.status_code, exc.code, exc.message, exc.details)
+        return domain_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JsonResponse:
@@ -181,11 +181,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, code, str(exc.detail))
 
     async def _database(request: Request, exc: Exception) -> JsonResponse:
-        error = classify_database_error(exc)
-        if error is None:
+        response = database_error_response(exc, request.method, request.url.path)
+        if response is None:
             raise exc  # a real bug: the 500 handler below logs it
-        log.warning("%s on %s %s: %s", error.code, request.method, request.url.path, _first_line(exc))
-        return error_response(error.status_code, error.code, error.message, error.details)
+        return response
 
     # Handled here (not only by the catch-all below) so a database outage is an ordinary response:
     # Starlette re-raises whatever reaches the ``Exception`` handler after answering 500.
@@ -197,12 +196,25 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JsonResponse:
-        error = classify_database_error(exc)
-        if error is not None:
-            log.warning("%s on %s %s: %s", error.code, request.method, request.url.path, _first_line(exc))
-            return error_response(error.status_code, error.code, error.message, error.details)
+        response = database_error_response(exc, request.method, request.url.path)
+        if response is not None:
+            return response
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "服务器内部错误")
+
+
+def domain_error_response(exc: DomainError) -> JsonResponse:
+    return error_response(exc.status_code, exc.code, exc.message, exc.details)
+
+
+def database_error_response(exc: BaseException, method: str, path: str) -> JsonResponse | None:
+    """The answer to a database failure that is not the request's fault (``classify_database_error``),
+    logged as a warning; ``None`` for anything else."""
+    error = classify_database_error(exc)
+    if error is None:
+        return None
+    log.warning("%s on %s %s: %s", error.code, method, path, _first_line(exc))
+    return domain_error_response(error)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -79,6 +79,11 @@ def count_transition(session: AsyncSession, action: str) -> None:
     session.info.setdefault(_PENDING_TRANSITIONS, []).append((transaction, action))
 
 
+def transition_committed(action: str) -> None:
+    """Count one transition committed on its own (the lockless path: one statement, no session)."""
+    TRANSITIONS.labels(action).inc()
+
+
 @event.listens_for(Session, "after_commit")
 def _count_committed(session: Session) -> None:
     for _, action in session.info.pop(_PENDING_TRANSITIONS, ()):

@@ -8,21 +8,25 @@ endpoints cost more CPU than PostgreSQL spent running the statements. Bind and r
 still applied (``bind_processor`` / ``result_processor``: JSON, encrypted phones).
 
 Statements run in the session's transaction (``raw_connection``), so they commit or roll back with
-everything the ORM does in the same request.
+everything the ORM does in the same request; or, on a connection of the pool taken without a session
+(``checkout``), each on its own (autocommit), for work done in one statement.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import anyio
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.util import greenlet_spawn
 
 Processor = Callable[[Any], Any] | None
 T = TypeVar("T")
@@ -30,14 +34,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class RawConnection:
-    """The asyncpg connection under a session's transaction, and the dialect to compile for."""
+    """An asyncpg connection of the engine's pool, the dialect to compile for, and how to tell the pool
+    the connection is dead (it is then closed and replaced)."""
 
     driver: asyncpg.Connection
     dialect: Dialect
-    owner: AsyncConnection
-
-    async def invalidate(self) -> None:
-        await self.owner.invalidate()
+    invalidate: Callable[[], Awaitable[None]]
 
 
 async def raw_connection(session: AsyncSession) -> RawConnection:
@@ -51,7 +53,30 @@ async def raw_connection(session: AsyncSession) -> RawConnection:
     assert isinstance(driver, asyncpg.Connection)
     if not driver.is_in_transaction():
         await connection.execute(_BEGIN)
-    return RawConnection(driver, connection.dialect, connection)
+    return RawConnection(driver, connection.dialect, connection.invalidate)
+
+
+@asynccontextmanager
+async def checkout(engine: AsyncEngine) -> AsyncIterator[RawConnection]:
+    """A connection of the engine's pool with no transaction: each statement commits on its own.
+
+    Returned to the pool however the block ends, shielded so a cancelled request cannot keep it; no
+    SQLAlchemy transaction was begun on it, so returning it sends nothing to the server.
+    """
+    proxied = await engine.raw_connection()
+    driver = proxied.driver_connection
+    assert isinstance(driver, asyncpg.Connection)
+
+    async def invalidate() -> None:
+        await greenlet_spawn(proxied.invalidate)
+
+    try:
+        yield RawConnection(driver, engine.dialect, invalidate)
+    finally:
+        with anyio.CancelScope(shield=True):
+            if driver.is_in_transaction():  # nothing here begins one; never hand one on to the next user
+                await invalidate()
+            await greenlet_spawn(proxied.close)
 
 
 _BEGIN = text("SELECT 1")
@@ -83,6 +108,8 @@ class Prepared:
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self.statement.compile(dialect=dialect)
         assert isinstance(compiled, SQLCompiler)
+        # Expanding parameters (``in_()`` of a list) are filled in per execution by SQLAlchemy only.
+        assert "POSTCOMPILE" not in compiled.string, "Prepared statements take no expanding parameters"
         names = tuple(compiled.positiontup or ())
         binds = compiled.binds
         columns: Sequence[Any] = getattr(self.statement, "selected_columns", ())

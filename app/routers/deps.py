@@ -33,6 +33,11 @@ async def parse_if_match(
         str | None, Header(alias="If-Match", description="expected order version; 409 if it moved on")
     ] = None,
 ) -> int | None:
+    return expected_version(if_match)
+
+
+def expected_version(if_match: str | None) -> int | None:
+    """The order version an ``If-Match`` header names (``3``, ``"3"`` or ``W/"3"``)."""
     if if_match is None:
         return None
     try:

@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, CursorResult, String, bindparam, func, insert, select, union
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    CursorResult,
+    Insert,
+    String,
+    bindparam,
+    func,
+    insert,
+    select,
+    true,
+    union,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,17 +44,24 @@ _recipients = union(
     .join(TeamMember, TeamMember.volunteer_id == Volunteer.id)
     .where(TeamMember.team_id == bindparam("outbox_target_team", type_=BigInteger), Volunteer.status == "active"),
 ).subquery("recipients")
-ENQUEUE = insert(table_of(OutboxMessage)).from_select(
-    ["topic", "order_id", "recipient_user_id", "payload"],
-    select(
-        bindparam("outbox_topic", type_=String),
-        bindparam("outbox_order_id", type_=BigInteger),
-        _recipients.c.user_id,
-        bindparam("outbox_payload", type_=JSONB),
+
+
+def enqueue_when(condition: ColumnElement[bool]) -> Insert:
+    """The statement writing the outbox rows (parameters: ``enqueue_params``), if ``condition`` holds."""
+    return insert(table_of(OutboxMessage)).from_select(
+        ["topic", "order_id", "recipient_user_id", "payload"],
+        select(
+            bindparam("outbox_topic", type_=String),
+            bindparam("outbox_order_id", type_=BigInteger),
+            _recipients.c.user_id,
+            bindparam("outbox_payload", type_=JSONB),
+        )
+        .where(_recipients.c.user_id.is_not(None), condition)
+        .order_by(_recipients.c.user_id),
     )
-    .where(_recipients.c.user_id.is_not(None))
-    .order_by(_recipients.c.user_id),
-)
+
+
+ENQUEUE = enqueue_when(true())
 
 
 def enqueue_params(

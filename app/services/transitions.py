@@ -10,6 +10,10 @@ at its unit, the locked row becomes a detached ``Order`` that the effects change
 statement writes everything back (order, event, outbox rows, PII access log, reliability counter).
 Effects of the rarer actions (complete, rate, transfer …) still use the session, in the same
 transaction.
+
+The common actions need no transaction at all (``apply_unlocked``): their whole effect is that one
+statement, so the order is read without a lock and written on condition that its version has not
+moved since (compare-and-set); a writer that lost the race reads again and finds the new state.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     String,
+    any_,
     bindparam,
     case,
     exists,
@@ -34,14 +39,15 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.auth import SYSTEM_ACTOR, Actor
+from app.auth import SYSTEM_ACTOR, Actor, fetch_actor
 from app.config import Settings
 from app.db import transaction
 from app.domain import Action, Role, Status
-from app.errors import Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound, VersionMismatch
+from app.errors import Busy, Conflict, Forbidden, IllegalTransition, InvalidInput, NotFound, VersionMismatch
 from app.models import (
     OrderEvent,
     OrgUnit,
@@ -54,7 +60,7 @@ from app.models import (
 )
 from app.models.base import table_of
 from app.models.orders import Order
-from app.observability import count_transition
+from app.observability import count_transition, transition_committed
 from app.prepared import Prepared, RawConnection, raw_connection
 from app.schemas.orders import CompleteBody, DispatchBody, OrderOut, PublishBody, RateBody, TransferBody
 from app.services import candidates, idempotency, ledger, outbox
@@ -71,7 +77,7 @@ class Change:
 
     def __init__(
         self,
-        session: AsyncSession,
+        session: AsyncSession | None,
         db: RawConnection,
         order: Order,
         actor: Actor,
@@ -83,6 +89,12 @@ class Change:
         self.settings = settings
         self.event_payload: dict[str, Any] = {}
         self.deadline_minutes: int | None = None  # set by dispatch/publish when the request names one
+
+    @property
+    def orm(self) -> AsyncSession:
+        """The session, for effects beyond the one write statement (never on the lockless path)."""
+        assert self.session is not None, "this action's effect needs the transactional path"
+        return self.session
 
 
 Effect = Callable[[Change], Awaitable[None]]
@@ -112,20 +124,8 @@ async def apply_action(
             if replay is not None:
                 return OrderOut.model_validate(replay)
         db = await raw_connection(session)
-        order, policy = await _lock_order(db, order_id, action, actor)
-        status = Status(order.status)
-        if expected_version is not None and expected_version != order.version:
-            raise VersionMismatch(order_id=order.id, current_version=order.version, status=status.value)
-        rule = TRANSITIONS.get((status, action))
-        if rule is None:
-            raise IllegalTransition(
-                f"订单处于「{status.value}」, 不能执行 {action.value}",
-                order_id=order.id,
-                status=status.value,
-                allowed_actions=[a.value for a in allowed_actions(actor, order)],
-            )
-        if actor.role not in rule.actors or not guard_holds(rule.guard, actor, order):
-            raise Forbidden(f"无权对此订单执行 {action.value}", status=status.value)
+        order, policy = await _read_order(db, _LOCK, order_id, action, actor)
+        rule = _checked_rule(order, action, actor, expected_version)
         await transition_locked(
             session,
             settings,
@@ -137,7 +137,7 @@ async def apply_action(
             now,
             db=db,
             policy=policy,
-            phone_read_route=f"POST /orders/{{id}}/{action.path}",
+            phone_read_route=_phone_read_route(action),
         )
         result = present_order(order, actor)
         if idem is not None:
@@ -145,37 +145,136 @@ async def apply_action(
     return result
 
 
+# Actions whose every effect is the transition's one write statement: ``apply_unlocked`` does them.
+LOCKLESS = frozenset(
+    {
+        Action.APPROVE,
+        Action.REJECT,
+        Action.DISPATCH,
+        Action.PUBLISH,
+        Action.ACCEPT,
+        Action.DECLINE,
+        Action.GRAB,
+        Action.WITHDRAW,
+        Action.RELEASE,
+        Action.CHECK_IN,
+        Action.CANCEL,
+    }
+)
+MANUAL = DispatchMode.MANUAL
+# Reads before a compare-and-set write gives up on an order other requests keep changing (409 busy).
+CAS_ATTEMPTS = 3
+
+
+async def apply_unlocked(
+    db: RawConnection,
+    settings: Settings,
+    *,
+    order_id: int,
+    action: Action,
+    user_id: int,
+    token_version: int,
+    body: BaseModel,
+    expected_version: int | None = None,
+) -> OrderOut | None:
+    """``apply_action`` in three round trips and no transaction, for the actions in ``LOCKLESS``: read
+    the caller, read the order (scope folded in) and its unit's policy without a lock, check, then
+    write everything in one statement on condition that the order's version is still the one read; a
+    request that lost that race reads again. ``db``: a connection outside any transaction
+    (``app.prepared.checkout``); each statement commits on its own.
+
+    ``None``: this request needs ``apply_action`` (its action has effects beyond the one statement, or
+    an automatic dispatch is to follow); nothing was written.
+    """
+    if action not in LOCKLESS:
+        return None
+    actor = await fetch_actor(db, user_id, token_version)
+    if actor.role not in roles_for(action):
+        raise Forbidden(f"角色 {actor.role.value} 不能执行 {action.value}")
+    for _ in range(CAS_ATTEMPTS):
+        now = datetime.now(UTC)
+        order, policy = await _read_order(db, _READ, order_id, action, actor)
+        rule = _checked_rule(order, action, actor, expected_version)
+        if (
+            rule.to is Status.APPROVED
+            and action in AUTO_DISPATCH_AFTER
+            and policy.dispatch_mode is not DispatchMode.MANUAL
+        ):
+            return None
+        written = await _write_transition(
+            None, settings, order, rule, action, actor, body, now, db, policy, _phone_read_route(action)
+        )
+        if written is not None:
+            transition_committed(action.value)
+            return present_order(order, actor)
+    raise Busy()
+
+
+def _phone_read_route(action: Action) -> str:
+    return f"POST /orders/{{id}}/{action.path}"
+
+
+def _checked_rule(order: Order, action: Action, actor: Actor, expected_version: int | None) -> Rule:
+    """The rule for ``action`` from the order's status, if ``actor`` may apply it to this version."""
+    status = Status(order.status)
+    if expected_version is not None and expected_version != order.version:
+        raise VersionMismatch(order_id=order.id, current_version=order.version, status=status.value)
+    rule = TRANSITIONS.get((status, action))
+    if rule is None:
+        raise IllegalTransition(
+            f"订单处于「{status.value}」, 不能执行 {action.value}",
+            order_id=order.id,
+            status=status.value,
+            allowed_actions=[a.value for a in allowed_actions(actor, order)],
+        )
+    if actor.role not in rule.actors or not guard_holds(rule.guard, actor, order):
+        raise Forbidden(f"无权对此订单执行 {action.value}", status=status.value)
+    return rule
+
+
 _ORDERS = table_of(Order)
 _WAS_PUBLISHED = exists().where(OrderEvent.order_id == Order.id, OrderEvent.action == Action.PUBLISH.value)
 _POLICY = in_force_at(Order.unit_path).lateral("policy")
 
 
-def _locking(predicate: ColumnElement[bool]) -> Prepared:
-    """Lock the order (if the caller may see it) and read the policy in force at its unit, in one go."""
-    return Prepared(
+def _reading(predicate: ColumnElement[bool], *, lock: bool) -> Prepared:
+    """Read the order (if the caller may see it; locked if ``lock``) and the policy in force at its
+    unit, in one go."""
+    query = (
         select(*_ORDERS.c, *_POLICY.c)
         .select_from(_ORDERS.outerjoin(_POLICY, true()))
         .where(Order.id == bindparam("order_id"), predicate)
-        .with_for_update(of=_ORDERS)
     )
+    return Prepared(query.with_for_update(of=_ORDERS) if lock else query)
 
 
-# One locking query per role, the caller's scope folded in. A volunteer of the region an order was
-# published to learns "already taken" (409) when another volunteer was faster, not "no such order";
-# unpublished orders stay invisible.
-_LOCK: dict[Role, Prepared] = {role: _locking(predicate) for role, predicate in VISIBLE.items()}
-_LOCK_FOR_GRAB = _locking(VISIBLE[Role.VOLUNTEER] | (POOL_REGION & _WAS_PUBLISHED))
+# One query per role, the caller's scope folded in, and one for grabs: a volunteer of the region an
+# order was published to learns "already taken" (409) when another volunteer was faster, not "no
+# such order"; unpublished orders stay invisible. ``None`` is the key of the grab query.
+_Reads = dict[Role | None, Prepared]
+
+
+def _reads(*, lock: bool) -> _Reads:
+    reads: _Reads = {role: _reading(predicate, lock=lock) for role, predicate in VISIBLE.items()}
+    reads[None] = _reading(VISIBLE[Role.VOLUNTEER] | (POOL_REGION & _WAS_PUBLISHED), lock=lock)
+    return reads
+
+
+_LOCK = _reads(lock=True)
+_READ = _reads(lock=False)
 _ORDER_KEYS = frozenset(column.key for column in _ORDERS.c)
 
 
 def order_from_row(row: Mapping[Any, Any]) -> Order:
     """A detached ``Order`` holding a row read with Core: effects change it, the transition's one
-    UPDATE saves it."""
+    statement saves it."""
     return Order(**{key: value for key, value in row.items() if key in _ORDER_KEYS})
 
 
-async def _lock_order(db: RawConnection, order_id: int, action: Action, actor: Actor) -> tuple[Order, Policy]:
-    query = _LOCK_FOR_GRAB if action is Action.GRAB else _LOCK.get(actor.role)
+async def _read_order(
+    db: RawConnection, reads: _Reads, order_id: int, action: Action, actor: Actor
+) -> tuple[Order, Policy]:
+    query = reads[None] if action is Action.GRAB else reads.get(actor.role)
     row = None if query is None else await query.fetchrow(db, {"order_id": order_id, **scope_params(actor)})
     if row is None:
         raise NotFound("订单不存在")
@@ -229,7 +328,34 @@ async def transition_locked(
     ``phone_read_route``: log an admin's unmasked read of the phone in the response, under this route.
     """
     db = db or await raw_connection(session)
+    policy = await _write_transition(
+        session, settings, order, rule, action, actor, body, now, db, policy, phone_read_route
+    )
+    assert policy is not None, "the order is locked: its version cannot have moved"
+    count_transition(session, action.value)  # sidan_transitions_total, once the transaction commits
+    if order.status == Status.APPROVED.value and action in AUTO_DISPATCH_AFTER:
+        await auto_dispatch(session, settings, order, policy, now)
+
+
+async def _write_transition(
+    session: AsyncSession | None,
+    settings: Settings,
+    order: Order,
+    rule: Rule,
+    action: Action,
+    actor: Actor,
+    body: BaseModel,
+    now: datetime,
+    db: RawConnection,
+    policy: Policy | None,
+    phone_read_route: str | None,
+) -> Policy | None:
+    """Run the action's effect on ``order`` (in memory), then write the order, its event, outbox rows,
+    PII access log and reliability counter in one statement, if the order is still at the version
+    read. Returns the policy in force at the order's unit now, or ``None`` (nothing written) if the
+    order had moved on. ``session``: ``None`` on the lockless path."""
     from_status = Status(order.status)
+    from_version = order.version
     unit_path = order.unit_path
     change = Change(session, db, order, actor, body, now, settings)
     previous_target = (order.assignee_team_id, order.assignee_volunteer_id)
@@ -245,20 +371,21 @@ async def transition_locked(
     if rule.to is not None:
         order.status = rule.to.value
     if policy is None or order.unit_path != unit_path:
-        policy = await effective_policy(session, order.unit_path)
+        policy = await effective_policy(change.orm, order.unit_path)
     order.deadline_at = step_deadline(
         Status(order.status), policy, now, change.deadline_minutes, service_start=order.preferred_start
     )
-    order.version += 1
+    order.version = from_version + 1
     order.updated_at = now
     reason = getattr(body, "reason", None)
     payload = body.model_dump(mode="json", exclude={"reason"}) | change.event_payload
     event = event_row(order, action, from_status, actor, reason, payload, now)
     counter = _RELIABILITY.get(action)
-    await _WRITE.execute(
+    row = await _WRITE.fetchrow(
         db,
         {
             "transition_order_id": order.id,
+            "transition_from_version": from_version,
             **{f"new_{name}": getattr(order, name) for name in _MUTABLE},
             **{f"event_{name}": value for name, value in event.items()},
             **outbox.enqueue_params(order, action, rule.notify, previous_target),
@@ -271,18 +398,28 @@ async def transition_locked(
             ),
         },
     )
-    count_transition(session, action.value)  # sidan_transitions_total, once the transaction commits
-    if order.status == Status.APPROVED.value and action in AUTO_DISPATCH_AFTER:
-        await auto_dispatch(session, settings, order, policy, now)
+    return policy if row is not None and row["written"] == 1 else None
 
 
 def _write_statement() -> Prepared:
-    """Everything a transition writes, in one statement: the order's new state, its timeline event,
-    one outbox row per recipient, the PII access log row (``pii_log``) and the reliability counter
-    (``reliability_counter``; for ``reliability_volunteer_id``)."""
+    """Everything a transition writes, in one statement, all of it only if the order is still at
+    ``transition_from_version``: the order's new state, its timeline event, one outbox row per
+    recipient, the PII access log row (``pii_log``) and the reliability counter
+    (``reliability_counter``, for ``reliability_volunteer_id``). Its one row: ``written``, 1 or 0."""
     order_id = bindparam("transition_order_id", type_=BigInteger)
-    event = insert(table_of(OrderEvent)).values(
-        {name: bindparam(f"event_{name}", type_=table_of(OrderEvent).c[name].type) for name in _EVENT_COLUMNS}
+    changed = (
+        update(_ORDERS)
+        .where(_ORDERS.c.id == order_id, _ORDERS.c.version == bindparam("transition_from_version", type_=BigInteger))
+        .values({name: bindparam(f"new_{name}", type_=_ORDERS.c[name].type) for name in _MUTABLE})
+        .returning(_ORDERS.c.id)
+        .cte("changed")
+    )
+    written = exists(select(changed.c.id))
+    event = insert(table_of(OrderEvent)).from_select(
+        list(_EVENT_COLUMNS),
+        select(*(bindparam(f"event_{name}", type_=table_of(OrderEvent).c[name].type) for name in _EVENT_COLUMNS)).where(
+            written
+        ),
     )
     pii = insert(table_of(PiiAccess)).from_select(
         ["user_id", "order_id", "field", "route"],
@@ -291,12 +428,12 @@ def _write_statement() -> Prepared:
             order_id,
             literal("contact_phone", String),
             bindparam("pii_route", type_=String),
-        ).where(bindparam("pii_log", type_=Boolean)),
+        ).where(bindparam("pii_log", type_=Boolean), written),
     )
     counter = bindparam("reliability_counter", type_=String)
     reliability = (
         update(Volunteer)
-        .where(Volunteer.id == bindparam("reliability_volunteer_id", type_=BigInteger))
+        .where(Volunteer.id == bindparam("reliability_volunteer_id", type_=BigInteger), written)
         .values(
             {
                 column: getattr(Volunteer, column) + case((counter == column, 1), else_=0)
@@ -305,12 +442,11 @@ def _write_statement() -> Prepared:
         )
     )
     return Prepared(
-        update(_ORDERS)
-        .where(_ORDERS.c.id == order_id)
-        .values({name: bindparam(f"new_{name}", type_=_ORDERS.c[name].type) for name in _MUTABLE})
+        select(func.count().label("written"))
+        .select_from(changed)
         .add_cte(
             event.cte("event"),
-            outbox.ENQUEUE.cte("outbox"),
+            outbox.enqueue_when(written).cte("outbox"),
             pii.cte("pii"),
             reliability.cte("reliability"),
         )
@@ -418,7 +554,7 @@ async def _escalate(change: Change) -> None:
     order = change.order
     child = aliased(OrgUnit)
     parent = (
-        await change.session.execute(
+        await change.orm.execute(
             select(OrgUnit).join(child, child.parent_id == OrgUnit.id).where(child.id == order.unit_id)
         )
     ).scalar_one_or_none()
@@ -432,7 +568,7 @@ async def _transfer(change: Change) -> None:
     """层层派单: hand the order to another unit in the actor's subtree."""
     assert isinstance(change.body, TransferBody)
     order, target_id = change.order, change.body.unit_id
-    target = await change.session.get(OrgUnit, target_id)
+    target = await change.orm.get(OrgUnit, target_id)
     if target is None or not target.is_active or not change.actor.administers(target.path):
         raise InvalidInput("目标单位不存在或不在本单位管辖范围内", unit_id=target_id)
     if target.id == order.unit_id:
@@ -475,22 +611,29 @@ async def _publish(change: Change) -> None:
     change.deadline_minutes = change.body.accept_within_minutes
 
 
+_IN_HAND = Prepared(
+    select(
+        Volunteer.max_open_orders,
+        select(func.count())
+        .where(
+            Order.assignee_volunteer_id == bindparam("volunteer_id"),
+            Order.status == any_(array(sorted(candidates.OPEN_STATES))),  # Prepared: no expanding IN
+        )
+        .scalar_subquery()
+        .label("in_hand"),
+    ).where(Volunteer.id == bindparam("volunteer_id"))
+)
+
+
 async def _take(change: Change) -> None:
     """接单 / 抢单: the calling volunteer now holds the order. A grab must respect the volunteer's limit
     of orders in hand (staff may knowingly dispatch beyond it)."""
-    session, volunteer_id = change.session, change.actor.volunteer_id
+    volunteer_id = change.actor.volunteer_id
     if change.order.status == Status.POOLED.value:
-        limit, in_hand = (
-            await session.execute(
-                select(
-                    Volunteer.max_open_orders,
-                    select(func.count())
-                    .where(Order.assignee_volunteer_id == volunteer_id, Order.status.in_(candidates.OPEN_STATES))
-                    .scalar_subquery(),
-                ).where(Volunteer.id == volunteer_id)
-            )
-        ).one()
-        if in_hand >= limit:
+        row = await _IN_HAND.fetchrow(change.db, {"volunteer_id": volunteer_id})
+        assert row is not None  # the actor is this volunteer
+        if row["in_hand"] >= row["max_open_orders"]:
+            limit = row["max_open_orders"]
             raise Conflict(f"同时服务的订单已达上限 ({limit})", status=change.order.status, limit=limit)
     change.order.assignee_volunteer_id = volunteer_id
     change.order.accepted_at = change.order.accepted_at or change.now
@@ -504,7 +647,7 @@ async def _complete(change: Change) -> None:
     """完成: the service record of this round, with each participant's hours, credited to the ledger
     (信用时长 and 积分) in the same transaction; hours beyond the check-in span are refused."""
     assert isinstance(change.body, CompleteBody)
-    body, order, session = change.body, change.order, change.session
+    body, order, session = change.body, change.order, change.orm
     ids = [p.volunteer_id for p in body.participants]
     if order.assignee_volunteer_id not in ids:
         raise InvalidInput("参与者须包含接单志愿者本人", volunteer_id=order.assignee_volunteer_id)
@@ -543,7 +686,7 @@ async def _rate(change: Change) -> None:
     assert isinstance(change.body, RateBody)
     order, body = change.order, change.body
     by_proxy = change.actor.user_id != order.resident_id
-    change.session.add(
+    change.orm.add(
         Rating(
             order_id=order.id,
             round=order.round,
