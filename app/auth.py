@@ -15,7 +15,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Label, Subquery, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -24,7 +24,6 @@ from app.db import Session
 from app.domain import Role
 from app.errors import Forbidden, Unauthorized
 from app.models import OrgUnit, TeamMember, User, Volunteer, team_categories, volunteer_categories
-from app.prepared import Prepared, RawConnection
 
 _hasher = PasswordHasher()
 _bearer = HTTPBearer(auto_error=False, description="令牌: POST /api/v1/auth/login 或 /auth/wechat 返回")
@@ -80,7 +79,7 @@ def issue_token(settings: Settings, user: User) -> str:
 
 _home = aliased(OrgUnit)
 # Built once: constructing this statement (an alias and three correlated subqueries) costs more than
-# running it; executions reuse SQLAlchemy's compiled form (``Prepared`` for the action lane).
+# running it; executions reuse SQLAlchemy's compiled form.
 _ACTOR_QUERY = (
     select(
         User.id.label("user_id"),
@@ -115,29 +114,40 @@ _ACTOR_QUERY = (
     .outerjoin(_home, _home.id == Volunteer.home_unit_id)
     .where(User.id == bindparam("user_id"))
 )
-_ACTOR = Prepared(_ACTOR_QUERY)
 
 
-def actor_from_row(row: Mapping[Any, Any] | None, token_version: int | None) -> Actor:
-    """The caller from a row of ``_ACTOR_QUERY``; refuses a missing or disabled account and a token
-    issued before the last password change."""
-    if row is None or not row["is_active"] or (token_version is not None and row["token_version"] != token_version):
+def actor_from_row(row: Mapping[Any, Any] | None, token_version: int | None, prefix: str = "") -> Actor:
+    """The caller from a row of ``_ACTOR_QUERY`` (its columns named ``prefix`` + key, see
+    ``caller_columns``); refuses a missing or disabled account and a token issued before the last
+    password change."""
+
+    def get(key: str) -> Any:
+        return row[prefix + key] if row is not None else None
+
+    if row is None or not get("is_active") or (token_version is not None and get("token_version") != token_version):
         raise Unauthorized()
-    role = Role(row["role"])
-    is_volunteer = role is Role.VOLUNTEER and row["volunteer_id"] is not None
+    role = Role(get("role"))
+    is_volunteer = role is Role.VOLUNTEER and get("volunteer_id") is not None
     return Actor(
-        user_id=row["user_id"],
+        user_id=get("user_id"),
         role=role,
-        username=row["username"],
-        unit_id=row["unit_id"],
-        unit_path=row["home_path"] if is_volunteer else row["unit_path"],
-        volunteer_id=row["volunteer_id"] if is_volunteer else None,
-        volunteer_active=is_volunteer and row["volunteer_status"] == "active",
-        team_ids=frozenset(row["team_ids"] or ()) if is_volunteer else frozenset(),
+        username=get("username"),
+        unit_id=get("unit_id"),
+        unit_path=get("home_path") if is_volunteer else get("unit_path"),
+        volunteer_id=get("volunteer_id") if is_volunteer else None,
+        volunteer_active=is_volunteer and get("volunteer_status") == "active",
+        team_ids=frozenset(get("team_ids") or ()) if is_volunteer else frozenset(),
         category_ids=(
-            frozenset((row["own_categories"] or []) + (row["team_categories"] or [])) if is_volunteer else frozenset()
+            frozenset((get("own_categories") or []) + (get("team_categories") or [])) if is_volunteer else frozenset()
         ),
     )
+
+
+def caller_columns(prefix: str) -> tuple[Subquery, list[Label[Any]]]:
+    """``_ACTOR_QUERY`` as a subquery to join other tables to (its ``user_id`` parameter stays), and
+    its columns named ``prefix`` + key: one query reads the caller with what they act on."""
+    caller = _ACTOR_QUERY.subquery("caller")
+    return caller, [column.label(prefix + column.key) for column in caller.c]
 
 
 async def load_actor(session: AsyncSession, user_id: int, token_version: int | None = None) -> Actor:
@@ -149,11 +159,6 @@ async def load_actor(session: AsyncSession, user_id: int, token_version: int | N
     connection = await session.connection()
     row = (await connection.execute(_ACTOR_QUERY, {"user_id": user_id})).mappings().one_or_none()
     return actor_from_row(row, token_version)
-
-
-async def fetch_actor(db: RawConnection, user_id: int, token_version: int | None = None) -> Actor:
-    """``load_actor`` on a raw connection (``app.prepared``)."""
-    return actor_from_row(await _ACTOR.fetchrow(db, {"user_id": user_id}), token_version)
 
 
 @lru_cache(maxsize=8192)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.auth import Actor
 from app.domain import Action, Role, Status
 from app.models import Order
-from app.models.org import ancestor_paths
+from app.services.scope import in_region
 from app.workflow import TRANSITIONS, Guard, Rule
 
 # The states in which the volunteer holding an order needs the resident's phone (接单后可见).
@@ -30,13 +30,8 @@ def guard_holds(guard: Guard, actor: Actor, order: Order) -> bool:
             if order.assignee_volunteer_id is not None:
                 return order.assignee_volunteer_id == actor.volunteer_id
             return order.assignee_team_id is not None and order.assignee_team_id in actor.team_ids
-        case Guard.POOL_ELIGIBLE:  # the Python twin of app.services.scope.in_pool_region
-            return (
-                actor.volunteer_active
-                and actor.unit_path is not None
-                and order.unit_path in ancestor_paths(actor.unit_path)
-                and (order.category_id is None or order.category_id in actor.category_ids)
-            )
+        case Guard.POOL_ELIGIBLE:
+            return in_region(actor, order)
         case Guard.ASSIGNEE:
             return actor.volunteer_id is not None and order.assignee_volunteer_id == actor.volunteer_id
         case Guard.ORDERER:

@@ -10,6 +10,9 @@ Each predicate is built once, with bound parameters named ``scope_*`` (``scope_p
 statement using it has one shape per role and SQLAlchemy compiles it once: the transition endpoints
 execute prebuilt statements with the caller's parameters; other reads bind them in place
 (``order_visible_to``).
+
+``visible`` is the Python twin, for one order read in the same query as its caller (the action lane);
+a test holds the two to the same answer for every order and person of a county.
 """
 
 from __future__ import annotations
@@ -72,6 +75,38 @@ def scope_params(actor: Actor) -> dict[str, Any]:
         "scope_categories": sorted(actor.category_ids),
         "scope_team_ids": sorted(actor.team_ids),
     }
+
+
+def in_region(actor: Actor, order: Order) -> bool:
+    """The Python twin of ``POOL_REGION`` (with ``scope_params(actor)``)."""
+    return (
+        actor.role is Role.VOLUNTEER
+        and actor.volunteer_active
+        and actor.unit_path is not None
+        and order.unit_path in ancestor_paths(actor.unit_path)
+        and (order.category_id is None or order.category_id in actor.category_ids)
+    )
+
+
+def visible(actor: Actor, order: Order, *, grabbing: bool = False, was_published: bool = False) -> bool:
+    """The Python twin of ``VISIBLE[actor.role]``; with ``grabbing``, of the grab query's predicate
+    (the order's region if it was ever published to the pool, see ``app.services.transitions``)."""
+    match actor.role:
+        case Role.SYSTEM:
+            return True
+        case Role.ADMIN:
+            return order.unit_path.startswith(actor.unit_path or "(none)")
+        case Role.RESIDENT:
+            return actor.user_id in (order.resident_id, order.placed_by_id)
+        case Role.VOLUNTEER:
+            return (
+                order.placed_by_id == actor.user_id
+                or (order.assignee_volunteer_id is not None and order.assignee_volunteer_id == actor.volunteer_id)
+                or (order.status == Status.POOLED.value and in_region(actor, order))
+                or order.assignee_team_id in actor.team_ids
+                or (grabbing and was_published and in_region(actor, order))
+            )
+    return False
 
 
 def _bound(predicate: ColumnElement[bool], actor: Actor) -> ColumnElement[bool]:

@@ -43,7 +43,7 @@ from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.auth import SYSTEM_ACTOR, Actor, fetch_actor
+from app.auth import SYSTEM_ACTOR, Actor, actor_from_row, caller_columns
 from app.config import Settings
 from app.db import transaction
 from app.domain import Action, Role, Status
@@ -68,7 +68,7 @@ from app.services.guards import allowed_actions, guard_holds
 from app.services.policies import DispatchMode, Policy, effective_policy, in_force_at, policy_from, step_deadline
 from app.services.presenters import present_order
 from app.services.privacy import logs_phone_read
-from app.services.scope import POOL_REGION, VISIBLE, scope_params
+from app.services.scope import POOL_REGION, VISIBLE, scope_params, visible
 from app.workflow import TRANSITIONS, Rule, roles_for
 
 
@@ -188,19 +188,22 @@ async def apply_unlocked(
     """
     if action not in LOCKLESS:
         return None
-    actor = await fetch_actor(db, user_id, token_version)
-    if actor.role not in roles_for(action):
-        raise Forbidden(f"角色 {actor.role.value} 不能执行 {action.value}")
+    query = _READ_AS_CALLER[action is Action.GRAB]
     for _ in range(CAS_ATTEMPTS):
         now = datetime.now(UTC)
-        order, policy = await _read_order(db, _READ, order_id, action, actor)
+        row = await query.fetchrow(db, {"user_id": user_id, "order_id": order_id})
+        actor = actor_from_row(row, token_version, prefix=_CALLER)
+        if actor.role not in roles_for(action):
+            raise Forbidden(f"角色 {actor.role.value} 不能执行 {action.value}")
+        assert row is not None  # else not an actor
+        order = None if row["id"] is None else order_from_row(row)
+        grabbing = action is Action.GRAB
+        if order is None or not visible(actor, order, grabbing=grabbing, was_published=row.get("was_published", False)):
+            raise NotFound("订单不存在")
+        policy = policy_from(row)
         rule = _checked_rule(order, action, actor, expected_version)
-        if (
-            rule.to is Status.APPROVED
-            and action in AUTO_DISPATCH_AFTER
-            and policy.dispatch_mode is not DispatchMode.MANUAL
-        ):
-            return None
+        if rule.to is Status.APPROVED and action in AUTO_DISPATCH_AFTER and policy.dispatch_mode is not MANUAL:
+            return None  # the automatic dispatch that follows needs the transactional path
         written = await _write_transition(
             None, settings, order, rule, action, actor, body, now, db, policy, _phone_read_route(action)
         )
@@ -261,7 +264,23 @@ def _reads(*, lock: bool) -> _Reads:
 
 
 _LOCK = _reads(lock=True)
-_READ = _reads(lock=False)
+
+
+def _read_as_caller(*, grab: bool) -> Prepared:
+    """The lockless read: the caller (``caller_*`` columns, one row if the account exists), the order
+    (its columns ``NULL`` if there is none; the caller's scope is checked in Python, ``scope.visible``)
+    and the policy in force at its unit; for a grab, whether the order was ever published."""
+    caller, caller_columns_ = caller_columns(_CALLER)
+    extra = [_WAS_PUBLISHED.label("was_published")] if grab else []
+    return Prepared(
+        select(*caller_columns_, *_ORDERS.c, *_POLICY.c, *extra).select_from(
+            caller.outerjoin(_ORDERS, Order.id == bindparam("order_id")).outerjoin(_POLICY, true())
+        )
+    )
+
+
+_CALLER = "caller_"
+_READ_AS_CALLER = {grab: _read_as_caller(grab=grab) for grab in (False, True)}
 _ORDER_KEYS = frozenset(column.key for column in _ORDERS.c)
 
 
