@@ -85,10 +85,9 @@ _BEGIN = text("SELECT 1")
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     sql: str
-    names: tuple[str, ...]  # the bind parameter behind $1, $2, …
-    defaults: Mapping[str, Any]  # values written into the statement itself
-    bind: tuple[Processor, ...]
-    results: tuple[tuple[str, Processor], ...]
+    binds: tuple[tuple[str, Any, Processor], ...]  # behind $1, $2, …: name, default value, processor
+    keys: tuple[str, ...]  # the result columns' keys
+    results: tuple[tuple[str, Callable[[Any], Any]], ...]  # the result columns that need processing
 
 
 class Prepared:
@@ -110,22 +109,25 @@ class Prepared:
         assert isinstance(compiled, SQLCompiler)
         # Expanding parameters (``in_()`` of a list) are filled in per execution by SQLAlchemy only.
         assert "POSTCOMPILE" not in compiled.string, "Prepared statements take no expanding parameters"
-        names = tuple(compiled.positiontup or ())
         binds = compiled.binds
         columns: Sequence[Any] = getattr(self.statement, "selected_columns", ())
+        results = ((column.key, column.type.result_processor(dialect, None)) for column in columns)
         return _Compiled(
             sql=compiled.string,
-            names=names,
-            defaults={name: bind.value for name, bind in binds.items() if bind.value is not None},
-            bind=tuple(binds[name].type.bind_processor(dialect) for name in names),
-            results=tuple((column.key, column.type.result_processor(dialect, None)) for column in columns),
+            binds=tuple(
+                (name, binds[name].value, binds[name].type.bind_processor(dialect))
+                for name in compiled.positiontup or ()
+            ),
+            keys=tuple(column.key for column in columns),
+            results=tuple((key, process) for key, process in results if process is not None),
         )
 
-    def _args(self, compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
+    @staticmethod
+    def _args(compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
         args = []
-        for name, process in zip(compiled.names, compiled.bind, strict=True):
-            value = params[name] if name in params else compiled.defaults.get(name)
-            args.append(process(value) if process is not None and value is not None else value)
+        for name, default, process in compiled.binds:
+            value = params.get(name, default)
+            args.append(value if process is None or value is None else process(value))
         return args
 
     async def fetchrow(self, db: RawConnection, params: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -134,10 +136,12 @@ class Prepared:
         row = await _guarded(db, db.driver.fetchrow(compiled.sql, *self._args(compiled, params)))
         if row is None:
             return None
-        return {
-            key: process(value) if process is not None and value is not None else value
-            for (key, process), value in zip(compiled.results, row.values(), strict=True)
-        }
+        values = dict(zip(compiled.keys, row.values(), strict=True))
+        for key, process in compiled.results:
+            value = values[key]
+            if value is not None:
+                values[key] = process(value)
+        return values
 
     async def execute(self, db: RawConnection, params: Mapping[str, Any]) -> None:
         compiled = self._for(db.dialect)
