@@ -13,6 +13,7 @@ from sqlalchemy import (
     ColumnElement,
     CursorResult,
     Insert,
+    Select,
     String,
     bindparam,
     func,
@@ -31,33 +32,42 @@ from app.workflow import Notify
 
 # Recipients resolved in SQL, and their rows written, by one prebuilt statement: the people named
 # directly (the resident and whoever placed the order), a unit's active admins, the target volunteer,
-# or else the target team's active members. Its parameters: ``enqueue_params``.
-_recipients = union(
-    select(func.unnest(bindparam("outbox_direct", type_=ARRAY(BigInteger))).label("user_id")),
-    select(User.id).where(
+# or else the target team's active members; each source keyed by its parameter in ``enqueue_params``.
+SOURCES: dict[str, Select[Any]] = {
+    "outbox_direct": select(func.unnest(bindparam("outbox_direct", type_=ARRAY(BigInteger))).label("user_id")),
+    "outbox_admins_of_unit": select(User.id.label("user_id")).where(
         User.unit_id == bindparam("outbox_admins_of_unit", type_=BigInteger),
         User.role == Role.ADMIN.value,
         User.is_active.is_(True),
     ),
-    select(Volunteer.user_id).where(Volunteer.id == bindparam("outbox_target_volunteer", type_=BigInteger)),
-    select(Volunteer.user_id)
+    "outbox_target_volunteer": select(Volunteer.user_id).where(
+        Volunteer.id == bindparam("outbox_target_volunteer", type_=BigInteger)
+    ),
+    "outbox_target_team": select(Volunteer.user_id)
     .join(TeamMember, TeamMember.volunteer_id == Volunteer.id)
     .where(TeamMember.team_id == bindparam("outbox_target_team", type_=BigInteger), Volunteer.status == "active"),
-).subquery("recipients")
+}
 
 
-def enqueue_when(condition: ColumnElement[bool]) -> Insert:
-    """The statement writing the outbox rows (parameters: ``enqueue_params``), if ``condition`` holds."""
+def sources_in(params: dict[str, Any]) -> tuple[str, ...]:
+    """The recipient sources ``enqueue_params`` gave a value: the only ones a statement needs."""
+    return tuple(name for name in SOURCES if params[name])
+
+
+def enqueue_when(condition: ColumnElement[bool], sources: tuple[str, ...] = tuple(SOURCES)) -> Insert:
+    """The statement writing the outbox rows for the recipients of ``sources`` (parameters:
+    ``enqueue_params``), if ``condition`` holds."""
+    recipients = union(*(SOURCES[name] for name in sources)).subquery("recipients")
     return insert(table_of(OutboxMessage)).from_select(
         ["topic", "order_id", "recipient_user_id", "payload"],
         select(
             bindparam("outbox_topic", type_=String),
             bindparam("outbox_order_id", type_=BigInteger),
-            _recipients.c.user_id,
+            recipients.c.user_id,
             bindparam("outbox_payload", type_=JSONB),
         )
-        .where(_recipients.c.user_id.is_not(None), condition)
-        .order_by(_recipients.c.user_id),
+        .where(recipients.c.user_id.is_not(None), condition)
+        .order_by(recipients.c.user_id),
     )
 
 
@@ -72,7 +82,9 @@ def enqueue_params(
 ) -> dict[str, Any]:
     """``ENQUEUE``'s parameters: who of ``audiences`` hears of ``action`` on ``order``, and what."""
     direct = (
-        [u for u in (order.resident_id, order.placed_by_id) if u is not None] if Notify.RESIDENT in audiences else []
+        sorted({u for u in (order.resident_id, order.placed_by_id) if u is not None})
+        if Notify.RESIDENT in audiences
+        else []
     )
     team_id = volunteer_id = None
     if Notify.TARGET in audiences:

@@ -20,18 +20,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     ColumnElement,
     Label,
     String,
     any_,
     bindparam,
-    case,
     exists,
     func,
     insert,
@@ -418,31 +417,36 @@ async def _write_transition(
     payload = body.model_dump(mode="json", exclude={"reason"}) | change.event_payload
     event = event_row(order, action, from_status, actor, reason, payload, now)
     counter = _RELIABILITY.get(action)
-    row = await _WRITE.fetchrow(
+    notify = outbox.enqueue_params(order, action, rule.notify, previous_target)
+    pii = phone_read_route is not None and logs_phone_read(actor, order)
+    statement = _write_statement(outbox.sources_in(notify), pii, counter)
+    row = await statement.fetchrow(
         db,
         {
             "transition_order_id": order.id,
             "transition_from_version": from_version,
             **{f"new_{name}": getattr(order, name) for name in _MUTABLE},
             **{f"event_{name}": value for name, value in event.items()},
-            **outbox.enqueue_params(order, action, rule.notify, previous_target),
-            "pii_log": phone_read_route is not None and logs_phone_read(actor, order),
+            **notify,
             "pii_user_id": actor.user_id,
             "pii_route": (phone_read_route or "")[:64],
-            "reliability_counter": counter,
-            "reliability_volunteer_id": (
-                None if counter is None else previous_target[1] if action is Action.EXPIRE else actor.volunteer_id
-            ),
+            "reliability_volunteer_id": previous_target[1] if action is Action.EXPIRE else actor.volunteer_id,
         },
     )
     return policy if row is not None and row["written"] == 1 else None
 
 
-def _write_statement() -> Prepared:
+@cache
+def _write_statement(outbox_sources: tuple[str, ...], pii: bool, counter: str | None) -> Prepared:
     """Everything a transition writes, in one statement, all of it only if the order is still at
     ``transition_from_version``: the order's new state, its timeline event, one outbox row per
-    recipient, the PII access log row (``pii_log``) and the reliability counter
-    (``reliability_counter``, for ``reliability_volunteer_id``). Its one row: ``written``, 1 or 0."""
+    recipient of ``outbox_sources``, the PII access log row if ``pii``, and one more on the
+    reliability ``counter`` of ``reliability_volunteer_id``. Its one row: ``written``, 1 or 0.
+
+    One statement per combination, holding only the parts it writes: PostgreSQL then plans it once
+    per connection (a generic plan), where a statement with parts switched off by parameters was
+    planned again on every execution (its custom plans pruned them), which took longer than running it.
+    """
     order_id = bindparam("transition_order_id", type_=BigInteger)
     changed = (
         update(_ORDERS)
@@ -458,41 +462,32 @@ def _write_statement() -> Prepared:
             written
         ),
     )
-    pii = insert(table_of(PiiAccess)).from_select(
-        ["user_id", "order_id", "field", "route"],
-        select(
-            bindparam("pii_user_id", type_=BigInteger),
-            order_id,
-            literal("contact_phone", String),
-            bindparam("pii_route", type_=String),
-        ).where(bindparam("pii_log", type_=Boolean), written),
-    )
-    counter = bindparam("reliability_counter", type_=String)
-    reliability = (
-        update(Volunteer)
-        .where(Volunteer.id == bindparam("reliability_volunteer_id", type_=BigInteger), written)
-        .values(
-            {
-                column: getattr(Volunteer, column) + case((counter == column, 1), else_=0)
-                for column in sorted(set(_RELIABILITY.values()))
-            }
+    parts = [event.cte("event")]
+    if outbox_sources:
+        parts.append(outbox.enqueue_when(written, outbox_sources).cte("outbox"))
+    if pii:
+        log = insert(table_of(PiiAccess)).from_select(
+            ["user_id", "order_id", "field", "route"],
+            select(
+                bindparam("pii_user_id", type_=BigInteger),
+                order_id,
+                literal("contact_phone", String),
+                bindparam("pii_route", type_=String),
+            ).where(written),
         )
-    )
-    return Prepared(
-        select(func.count().label("written"))
-        .select_from(changed)
-        .add_cte(
-            event.cte("event"),
-            outbox.enqueue_when(written).cte("outbox"),
-            pii.cte("pii"),
-            reliability.cte("reliability"),
+        parts.append(log.cte("pii"))
+    if counter is not None:
+        reliability = (
+            update(Volunteer)
+            .where(Volunteer.id == bindparam("reliability_volunteer_id", type_=BigInteger), written)
+            .values({counter: getattr(Volunteer, counter) + 1})
         )
-    )
+        parts.append(reliability.cte("reliability"))
+    return Prepared(select(func.count().label("written")).select_from(changed).add_cte(*parts))
 
 
 # Every column of an event but its id: what ``event_row`` fills in.
 _EVENT_COLUMNS = tuple(column.key for column in table_of(OrderEvent).c if not column.primary_key)
-_WRITE = _write_statement()
 
 
 # After these, an order back at 待派单 is re-offered at once when its unit's policy says so.
