@@ -14,6 +14,7 @@ everything the ORM does in the same request; or, on a connection of the pool tak
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -60,23 +61,27 @@ async def raw_connection(session: AsyncSession) -> RawConnection:
 async def checkout(engine: AsyncEngine) -> AsyncIterator[RawConnection]:
     """A connection of the engine's pool with no transaction: each statement commits on its own.
 
-    Returned to the pool however the block ends, shielded so a cancelled request cannot keep it; no
-    SQLAlchemy transaction was begun on it, so returning it sends nothing to the server.
+    Returned to the pool however the block ends. No SQLAlchemy transaction was begun on it, so
+    returning it sends nothing and cannot be cut short; a connection whose statement a cancellation
+    interrupted (or that was left in a transaction) is retired instead, never handed on.
     """
     proxied = await engine.raw_connection()
     driver = proxied.driver_connection
     assert isinstance(driver, asyncpg.Connection)
 
     async def invalidate() -> None:
-        await greenlet_spawn(proxied.invalidate)
+        with anyio.CancelScope(shield=True):
+            await greenlet_spawn(proxied.invalidate)
 
     try:
         yield RawConnection(driver, engine.dialect, invalidate)
+    except asyncio.CancelledError:
+        await invalidate()
+        raise
     finally:
-        with anyio.CancelScope(shield=True):
-            if driver.is_in_transaction():  # nothing here begins one; never hand one on to the next user
-                await invalidate()
-            await greenlet_spawn(proxied.close)
+        if driver.is_in_transaction():  # nothing here begins one
+            await invalidate()
+        await greenlet_spawn(proxied.close)
 
 
 _BEGIN = text("SELECT 1")
