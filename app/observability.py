@@ -29,7 +29,6 @@ from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import QueuePool
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
@@ -165,6 +164,7 @@ async def measure_backlog(
 # ---- request context ---------------------------------------------------------------------------
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_NAME = REQUEST_ID_HEADER.lower().encode()
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _request_scope: ContextVar[Scope | None] = ContextVar("sidan_request_scope", default=None)
 access_log = logging.getLogger("sidan.access")
@@ -224,7 +224,7 @@ class ObservabilityMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                message["headers"] = [*message.get("headers", ()), (_REQUEST_ID_NAME, request_id.encode())]
             await send(message)
 
         IN_PROGRESS.inc()
@@ -327,3 +327,7 @@ def configure_logging(settings: Settings) -> None:
     handler.addFilter(RequestContextFilter())
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    # Fields no formatter here prints, not collected for every record (the logging HOWTO's
+    # "Optimization" table): caller frame, thread, process and multiprocessing names.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
