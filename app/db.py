@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
+import orjson
 from fastapi import Depends, Request
 from sqlalchemy import make_url
 from sqlalchemy.engine import URL
@@ -88,6 +89,9 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         pool_timeout=10,
         # Statement parameters (phones, password hashes) stay out of exception messages and logs.
         hide_parameters=True,
+        # JSON columns (event payloads, outbox messages, stored responses) through orjson.
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
         connect_args={
             "timeout": 5,
             "command_timeout": settings.db_statement_timeout_ms / 1000 + COMMAND_TIMEOUT_GRACE_SECONDS,
@@ -99,6 +103,10 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
             },
         },
     )
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
