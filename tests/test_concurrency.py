@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import issue_token
 from app.domain import Role, Status
-from app.models import OrderEvent, User, Volunteer, volunteer_categories
+from app.models import Order, OrderEvent, OutboxMessage, User, Volunteer, volunteer_categories
+from app.services import transitions
 from tests.world import World
 
 
@@ -97,3 +100,62 @@ async def test_if_match_refuses_a_stale_version(world: World) -> None:
     assert response.json()["error"]["code"] == "version_mismatch"
     fresh = {"If-Match": str(order["version"] + 1)}
     assert (await world.act("zhan11_admin", order["id"], "publish", headers=fresh)).status_code == 200
+
+
+async def _moving_on_before_each_write(
+    monkeypatch: pytest.MonkeyPatch, sessionmaker: async_sessionmaker[AsyncSession], order_id: int, times: int
+) -> list[int]:
+    """Make another writer bump the order's version between the lockless read and its write, ``times``
+    times; returns a list that grows by one per write attempted."""
+    attempts: list[int] = []
+    real = transitions._write_transition
+
+    async def racing(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(1)
+        if len(attempts) <= times:
+            async with sessionmaker() as session, session.begin():
+                await session.execute(update(Order).where(Order.id == order_id).values(version=Order.version + 1))
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(transitions, "_write_transition", racing)
+    return attempts
+
+
+async def _dispatch_trail(sessionmaker: async_sessionmaker[AsyncSession], order_id: int) -> tuple[int, int]:
+    async with sessionmaker() as session:
+        events = await session.scalar(
+            select(func.count()).where(OrderEvent.order_id == order_id, OrderEvent.action == "dispatch")
+        )
+        messages = await session.scalar(
+            select(func.count()).where(OutboxMessage.order_id == order_id, OutboxMessage.topic == "order.dispatch")
+        )
+    return events or 0, messages or 0
+
+
+async def test_a_lockless_write_that_lost_the_race_reads_again(
+    world: World, sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compare-and-set: the write of an order that moved on since it was read writes nothing; the
+    request reads the new state and decides again."""
+    order = await world.order_in(Status.APPROVED)
+    attempts = await _moving_on_before_each_write(monkeypatch, sessionmaker, order["id"], times=1)
+    body = {"volunteer_id": world.volunteers["v11a"]}
+    done = await world.ok("zhan11_admin", order["id"], "dispatch", body)
+    assert len(attempts) == 2
+    assert done["status"] == "dispatched" and done["version"] == order["version"] + 2
+    assert await _dispatch_trail(sessionmaker, order["id"]) == (1, 1)  # one event, one message to v11a
+
+
+async def test_a_lockless_write_that_keeps_losing_gives_up_busy_and_writes_nothing(
+    world: World, sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order = await world.order_in(Status.APPROVED)
+    attempts = await _moving_on_before_each_write(monkeypatch, sessionmaker, order["id"], times=10)
+    body = {"volunteer_id": world.volunteers["v11a"]}
+    response = await world.act("zhan11_admin", order["id"], "dispatch", body)
+    assert response.status_code == 409 and response.json()["error"]["code"] == "busy"
+    assert response.headers["Retry-After"] == "1"
+    assert len(attempts) == transitions.CAS_ATTEMPTS
+    assert await _dispatch_trail(sessionmaker, order["id"]) == (0, 0)
+    final = (await world.client.get(f"/orders/{order['id']}", headers=world.h("zhan11_admin"))).json()
+    assert final["status"] == "approved" and final["assignee_volunteer_id"] is None
