@@ -4,7 +4,7 @@ On 学雷锋日 nearly every request is one of these, and FastAPI's routing (a w
 dependency injection cost more CPU than the transition itself. This ASGI middleware recognises a
 well-formed transition request (path, bearer token, JSON body valid for the action, no
 ``Idempotency-Key``), reads the caller with the order and writes the transition without a transaction
-(``transitions.apply_unlocked``: three round trips, compare-and-set), and answers exactly what the
+(``transitions.apply_unlocked``: two round trips, compare-and-set), and answers exactly what the
 FastAPI endpoint would.
 
 Everything else goes on to FastAPI unchanged, the body replayed: malformed or unauthenticated

@@ -31,7 +31,7 @@ class HoursEntry(IdMixin, CreatedAtMixin, Base):
     volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteers.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     hours: Mapped[Decimal] = mapped_column(Numeric(7, 1))
-    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))  # ix_hours_entries_order_id_covering
     record_id: Mapped[int | None] = mapped_column(ForeignKey("service_records.id"))
     reason: Mapped[str | None] = mapped_column(Text)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

@@ -41,7 +41,6 @@ class Order(IdMixin, CreatedAtMixin, Base):
     __table_args__ = (
         CheckConstraint(STATUS_CHECK, name="status"),
         CheckConstraint("beneficiaries >= 1", name="beneficiaries"),
-        Index("ix_orders_unit_path_pattern", "unit_path", postgresql_ops={"unit_path": "text_pattern_ops"}),
         Index("ix_orders_created_at_id", "created_at", "id"),
         Index("ix_orders_resident_id_created_at", "resident_id", "created_at"),
         Index("ix_orders_placed_by_id_created_at", "placed_by_id", "created_at"),

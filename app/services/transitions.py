@@ -127,7 +127,7 @@ async def apply_action(
             if replay is not None:
                 return OrderOut.model_validate(replay)
         db = await raw_connection(session)
-        order, policy = await _read_order(db, _LOCK, order_id, action, actor)
+        order, policy = await _lock_order(db, order_id, action, actor)
         rule = _checked_rule(order, action, actor, expected_version)
         await transition_locked(
             session,
@@ -164,7 +164,6 @@ LOCKLESS = frozenset(
         Action.CANCEL,
     }
 )
-MANUAL = DispatchMode.MANUAL
 # Reads before a compare-and-set write gives up on an order other requests keep changing (409 busy).
 CAS_ATTEMPTS = 3
 
@@ -180,11 +179,11 @@ async def apply_unlocked(
     body: BaseModel,
     expected_version: int | None = None,
 ) -> OrderOut | None:
-    """``apply_action`` in three round trips and no transaction, for the actions in ``LOCKLESS``: read
-    the caller, read the order (scope folded in) and its unit's policy without a lock, check, then
-    write everything in one statement on condition that the order's version is still the one read; a
-    request that lost that race reads again. ``db``: a connection outside any transaction
-    (``app.prepared.checkout``); each statement commits on its own.
+    """``apply_action`` in two round trips and no transaction, for the actions in ``LOCKLESS``: read the
+    caller, the order and its unit's policy in one query without a lock, check scope (``scope.visible``),
+    rule and guard, then write everything in one statement on condition that the order's version is
+    still the one read; a request that lost that race reads again. ``db``: a connection outside any
+    transaction (``app.prepared.checkout``); each statement commits on its own.
 
     ``None``: this request needs ``apply_action`` (its action has effects beyond the one statement, or
     an automatic dispatch is to follow); nothing was written.
@@ -208,11 +207,11 @@ async def apply_unlocked(
             raise NotFound("订单不存在")
         policy = policy_from(row)
         rule = _checked_rule(order, action, actor, expected_version)
-        if rule.to is Status.APPROVED and action in AUTO_DISPATCH_AFTER and policy.dispatch_mode is not MANUAL:
+        automatic = policy.dispatch_mode is not DispatchMode.MANUAL
+        if automatic and rule.to is Status.APPROVED and action in AUTO_DISPATCH_AFTER:
             return None  # the automatic dispatch that follows needs the transactional path
-        written = await _write_transition(
-            None, settings, order, rule, action, actor, body, now, db, policy, _phone_read_route(action), row
-        )
+        change = Change(None, db, order, actor, body, now, settings, row)
+        written = await _write_transition(change, rule, action, policy, _phone_read_route(action))
         if written is not None:
             transition_committed(action.value)
             return present_order(order, actor)
@@ -246,30 +245,21 @@ _WAS_PUBLISHED = exists().where(OrderEvent.order_id == Order.id, OrderEvent.acti
 _POLICY = in_force_at(Order.unit_path).lateral("policy")
 
 
-def _reading(predicate: ColumnElement[bool], *, lock: bool) -> Prepared:
-    """Read the order (if the caller may see it; locked if ``lock``) and the policy in force at its
-    unit, in one go."""
-    query = (
+def _locking(predicate: ColumnElement[bool]) -> Prepared:
+    """Lock the order (if the caller may see it) and read the policy in force at its unit, in one go."""
+    return Prepared(
         select(*_ORDERS.c, *_POLICY.c)
         .select_from(_ORDERS.outerjoin(_POLICY, true()))
         .where(Order.id == bindparam("order_id"), predicate)
+        .with_for_update(of=_ORDERS)
     )
-    return Prepared(query.with_for_update(of=_ORDERS) if lock else query)
 
 
-# One query per role, the caller's scope folded in, and one for grabs: a volunteer of the region an
-# order was published to learns "already taken" (409) when another volunteer was faster, not "no
-# such order"; unpublished orders stay invisible. ``None`` is the key of the grab query.
-_Reads = dict[Role | None, Prepared]
-
-
-def _reads(*, lock: bool) -> _Reads:
-    reads: _Reads = {role: _reading(predicate, lock=lock) for role, predicate in VISIBLE.items()}
-    reads[None] = _reading(VISIBLE[Role.VOLUNTEER] | (POOL_REGION & _WAS_PUBLISHED), lock=lock)
-    return reads
-
-
-_LOCK = _reads(lock=True)
+# One locking query per role, the caller's scope folded in, and one for grabs (key ``None``): a
+# volunteer of the region an order was published to learns "already taken" (409) when another
+# volunteer was faster, not "no such order"; unpublished orders stay invisible.
+_LOCK: dict[Role | None, Prepared] = {role: _locking(predicate) for role, predicate in VISIBLE.items()}
+_LOCK[None] = _locking(VISIBLE[Role.VOLUNTEER] | (POOL_REGION & _WAS_PUBLISHED))
 
 
 def _read_as_caller(action: Action | None) -> Prepared:
@@ -306,10 +296,8 @@ def order_from_row(row: Mapping[Any, Any]) -> Order:
 _NEW_ORDER = inspect(Order).class_manager.new_instance
 
 
-async def _read_order(
-    db: RawConnection, reads: _Reads, order_id: int, action: Action, actor: Actor
-) -> tuple[Order, Policy]:
-    query = reads[None] if action is Action.GRAB else reads.get(actor.role)
+async def _lock_order(db: RawConnection, order_id: int, action: Action, actor: Actor) -> tuple[Order, Policy]:
+    query = _LOCK[None] if action is Action.GRAB else _LOCK.get(actor.role)
     row = None if query is None else await query.fetchrow(db, {"order_id": order_id, **scope_params(actor)})
     if row is None:
         raise NotFound("订单不存在")
@@ -362,10 +350,8 @@ async def transition_locked(
     and checked against ``rule``. ``policy``: the one in force at the order's unit, if already read;
     ``phone_read_route``: log an admin's unmasked read of the phone in the response, under this route.
     """
-    db = db or await raw_connection(session)
-    policy = await _write_transition(
-        session, settings, order, rule, action, actor, body, now, db, policy, phone_read_route
-    )
+    change = Change(session, db or await raw_connection(session), order, actor, body, now, settings)
+    policy = await _write_transition(change, rule, action, policy, phone_read_route)
     assert policy is not None, "the order is locked: its version cannot have moved"
     count_transition(session, action.value)  # sidan_transitions_total, once the transaction commits
     if order.status == Status.APPROVED.value and action in AUTO_DISPATCH_AFTER:
@@ -373,27 +359,16 @@ async def transition_locked(
 
 
 async def _write_transition(
-    session: AsyncSession | None,
-    settings: Settings,
-    order: Order,
-    rule: Rule,
-    action: Action,
-    actor: Actor,
-    body: BaseModel,
-    now: datetime,
-    db: RawConnection,
-    policy: Policy | None,
-    phone_read_route: str | None,
-    read: Mapping[str, Any] | None = None,
+    change: Change, rule: Rule, action: Action, policy: Policy | None, phone_read_route: str | None
 ) -> Policy | None:
-    """Run the action's effect on ``order`` (in memory), then write the order, its event, outbox rows,
-    PII access log and reliability counter in one statement, if the order is still at the version
-    read. Returns the policy in force at the order's unit now, or ``None`` (nothing written) if the
-    order had moved on. ``session``: ``None`` on the lockless path."""
+    """Run the action's effect on ``change.order`` (in memory), then write the order, its event, outbox
+    rows, PII access log and reliability counter in one statement, if the order is still at the
+    version read. Returns the policy in force at the order's unit now, or ``None`` (nothing written)
+    if the order had moved on. ``change.session``: ``None`` on the lockless path."""
+    order, actor, body, now = change.order, change.actor, change.body, change.now
     from_status = Status(order.status)
     from_version = order.version
     unit_path = order.unit_path
-    change = Change(session, db, order, actor, body, now, settings, read)
     previous_target = (order.assignee_team_id, order.assignee_volunteer_id)
     if rule.clears_assignment:
         change.event_payload |= {
@@ -421,7 +396,7 @@ async def _write_transition(
     pii = phone_read_route is not None and logs_phone_read(actor, order)
     statement = _write_statement(outbox.sources_in(notify), pii, counter)
     row = await statement.fetchrow(
-        db,
+        change.db,
         {
             "transition_order_id": order.id,
             "transition_from_version": from_version,
