@@ -23,13 +23,13 @@ import orjson
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth import token_subject
 from app.config import Settings
 from app.domain import Action
 from app.errors import DomainError, database_error_response, domain_error_response, error_response
+from app.limits import BodyTooLarge
 from app.prepared import checkout
 from app.routers.deps import expected_version
 from app.schemas.common import MAX_BIGINT
@@ -72,7 +72,7 @@ class ActionLane:
             return
         try:
             raw = await _read_body(receive)
-        except HTTPException as exc:  # the body size limit
+        except BodyTooLarge as exc:  # raised by ``app.limits.BodySizeLimit``, outside this middleware
             await error_response(exc.status_code, "payload_too_large", str(exc.detail))(scope, receive, send)
             return
         if raw is None:

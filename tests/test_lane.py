@@ -3,7 +3,7 @@ FastAPI endpoint, and that both answer alike."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -82,8 +82,17 @@ async def test_malformed_requests_get_the_endpoints_answers(world: World, paths:
     forged = await world.client.post(
         url, json={"volunteer_id": world.volunteers["v11a"]}, headers={"Authorization": "Bearer not-a-token"}
     )
-    assert [r.status_code for r in (invalid, broken, anonymous, forged)] == [422, 422, 401, 401]
+
+    async def oversized() -> AsyncIterator[bytes]:  # streamed, so no Content-Length announces it
+        for _ in range(world.settings.max_body_bytes // 1000 + 2):
+            yield b" " * 1000
+
+    too_large = await world.client.post(
+        url, content=oversized(), headers=world.h("zhan11_admin") | {"Content-Type": "application/json"}
+    )
+    assert [r.status_code for r in (invalid, broken, anonymous, forged, too_large)] == [422, 422, 401, 401, 413]
     assert invalid.json()["error"]["code"] == broken.json()["error"]["code"] == "invalid_input"
+    assert too_large.json()["error"]["code"] == "payload_too_large"
     assert paths.reset() == (0, 0)  # refused before any service was called
     after = (await world.client.get(f"/orders/{order['id']}", headers=world.h("zhan11_admin"))).json()
     assert after["status"] == "approved" and after["version"] == order["version"]
