@@ -33,6 +33,8 @@ BAD_ORDERS: list[tuple[str, Any]] = [
         lambda w: w.order_body(preferred_start="2026-12-05T10:00:00+08:00", preferred_end="2026-12-05T09:00:00+08:00"),
     ),
     ("naive datetime", lambda w: w.order_body(preferred_start="2026-12-05T10:00:00")),
+    ("number for a datetime", lambda w: w.order_body(preferred_start=1796436000)),
+    ("numeric string for a datetime", lambda w: w.order_body(preferred_start="1796436000")),
     ("beneficiaries zero", lambda w: w.order_body(beneficiaries=0)),
     ("beneficiaries boolean", lambda w: w.order_body(beneficiaries=True)),
     ("unknown channel", lambda w: w.order_body(channel="fax")),
@@ -166,6 +168,25 @@ async def test_bad_cursor_and_limits_are_422(world: World) -> None:
     for query in ("cursor=%%%", "cursor=bm9wZQ", "limit=0", "limit=1000", "status=flying"):
         response = await world.client.get(f"/orders/mine?{query}", headers=world.h("r1"))
         assert response.status_code == 422, query
+
+
+async def test_list_filters_take_dates_not_numbers(world: World) -> None:
+    """Pydantic would read ``created_to=-600`` as a Unix timestamp (1969): refused, with a clear message;
+    so is a time without a zone (it used to meet an aware one and answer 500)."""
+    for query in ("created_to=-600", "created_from=1700000000", "created_from=1.5e9", "created_to=%20-1%20"):
+        response = await world.client.get(f"/admin/orders?{query}", headers=world.h("zhan11_admin"))
+        assert response.status_code == 422, query
+        assert "ISO 8601" in response.text
+    for query in ("created_to=2030-01-01", "created_from=2025-01-01T00:00:00&created_to=2030-01-01T00:00:00Z"):
+        response = await world.client.get(f"/admin/orders?{query}", headers=world.h("zhan11_admin"))
+        assert response.status_code == 422, query
+    await world.place("r1")
+    fine = await world.client.get(
+        "/admin/orders?created_from=2025-01-01T00:00:00%2B08:00&created_to=2099-01-01T00:00:00Z",
+        headers=world.h("zhan11_admin"),
+    )
+    assert fine.status_code == 200, fine.text
+    assert len(fine.json()["items"]) == 1
 
 
 async def test_bad_if_match_is_422(world: World) -> None:

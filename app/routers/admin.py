@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -9,7 +8,7 @@ from app.auth import CurrentAdmin
 from app.db import Session
 from app.domain import Status
 from app.routers.deps import errors
-from app.schemas.common import Id, Page
+from app.schemas.common import DateTime, Id, Page
 from app.schemas.orders import OrderOut
 from app.services import admin_orders
 
@@ -23,8 +22,8 @@ async def list_orders(
     status: Annotated[list[Status] | None, Query(description="repeat for several")] = None,
     unit_id: Annotated[Id | None, Query(description="this unit and everything under it")] = None,
     category_id: Annotated[Id | None, Query()] = None,
-    created_from: Annotated[datetime | None, Query()] = None,
-    created_to: Annotated[datetime | None, Query()] = None,
+    created_from: Annotated[DateTime | None, Query()] = None,
+    created_to: Annotated[DateTime | None, Query()] = None,
     needs_followup: Annotated[bool | None, Query(description="true: low ratings waiting for 回访")] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+import re
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 MAX_BIGINT = 2**63 - 1
 
@@ -32,6 +33,20 @@ Tag = Annotated[str, _text(32, 1), _Clean]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")]
 Url = Annotated[str, StringConstraints(max_length=500, pattern=r"^https?://[^\s]+$")]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")]
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _not_a_number(value: Any) -> Any:
+    # Pydantic reads a bare number as a Unix timestamp: ``created_to=-600`` would be 1969.
+    if (isinstance(value, int | float) and not isinstance(value, bool)) or (
+        isinstance(value, str) and _NUMBER.fullmatch(value)
+    ):
+        raise ValueError("须为 ISO 8601 日期时间, 如 2025-01-01T08:00:00+08:00")
+    return value
+
+
+# In requests: ISO 8601 with a time zone (a naive time would be read as UTC), never a bare number.
+DateTime = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
 

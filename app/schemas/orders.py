@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from app.domain import STATUS_LABELS, Action, Channel, Status
 from app.schemas.common import (
     Address,
+    DateTime,
     Id,
     Latitude,
     Longitude,
@@ -36,8 +37,8 @@ class OrderCreate(BaseModel):
     address: Address
     contact_name: Name
     contact_phone: Phone
-    preferred_start: datetime | None = None
-    preferred_end: datetime | None = None
+    preferred_start: DateTime | None = None
+    preferred_end: DateTime | None = None
     beneficiaries: Annotated[int, Field(ge=1, le=100_000, strict=True)] = 1
     channel: Channel | None = None
     lat: Latitude | None = None
