@@ -333,6 +333,10 @@ RULES: Final[dict[str, Rule]] = {
     "POST /admin/redemptions/{redemption_id}/cancel": Rule(
         body=_reason, admin=Scope(redemption("zhan11"), (redemption("zhan21"),))
     ),
+    # A volunteer cancels only their own (v11a's at 站11; v21's is another volunteer's).
+    "POST /volunteer/redemptions/{redemption_id}/cancel": Rule(
+        body=_reason, volunteer=Scope(redemption("zhan11"), (redemption("zhan21"),))
+    ),
 }
 
 

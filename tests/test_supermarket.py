@@ -221,6 +221,32 @@ async def test_cancel_refunds_points_and_restores_stock(world: World) -> None:
     assert await balance(world) == 80 and await stock(world, item["id"]) == 3
 
 
+async def test_volunteers_cancel_their_own_pending_redemptions(world: World) -> None:
+    await give_points(world, "v11a", 100)
+    await give_points(world, "v11b", 100)
+    item = await goods(world, price=10, stock=5)
+    mine = (await redeem(world, "v11a", item["id"], 2)).json()
+    theirs = (await redeem(world, "v11b", item["id"])).json()
+    assert await balance(world) == 80 and await stock(world, item["id"]) == 2
+    cancel = f"/volunteer/redemptions/{mine['id']}/cancel"
+    assert (await call(world, "POST", f"/volunteer/redemptions/{theirs['id']}/cancel", "v11a", {"reason": "x"}))[
+        0
+    ] == 404  # another volunteer's: as if it did not exist
+    assert (await call(world, "POST", cancel, "zhan11_admin", {"reason": "x"}))[0] == 403
+    assert (await call(world, "POST", cancel, "v11a", {}))[0] == 422  # reason required
+    status, cancelled = await call(world, "POST", cancel, "v11a", {"reason": "不需要了"})
+    assert status == 200 and cancelled["status"] == "cancelled"
+    assert cancelled["handled_by_id"] == world.users["v11a"]
+    assert await balance(world) == 100 and await stock(world, item["id"]) == 4
+    assert await balance(world, "v11b") == 90
+    assert (await call(world, "POST", cancel, "v11a", {"reason": "再取消"}))[0] == 409
+    # Once collected, it is too late.
+    collected = await call(world, "POST", f"/admin/redemptions/{theirs['id']}/collect", "zhan11_admin")
+    assert collected[0] == 200
+    late = await call(world, "POST", f"/volunteer/redemptions/{theirs['id']}/cancel", "v11b", {"reason": "晚了"})
+    assert late[0] == 409 and await balance(world, "v11b") == 90
+
+
 async def test_redemption_lists_for_the_volunteer_and_the_admins(world: World) -> None:
     await give_points(world, "v11a", 100)
     await give_points(world, "v21", 100)

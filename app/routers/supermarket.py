@@ -126,3 +126,16 @@ async def my_redemptions(
 ) -> Page[RedemptionOut]:
     """我的兑换, newest first."""
     return await supermarket.my_redemptions(session, actor, status, cursor, limit)
+
+
+@router.post(
+    "/volunteer/redemptions/{redemption_id}/cancel",
+    response_model=RedemptionOut,
+    responses=errors(401, 403, 404, 409, 422),
+)
+async def cancel_mine(
+    redemption_id: ObjectId, body: RedemptionCancelIn, session: Session, actor: CurrentVolunteer
+) -> RedemptionOut:
+    """取消我的兑换 before collecting it: points refunded, stock restored (pending only, else 409;
+    another volunteer's: 404)."""
+    return await supermarket.cancel(session, actor, redemption_id, body.reason)

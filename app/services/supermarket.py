@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
 from app.db import transaction
+from app.domain import Role
 from app.errors import Conflict, NotFound
 from app.models import Goods, OrgUnit, PointsEntry, Redemption, Volunteer
 from app.models.org import ancestor_paths
@@ -248,11 +249,17 @@ async def _fetch_page(
 
 
 async def _pending_in_scope(session: AsyncSession, actor: Actor, redemption_id: int) -> tuple[Redemption, Goods, str]:
+    """The pending redemption, locked: of goods in an admin's subtree, or a volunteer's own."""
+    in_scope = (
+        Redemption.volunteer_id == actor.volunteer_id
+        if actor.role is Role.VOLUNTEER
+        else subtree(OrgUnit.path, jurisdiction(actor))
+    )
     row = (
         await session.execute(
             _redemptions()
             .join(OrgUnit, OrgUnit.id == Goods.unit_id)
-            .where(Redemption.id == redemption_id, subtree(OrgUnit.path, jurisdiction(actor)))
+            .where(Redemption.id == redemption_id, in_scope)
             .with_for_update(of=Redemption)
         )
     ).one_or_none()
@@ -280,7 +287,8 @@ async def collect(
 async def cancel(
     session: AsyncSession, actor: Actor, redemption_id: int, reason: str, now: datetime | None = None
 ) -> RedemptionOut:
-    """取消兑换: refund the points and put the goods back in stock (pending redemptions only)."""
+    """取消兑换 by an admin of the goods' unit or the volunteer who redeemed: refund the points and put
+    the goods back in stock (pending redemptions only)."""
     now = now or datetime.now(UTC)
     async with transaction(session):
         redemption, goods, name = await _pending_in_scope(session, actor, redemption_id)
