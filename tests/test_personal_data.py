@@ -97,6 +97,35 @@ async def test_admin_unmasked_reads_are_logged_and_others_are_not(world: World, 
     ]
 
 
+async def test_admin_reads_of_volunteer_phones_are_logged(world: World, sessionmaker: Sessions) -> None:
+    v11a = world.volunteers["v11a"]
+    await world.client.get("/volunteer/me", headers=world.h("v11a"))  # their own: not logged
+    listed = await world.client.get("/admin/volunteers?limit=100", headers=world.h("zhan11_admin"))
+    shown = await world.client.get(f"/admin/volunteers/{v11a}", headers=world.h("suo1_admin"))
+    patched = await world.client.patch(
+        f"/admin/volunteers/{v11a}", json={"skills": ["讲解"]}, headers=world.h("zhan11_admin")
+    )
+    hidden = await world.client.get(f"/admin/volunteers/{v11a}", headers=world.h("zhan21_admin"))  # 404
+    assert [r.status_code for r in (listed, shown, patched, hidden)] == [200, 200, 200, 404]
+    assert shown.json()["phone"] == patched.json()["phone"]  # unmasked for the admins in scope
+    listed_ids = sorted(v["id"] for v in listed.json()["items"])
+    async with sessionmaker() as session:
+        rows = (
+            await session.execute(
+                select(PiiAccess.user_id, PiiAccess.volunteer_id, PiiAccess.order_id, PiiAccess.field, PiiAccess.route)
+                .where(PiiAccess.volunteer_id.is_not(None))
+                .order_by(PiiAccess.id)
+            )
+        ).all()
+    zhan11, suo1 = world.users["zhan11_admin"], world.users["suo1_admin"]
+    assert sorted(r.volunteer_id for r in rows if r.route == "GET /admin/volunteers") == listed_ids
+    assert {r.user_id for r in rows if r.route == "GET /admin/volunteers"} == {zhan11}
+    assert [tuple(r) for r in rows if r.route != "GET /admin/volunteers"] == [
+        (suo1, v11a, None, "phone", "GET /admin/volunteers/{id}"),
+        (zhan11, v11a, None, "phone", "PATCH /admin/volunteers/{id}"),
+    ]
+
+
 async def test_timeline_and_outbox_never_carry_a_full_phone(world: World, sessionmaker: Sessions) -> None:
     order = await world.place("r1", contact_phone="13912345678")
     async with sessionmaker() as session:

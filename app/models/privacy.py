@@ -1,18 +1,23 @@
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, CreatedAtMixin, IdMixin
 
 
 class PiiAccess(IdMixin, CreatedAtMixin, Base):
-    """个人信息访问记录: an admin saw a resident's unmasked contact phone (who, which order, when)."""
+    """个人信息访问记录: an admin saw a phone number unmasked (who, when, through which route): an
+    order's contact phone (``order_id``) or a volunteer's own (``volunteer_id``)."""
 
     __tablename__ = "pii_access_log"
-    __table_args__ = (Index("ix_pii_access_log_user_id_created_at", "user_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_pii_access_log_user_id_created_at", "user_id", "created_at"),
+        CheckConstraint("(order_id IS NULL) <> (volunteer_id IS NULL)", name="subject"),
+    )
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    volunteer_id: Mapped[int | None] = mapped_column(ForeignKey("volunteers.id"), index=True)
     field: Mapped[str] = mapped_column(String(32))
     route: Mapped[str] = mapped_column(String(64))

@@ -34,6 +34,7 @@ from app.schemas.directory import (
 )
 from app.services.directory_units import flush_unique, jurisdiction, listing_scope, referenced_unit
 from app.services.pagination import keyset, page_of
+from app.services.privacy import record_volunteer_phone_reads
 from app.services.scope import subtree
 
 # --- shared checks --------------------------------------------------------------------------------
@@ -266,6 +267,7 @@ async def list_volunteers(
         page, next_cursor = page_of(rows, limit)
         user_ids = [v.user_id for v in page]
         usernames = dict((await session.execute(select(User.id, User.username).where(User.id.in_(user_ids)))).all())
+        await record_volunteer_phone_reads(session, actor, page, "GET /admin/volunteers")
     return Page[VolunteerOut](
         items=[_present_volunteer(v, usernames.get(v.user_id)) for v in page], next_cursor=next_cursor
     )
@@ -274,6 +276,7 @@ async def list_volunteers(
 async def get_volunteer(session: AsyncSession, actor: Actor, volunteer_id: int) -> VolunteerOut:
     async with transaction(session):
         volunteer, user = await _volunteer_in_scope(session, actor, volunteer_id)
+        await record_volunteer_phone_reads(session, actor, [volunteer], "GET /admin/volunteers/{id}")
         return _present_volunteer(volunteer, user.username)
 
 
@@ -330,6 +333,7 @@ async def update_volunteer(
             user.password_hash = password_hash
             user.token_version += 1
         await session.flush()
+        await record_volunteer_phone_reads(session, actor, [volunteer], "PATCH /admin/volunteers/{id}")
         return _present_volunteer(volunteer, user.username)
 
 

@@ -1,4 +1,4 @@
-"""个人信息保护: who saw a resident's unmasked phone, and key rotation for data at rest."""
+"""个人信息保护: who saw a resident's or a volunteer's unmasked phone, and key rotation for data at rest."""
 
 from __future__ import annotations
 
@@ -27,6 +27,22 @@ async def record_phone_reads(session: AsyncSession, actor: Actor, orders: Iterab
         {"user_id": actor.user_id, "order_id": order.id, "field": "contact_phone", "route": route[:64]}
         for order in orders
         if logs_phone_read(actor, order)
+    ]
+    if rows:
+        await session.execute(insert(table_of(PiiAccess)), rows)
+    return len(rows)
+
+
+async def record_volunteer_phone_reads(
+    session: AsyncSession, actor: Actor, volunteers: Iterable[Volunteer], route: str
+) -> int:
+    """Log each volunteer whose phone an admin is about to see (admins see their volunteers' phones
+    unmasked, to reach them)."""
+    if actor.role is not Role.ADMIN:
+        return 0
+    rows = [
+        {"user_id": actor.user_id, "volunteer_id": volunteer.id, "field": "phone", "route": route[:64]}
+        for volunteer in volunteers
     ]
     if rows:
         await session.execute(insert(table_of(PiiAccess)), rows)
