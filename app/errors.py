@@ -137,6 +137,16 @@ def _sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+_NO_CONNECTION = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
+
 def classify_database_error(exc: BaseException) -> DomainError | None:
     """The client-facing error for a database failure that is not the request's fault, or ``None``.
 
@@ -152,11 +162,19 @@ def classify_database_error(exc: BaseException) -> DomainError | None:
         return ServiceUnavailable()
     # No SQLSTATE: refused / reset sockets and connect timeouts (OSError), a closed connection
     # (InterfaceError), no pooled connection within pool_timeout, a connection SQLAlchemy invalidated.
-    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError | OSError | asyncpg.InterfaceError):
+    # A connection found out of step with its server (asyncpg's InternalClientError) is as good as closed.
+    if isinstance(exc, _NO_CONNECTION):
         return ServiceUnavailable()
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return ServiceUnavailable()
     return None
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """The server said it is going away or the connection is broken (SQLSTATE class 08, 57P01–57P04):
+    the connection must not serve another statement."""
+    state = _sqlstate(exc)
+    return state is not None and (state in _DOWN_SQLSTATES or state.startswith("08"))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -193,6 +211,7 @@ def install_error_handlers(app: FastAPI) -> None:
     # Statements sent with asyncpg directly (``app.prepared``) raise its own errors.
     app.add_exception_handler(asyncpg.PostgresError, _database)
     app.add_exception_handler(asyncpg.InterfaceError, _database)
+    app.add_exception_handler(asyncpg.InternalClientError, _database)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JsonResponse:

@@ -29,6 +29,8 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import greenlet_spawn
 
+from app.errors import connection_lost
+
 Processor = Callable[[Any], Any] | None
 T = TypeVar("T")
 
@@ -154,11 +156,20 @@ class Prepared:
 
 
 async def _guarded(db: RawConnection, call: Awaitable[T]) -> T:
-    """Await ``call``; a connection found dead is handed back to SQLAlchemy to retire, as its own
-    statements would be, before the error goes on (and is answered 503)."""
+    """Await ``call``; a connection that cannot be trusted with another statement is handed back to
+    SQLAlchemy to retire, as its own statements' would be, before the error goes on (answered 503).
+
+    An error the server reports about the statement (a constraint, a lock or statement timeout)
+    leaves the connection ready for the next one; the server going away (``AdminShutdown`` after a
+    stop, class 08), a dropped socket or a protocol out of step does not.
+    """
     try:
         result: T = await call
-    except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
+    except asyncpg.PostgresError as exc:
+        if db.driver.is_closed() or connection_lost(exc):
+            await db.invalidate()
+        raise
+    except Exception:
         await db.invalidate()
         raise
     return result

@@ -3,12 +3,19 @@ FastAPI endpoint, and that both answer alike."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import asyncpg
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.domain import Status
+from app.models import Order
+from app.prepared import _guarded, checkout
 from app.services import transitions
 from tests.test_dispatch_engine import set_policy
 from tests.world import World
@@ -129,3 +136,63 @@ async def test_an_automatic_dispatch_to_follow_takes_the_transactional_path(worl
     approved = await world.ok("zhan11_admin", order["id"], "approve")
     assert approved["status"] == Status.POOLED.value  # approved, then published by the system
     assert paths.reset() == (1, 1)  # the lane read it, saw the policy, and handed it on untouched
+
+
+async def test_a_connection_the_server_dropped_mid_statement_is_retired(
+    world: World, app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """The server ends a lane connection while its write waits (``pg_terminate_backend``: what a
+    restart does to every connection): that request is answered 503, and no later request meets the
+    dead connection (more requests follow than the pool holds)."""
+    order = await world.order_in(Status.APPROVED)
+    body = {"volunteer_id": world.volunteers["v11a"]}
+    async with sessionmaker() as blocker, blocker.begin():
+        await blocker.execute(select(Order.id).where(Order.id == order["id"]).with_for_update())
+        request = asyncio.create_task(world.act("zhan11_admin", order["id"], "dispatch", body))
+        async with sessionmaker() as watcher:
+            for _ in range(100):
+                # The one backend of this database waiting for a lock: the lane's connection.
+                pid = await watcher.scalar(
+                    text(
+                        "SELECT pid FROM pg_stat_activity"
+                        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                    )
+                )
+                if pid is not None:
+                    break
+                await asyncio.sleep(0.02)
+            assert pid is not None, "the lane's write never waited on the lock"
+            assert await watcher.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        response = await request
+    assert response.status_code == 503 and response.json()["error"]["code"] == "unavailable"
+    settings = app.state.settings
+    for i in range(settings.db_pool_size + settings.db_max_overflow + 5):
+        action = "withdraw" if i % 2 else "dispatch"
+        again = await world.act("zhan11_admin", order["id"], action, body if action == "dispatch" else {})
+        assert again.status_code == 200, (i, again.text)
+
+
+@pytest.mark.parametrize(
+    ("error", "retired"),
+    [
+        (asyncpg.exceptions.UniqueViolationError("duplicate key"), False),  # about the statement
+        (asyncpg.exceptions.LockNotAvailableError("lock timeout"), False),
+        (asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"), True),
+        (asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"), True),
+        (TimeoutError(), True),
+    ],
+    ids=["constraint", "lock-timeout", "server-going-away", "protocol-out-of-step", "client-timeout"],
+)
+async def test_a_connection_is_retired_only_when_it_cannot_be_trusted(
+    app: FastAPI, error: Exception, retired: bool
+) -> None:
+    """``prepared._guarded``: an error the server reports about a statement leaves the connection in
+    the pool; the server going away, a protocol out of step or a timeout mid-statement retire it."""
+
+    async def failing() -> None:
+        raise error
+
+    async with checkout(app.state.engine) as db:
+        with pytest.raises(type(error)):
+            await _guarded(db, failing())
+        assert db.driver.is_closed() is retired
