@@ -50,7 +50,7 @@ from app.services.directory_units import jurisdiction
 from app.services.policies import effective_policy
 from app.services.presenters import present_order
 from app.services.scope import subtree
-from app.services.transitions import record_event
+from app.services.transitions import event_row, record_event
 from app.services.volunteering import star_level
 
 # Hours may be corrected once the service is over, and only then.
@@ -76,7 +76,7 @@ async def _note(
 ) -> None:
     # The one timeline writer takes an ``Action``, but reads nothing of it beyond ``.value``.
     status = Status(order.status)
-    await record_event(session, order, cast(Action, note), status, actor, reason, payload, now)
+    await record_event(session, event_row(order, cast(Action, note), status, actor, reason, payload, now))
 
 
 async def _lock_order_in_scope(session: AsyncSession, actor: Actor, order_id: int) -> Order:

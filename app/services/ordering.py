@@ -23,7 +23,7 @@ from app.services.policies import effective_policy, step_deadline
 from app.services.presenters import present_order
 from app.services.privacy import record_phone_reads
 from app.services.scope import order_visible_to
-from app.services.transitions import record_event, transition_locked
+from app.services.transitions import event_row, record_event, transition_locked
 from app.workflow import TRANSITIONS
 
 _CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud over the hotline
@@ -89,7 +89,7 @@ async def place_order(
         place_rule = TRANSITIONS[(None, Action.PLACE)]
         order.deadline_at = step_deadline(Status.SUBMITTED, await effective_policy(session, unit.path), now)
         payload = {"channel": order.channel, "by_proxy": order.placed_by_id != order.resident_id}
-        await record_event(session, order, Action.PLACE, None, actor, None, payload, now)
+        await record_event(session, event_row(order, Action.PLACE, None, actor, None, payload, now))
         await outbox.enqueue(session, order, Action.PLACE, place_rule.notify)
         if item is not None and item.auto_approve:
             approve = TRANSITIONS[(Status.SUBMITTED, Action.APPROVE)]

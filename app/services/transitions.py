@@ -535,19 +535,10 @@ def event_row(
     }
 
 
-async def record_event(
-    session: AsyncSession,
-    order: Order,
-    action: Action,
-    from_status: Status | None,
-    actor: Actor,
-    reason: str | None,
-    payload: dict[str, Any],
-    now: datetime,
-) -> None:
-    """Append to the order's timeline (the table refuses updates and deletes) outside a transition:
-    a transition writes its event in its one statement."""
-    await session.execute(_INSERT_EVENT, event_row(order, action, from_status, actor, reason, payload, now))
+async def record_event(session: AsyncSession, event: dict[str, Any]) -> None:
+    """Append ``event`` (an ``event_row``) to the order's timeline (the table refuses updates and
+    deletes) outside a transition: a transition writes its event in its one statement."""
+    await session.execute(_INSERT_EVENT, event)
 
 
 _INSERT_EVENT = insert(table_of(OrderEvent))
