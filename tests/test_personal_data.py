@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 
 import pytest
@@ -34,13 +35,13 @@ def restore_keys(app: FastAPI) -> Iterator[None]:
 async def test_phones_are_encrypted_in_the_database(world: World, sessionmaker: Sessions) -> None:
     order = await world.place("r1", contact_phone="13912345678")
     stored = await raw_phone(sessionmaker, order["id"])
-    assert stored.startswith("enc:") and "13912345678" not in stored
+    assert stored.startswith("enc2:") and "13912345678" not in stored
     assert (await world.client.get(f"/orders/{order['id']}", headers=world.h("r1"))).json()["contact_phone"] == (
         "13912345678"
     )
     async with sessionmaker() as session:
         volunteer_phones = (await session.execute(text("SELECT phone FROM volunteers"))).scalars().all()
-    assert all(p.startswith("enc:") for p in volunteer_phones)
+    assert all(p.startswith("enc2:") for p in volunteer_phones)
 
 
 async def test_key_rotation_keeps_data_readable(
@@ -60,7 +61,44 @@ async def test_key_rotation_keeps_data_readable(
         "13912345678"
     )
     stored = await raw_phone(sessionmaker, order["id"])
-    assert Fernet(new_key).decrypt(stored.removeprefix("enc:").encode()) == b"13912345678"
+    assert stored.startswith("enc2:") and "13912345678" not in stored
+    crypto.configure([old_key])  # rewritten under the new key: the old one alone cannot read it
+    with pytest.raises(RuntimeError, match="SIDAN_DATA_KEYS"):
+        crypto.decrypt(stored)
+
+
+async def test_fernet_values_written_before_aes_gcm_still_read_and_rotate(
+    world: World, sessionmaker: Sessions, app: FastAPI
+) -> None:
+    """Phones stored as ``enc:`` + a Fernet token (the form before ``enc2:``) read back, and
+    ``rotate-keys`` rewrites them in the current form."""
+    order = await world.place("r1")
+    key = app.state.settings.data_key_list[0]
+    legacy = "enc:" + Fernet(key).encrypt(b"13700002222").decode()
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            text("UPDATE orders SET contact_phone = :p WHERE id = :id"), {"p": legacy, "id": order["id"]}
+        )
+    response = await world.client.get(f"/orders/{order['id']}", headers=world.h("r1"))
+    assert response.json()["contact_phone"] == "13700002222"
+    async with sessionmaker() as session:
+        await rotate_keys(session)
+    stored = await raw_phone(sessionmaker, order["id"])
+    assert stored.startswith("enc2:") and crypto.decrypt(stored) == "13700002222"
+
+
+def test_tampered_or_unknown_ciphertexts_are_refused(restore_keys: None) -> None:
+    sealed = crypto.encrypt("13912345678")
+    assert sealed != crypto.encrypt("13912345678")  # a fresh nonce each time
+    assert crypto.decrypt(sealed) == "13912345678"
+    blob = bytearray(base64.urlsafe_b64decode(sealed.removeprefix("enc2:")))
+    blob[-1] ^= 1  # one bit of the tag
+    for bad in ("enc2:" + base64.urlsafe_b64encode(bytes(blob)).decode(), "enc2:not base64!", "enc2:"):
+        with pytest.raises(RuntimeError, match="SIDAN_DATA_KEYS"):
+            crypto.decrypt(bad)
+    crypto.configure([Fernet.generate_key().decode()])  # a key id nobody wrote with
+    with pytest.raises(RuntimeError, match="SIDAN_DATA_KEYS"):
+        crypto.decrypt(sealed)
 
 
 async def test_plaintext_rows_from_before_encryption_still_read(world: World, sessionmaker: Sessions) -> None:
