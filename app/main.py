@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         url = database_url if database_url else await asyncio.to_thread(resolve_database_url, settings)
         engine = create_engine(url, settings)
         app.state.engine = engine
-        watch_pool(engine, settings)
+        pool_gauges = asyncio.create_task(watch_pool(engine, settings))
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.http = httpx.AsyncClient()
         stop = asyncio.Event()
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             yield
         finally:
             stop.set()
+            pool_gauges.cancel()
             if worker is not None:
                 await worker
             await app.state.http.aclose()

@@ -116,11 +116,13 @@ def observe_pool(engine: AsyncEngine, settings: Settings) -> None:
         DB_POOL_CAPACITY.set(settings.db_pool_size + settings.db_max_overflow)
 
 
-def watch_pool(engine: AsyncEngine, settings: Settings) -> None:
-    """Keep the pool gauges current: at start, at every checkout and checkin (and at each scrape)."""
-    observe_pool(engine, settings)
-    for name in ("checkout", "checkin", "connect", "close"):
-        event.listen(engine.sync_engine.pool, name, lambda *_: observe_pool(engine, settings))
+async def watch_pool(engine: AsyncEngine, settings: Settings, every: float = 1.0) -> None:
+    """Keep the pool gauges current: now, then once a ``every`` seconds until cancelled (and at each
+    scrape). Not on every checkout and checkin: listeners there cost more than the checkout itself.
+    Each worker process refreshes its own, so a scrape of any one sums every pool within a second."""
+    while True:
+        observe_pool(engine, settings)
+        await asyncio.sleep(every)
 
 
 def metrics_payload() -> bytes:
