@@ -17,7 +17,6 @@ import os
 import re
 import sys
 import time
-import uuid
 from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -197,7 +196,13 @@ def _request_id(scope: Scope) -> str:
             if _VALID_REQUEST_ID.fullmatch(candidate):
                 return candidate
             break  # never copy arbitrary client bytes into the logs
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # a uuid4's worth of randomness, without building the UUID
+
+
+# The labelled children of the request metrics, by label values (route templates are bounded, see
+# ``_template``): a dictionary lookup instead of ``labels()``'s argument handling and lock per request.
+_latency_by_route: dict[tuple[str, str], Histogram] = {}
+_requests_by_route: dict[tuple[str, str, int], Counter] = {}
 
 
 class ObservabilityMiddleware:
@@ -239,8 +244,15 @@ class ObservabilityMiddleware:
             IN_PROGRESS.dec()
             elapsed = time.perf_counter() - started
             route = self._template(scope)
-            LATENCY.labels(scope["method"], route).observe(elapsed)
-            REQUESTS.labels(scope["method"], route, str(status)).inc()
+            method = scope["method"]
+            latency = _latency_by_route.get((method, route)) or _latency_by_route.setdefault(
+                (method, route), LATENCY.labels(method, route)
+            )
+            latency.observe(elapsed)
+            requests = _requests_by_route.get((method, route, status)) or _requests_by_route.setdefault(
+                (method, route, status), REQUESTS.labels(method, route, str(status))
+            )
+            requests.inc()
             access_log.log(
                 logging.WARNING if status >= 500 else logging.INFO,
                 "%s %s %s %.1fms",
