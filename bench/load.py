@@ -198,7 +198,11 @@ async def lifecycles(base: str, seed: Seed, clients: int, duration: float) -> No
         ]
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            response = await http.post("/api/v1/orders", json=seed.order_body(), headers=resident)
+            try:
+                response = await http.post("/api/v1/orders", json=seed.order_body(), headers=resident)
+            except httpx.TransportError as exc:  # counted, not fatal: the run goes on
+                errors[f"place: {type(exc).__name__}"] += 1
+                continue
             latencies["place"].append(time.perf_counter() - started)
             if response.status_code != 201:
                 errors["place"] += 1
@@ -206,7 +210,11 @@ async def lifecycles(base: str, seed: Seed, clients: int, duration: float) -> No
             order_id = response.json()["id"]
             for action, headers, body in steps:
                 started = time.perf_counter()
-                response = await http.post(f"/api/v1/orders/{order_id}/{action}", json=body, headers=headers)
+                try:
+                    response = await http.post(f"/api/v1/orders/{order_id}/{action}", json=body, headers=headers)
+                except httpx.TransportError as exc:
+                    errors[f"{action}: {type(exc).__name__}"] += 1
+                    break
                 latencies[action].append(time.perf_counter() - started)
                 if response.status_code != 200:
                     errors[action] += 1
@@ -280,6 +288,7 @@ async def grab_storm(base: str, seed: Seed, grabbers: int, pooled: int) -> None:
 async def reads(base: str, seed: Seed, clients: int, duration: float) -> None:
     latencies: dict[str, list[float]] = defaultdict(list)
     errors = 0
+    failures: dict[str, int] = defaultdict(int)  # no response at all, by exception
     deadline = time.perf_counter() + duration
 
     async def client(i: int, http: httpx.AsyncClient) -> None:
@@ -294,7 +303,12 @@ async def reads(base: str, seed: Seed, clients: int, duration: float) -> None:
         while time.perf_counter() < deadline:
             name, path, token = polls[random.randrange(3)]
             started = time.perf_counter()
-            response = await http.get(path, headers={"Authorization": f"Bearer {token}"})
+            try:
+                response = await http.get(path, headers={"Authorization": f"Bearer {token}"})
+            except httpx.TransportError as exc:  # counted, not fatal: the run goes on
+                failures[type(exc).__name__] += 1
+                errors += 1
+                continue
             latencies[name].append(time.perf_counter() - started)
             errors += response.status_code != 200
 
@@ -303,7 +317,10 @@ async def reads(base: str, seed: Seed, clients: int, duration: float) -> None:
         await asyncio.gather(*(client(i, http) for i in range(clients)))
     elapsed = time.perf_counter() - started
     total = sum(len(v) for v in latencies.values())
-    print(f"(c) reads: {clients} clients: {total / elapsed:.0f} requests/s, errors {errors}")
+    print(
+        f"(c) reads: {clients} clients: {total / elapsed:.0f} requests/s, errors {errors}"
+        + (f" (no response: {dict(failures)})" if failures else "")
+    )
     for name, samples in latencies.items():
         print(f"    {name:16s} n={len(samples):6d}  {percentiles(samples)}")
 
