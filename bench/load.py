@@ -7,7 +7,7 @@ The bench seeds its own data with the service's own code (models and ``place_ord
 in the service's database (``--database-url``, else ``DATABASE_URL``, else the embedded server in
 ``SIDAN_DATA_DIR``), signs tokens with the same settings (run it with the service's environment), then:
 
-(a) lifecycles place→approve→dispatch→accept→check-in→complete→rate by N concurrent clients (httpx);
+(a) lifecycles place→approve→dispatch→accept→check-in→complete→rate by N concurrent clients;
 (b) a grab storm: 1,000 volunteers at once over 100 pooled orders, ten per order (exactly 100 winners);
 (c) read traffic: volunteers polling task lists, residents polling their orders;
 (d) one transition per request (dispatch ⇄ withdraw) driven by wrk, beside the same transition SQL
@@ -45,6 +45,7 @@ from app.models import OrderEvent, OrgUnit, User, Volunteer
 from app.schemas.orders import EmptyBody, OrderCreate, PublishBody
 from app.services.ordering import place_order
 from app.services.transitions import apply_action
+from bench.client import LeanClient, NoResponse
 from bench.common import describe_machine, plain_dsn, scratch_database
 
 HERE = Path(__file__).resolve().parent
@@ -183,7 +184,7 @@ async def lifecycles(base: str, seed: Seed, clients: int, duration: float) -> No
     admin = {"Authorization": f"Bearer {seed.tokens_admin}"}
     deadline = time.perf_counter() + duration
 
-    async def client(i: int, http: httpx.AsyncClient) -> None:
+    async def client(i: int, http: LeanClient) -> None:
         user, profile = seed.volunteers[i % len(seed.volunteers)]
         volunteer = {"Authorization": f"Bearer {seed.token(user)}"}
         resident = {"Authorization": f"Bearer {seed.token(seed.residents[i % len(seed.residents)])}"}
@@ -200,8 +201,8 @@ async def lifecycles(base: str, seed: Seed, clients: int, duration: float) -> No
             started = time.perf_counter()
             try:
                 response = await http.post("/api/v1/orders", json=seed.order_body(), headers=resident)
-            except httpx.TransportError as exc:  # counted, not fatal: the run goes on
-                errors[f"place: {type(exc).__name__}"] += 1
+            except NoResponse:  # counted, not fatal: the run goes on
+                errors["place: no response"] += 1
                 continue
             latencies["place"].append(time.perf_counter() - started)
             if response.status_code != 201:
@@ -212,8 +213,8 @@ async def lifecycles(base: str, seed: Seed, clients: int, duration: float) -> No
                 started = time.perf_counter()
                 try:
                     response = await http.post(f"/api/v1/orders/{order_id}/{action}", json=body, headers=headers)
-                except httpx.TransportError as exc:
-                    errors[f"{action}: {type(exc).__name__}"] += 1
+                except NoResponse:
+                    errors[f"{action}: no response"] += 1
                     break
                 latencies[action].append(time.perf_counter() - started)
                 if response.status_code != 200:
@@ -221,8 +222,7 @@ async def lifecycles(base: str, seed: Seed, clients: int, duration: float) -> No
                     break
 
     started = time.perf_counter()
-    limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
+    async with LeanClient(base, connections=clients, timeout=30) as http:
         await asyncio.gather(*(client(i, http) for i in range(clients)))
     elapsed = time.perf_counter() - started
     transitions = sum(len(v) for v in latencies.values())
@@ -243,14 +243,14 @@ async def grab_storm(base: str, seed: Seed, grabbers: int, pooled: int) -> None:
     latencies: list[float] = []
     winners: list[int] = []
 
-    async def volunteer(index: int, user: User, http: httpx.AsyncClient) -> None:
+    async def volunteer(index: int, user: User, http: LeanClient) -> None:
         # Ten volunteers per order, all at once: exactly one of each ten may win.
         order_id = orders[index % len(orders)]
         headers = {"Authorization": f"Bearer {seed.token(user)}"}
         started = time.perf_counter()
         try:
             response = await http.post(f"/api/v1/orders/{order_id}/grab", json={}, headers=headers)
-        except httpx.TransportError:
+        except NoResponse:
             codes[0] += 1  # connection dropped: counted as status 0 (the grab events below tell the truth)
             return
         latencies.append(time.perf_counter() - started)
@@ -259,7 +259,7 @@ async def grab_storm(base: str, seed: Seed, grabbers: int, pooled: int) -> None:
             winners.append(order_id)
 
     started = time.perf_counter()
-    async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=64), timeout=60) as http:
+    async with LeanClient(base, connections=64, timeout=60) as http:
         await asyncio.gather(*(volunteer(i, user, http) for i, (user, _) in enumerate(seed.volunteers[:grabbers])))
     elapsed = time.perf_counter() - started
     engine = create_engine(seed.url, seed.settings)
@@ -288,11 +288,11 @@ async def grab_storm(base: str, seed: Seed, grabbers: int, pooled: int) -> None:
 async def reads(base: str, seed: Seed, clients: int, duration: float) -> None:
     latencies: dict[str, list[float]] = defaultdict(list)
     errors = 0
-    failures: dict[str, int] = defaultdict(int)  # no response at all, by exception
+    failures = 0  # no response at all
     deadline = time.perf_counter() + duration
 
-    async def client(i: int, http: httpx.AsyncClient) -> None:
-        nonlocal errors
+    async def client(i: int, http: LeanClient) -> None:
+        nonlocal errors, failures
         user, _ = seed.volunteers[i % len(seed.volunteers)]
         resident = seed.residents[i % len(seed.residents)]
         polls = [
@@ -305,21 +305,21 @@ async def reads(base: str, seed: Seed, clients: int, duration: float) -> None:
             started = time.perf_counter()
             try:
                 response = await http.get(path, headers={"Authorization": f"Bearer {token}"})
-            except httpx.TransportError as exc:  # counted, not fatal: the run goes on
-                failures[type(exc).__name__] += 1
+            except NoResponse:  # counted, not fatal: the run goes on
+                failures += 1
                 errors += 1
                 continue
             latencies[name].append(time.perf_counter() - started)
             errors += response.status_code != 200
 
     started = time.perf_counter()
-    async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=clients), timeout=30) as http:
+    async with LeanClient(base, connections=clients, timeout=30) as http:
         await asyncio.gather(*(client(i, http) for i in range(clients)))
     elapsed = time.perf_counter() - started
     total = sum(len(v) for v in latencies.values())
     print(
         f"(c) reads: {clients} clients: {total / elapsed:.0f} requests/s, errors {errors}"
-        + (f" (no response: {dict(failures)})" if failures else "")
+        + (f" ({failures} without a response)" if failures else "")
     )
     for name, samples in latencies.items():
         print(f"    {name:16s} n={len(samples):6d}  {percentiles(samples)}")
