@@ -196,7 +196,7 @@ def _request_id(scope: Scope) -> str:
             if _VALID_REQUEST_ID.fullmatch(candidate):
                 return candidate
             break  # never copy arbitrary client bytes into the logs
-    return os.urandom(16).hex()  # a uuid4's worth of randomness, without building the UUID
+    return os.urandom(16).hex()  # 128 random bits as 32 hex digits (a uuid4 without building the UUID)
 
 
 # The labelled children of the request metrics, by label values (route templates are bounded, see
