@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -41,6 +42,7 @@ from app.observability import (
     TextFormatter,
     configure_logging,
     mask_phones,
+    new_request_id,
 )
 from app.schemas.orders import EmptyBody
 from app.services.delivery import LogChannel
@@ -51,7 +53,7 @@ from app.workflow import TRANSITIONS
 from tests.helpers import free_port
 from tests.world import World
 
-PHONE = re.compile(r"1[3-9]\d[- ]?\d{4}[- ]?\d{4}")
+PHONE = re.compile(r"(?<!\d)1[3-9]\d[- ]?\d{4}[- ]?\d{4}(?!\d)")  # not inside a longer run of digits
 APPROVE_ROUTE = "/api/v1/orders/{order_id}/approve"
 
 
@@ -244,6 +246,17 @@ async def test_request_id_is_generated_when_missing_or_unsafe(world: World, clie
     errors = await client.get("/orders/mine", headers={"X-Request-ID": "no-token-1"})
     assert errors.status_code == 401
     assert errors.headers["X-Request-ID"] == "no-token-1"
+
+
+def test_generated_request_ids_are_never_altered_by_log_masking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A random id with a phone-shaped run of digits would be logged masked, unlike its header: such an
+    id is drawn again."""
+    phone_shaped = bytes.fromhex("a13812345678b" + "c" * 19)
+    plain = bytes.fromhex("0123abcd" * 4)
+    draws = iter([phone_shaped, plain])
+    monkeypatch.setattr(os, "urandom", lambda n: next(draws))
+    assert mask_phones(phone_shaped.hex()) != phone_shaped.hex()
+    assert new_request_id() == plain.hex() == mask_phones(plain.hex())
 
 
 async def test_lines_logged_inside_a_request_carry_its_context() -> None:
