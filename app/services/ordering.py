@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, String, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import SYSTEM_ACTOR, Actor
@@ -18,7 +18,7 @@ from app.models.org import ancestor_paths
 from app.schemas.common import Page
 from app.schemas.orders import EventOut, OrderCreate, OrderOut, ReasonBody
 from app.services import idempotency, outbox
-from app.services.pagination import keyset, page_of
+from app.services.pagination import newest_first, page_of, page_params
 from app.services.policies import effective_policy, step_deadline
 from app.services.presenters import present_order
 from app.services.privacy import record_phone_reads
@@ -167,15 +167,31 @@ async def order_events(session: AsyncSession, actor: Actor, order_id: int) -> li
         return [EventOut.model_validate(e) for e in events]
 
 
+_ORDERER = bindparam("scope_user_id", type_=BigInteger)
+# ``my_orders``'s statements, built once (see ``app.services.volunteering``): by (status filter, cursor).
+_MINE = {
+    (by_status, after_cursor): newest_first(
+        select(Order).where(
+            or_(Order.resident_id == _ORDERER, Order.placed_by_id == _ORDERER),
+            *([Order.status == bindparam("order_status", type_=String)] if by_status else []),
+        ),
+        Order.created_at,
+        Order.id,
+        after_cursor=after_cursor,
+    )
+    for by_status in (False, True)
+    for after_cursor in (False, True)
+}
+
+
 async def my_orders(
     session: AsyncSession, actor: Actor, status: Status | None, cursor: str | None, limit: int
 ) -> Page[OrderOut]:
     """Orders the caller is served by or placed (代点单 included), newest first."""
-    mine = (Order.resident_id == actor.user_id) | (Order.placed_by_id == actor.user_id)
-    query = select(Order).where(mine)
-    if status is not None:
-        query = query.where(Order.status == status.value)
+    params = {"scope_user_id": actor.user_id, "order_status": status.value if status else None}
+    params |= page_params(cursor, limit)
     async with transaction(session):
-        rows = list((await session.execute(keyset(query, Order.created_at, Order.id, cursor, limit))).scalars())
+        query = _MINE[status is not None, bool(cursor)]
+        rows = list((await session.execute(query, params)).scalars())
         items, next_cursor = page_of(rows, limit)
         return Page[OrderOut](items=[present_order(o, actor) for o in items], next_cursor=next_cursor)

@@ -6,7 +6,8 @@ import math
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import BigInteger, Float, Integer, any_, bindparam, func, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
@@ -18,9 +19,9 @@ from app.schemas.common import Page
 from app.schemas.orders import OrderOut
 from app.schemas.volunteers import StarLevel, VolunteerMe
 from app.services import ledger
-from app.services.pagination import keyset, page_of
+from app.services.pagination import newest_first, page_of, page_params
 from app.services.presenters import present_order
-from app.services.scope import in_pool_region
+from app.services.scope import POOL_REGION, scope_params
 
 # 全国志愿服务信息系统: 1★–5★ at 100 / 300 / 600 / 1,000 / 1,500 certified hours.
 STAR_THRESHOLDS: tuple[Decimal, ...] = tuple(Decimal(h) for h in (100, 300, 600, 1000, 1500))
@@ -53,6 +54,37 @@ def star_level(hours: Decimal) -> StarLevel:
     )
 
 
+# The task lists' statements, built once: the caller's values are parameters (``scope_params``,
+# ``page_params``), so each request reuses a compiled statement instead of building and keying a new
+# one (half a millisecond for the pool's).
+_VOLUNTEER = bindparam("scope_volunteer_id", type_=BigInteger)
+_ASSIGNED = {
+    after_cursor: newest_first(
+        select(Order).where(
+            or_(
+                Order.assignee_volunteer_id == _VOLUNTEER,
+                Order.assignee_team_id == any_(bindparam("scope_team_ids", type_=ARRAY(BigInteger))),
+            ),
+            Order.status.in_([s.value for s in ACTIVE_ASSIGNED]),
+        ),
+        Order.created_at,
+        Order.id,
+        after_cursor=after_cursor,
+    )
+    for after_cursor in (False, True)
+}
+_HOME = select(Volunteer.lat, Volunteer.lng).where(Volunteer.id == _VOLUNTEER)
+# Equirectangular distance from the volunteer's home: exact enough to rank within a county, and cheap.
+_SQUARED_DISTANCE = func.power(Order.lat - bindparam("home_lat", type_=Float), 2) + func.power(
+    (Order.lng - bindparam("home_lng", type_=Float)) * bindparam("home_lng_scale", type_=Float), 2
+)
+_POOL = select(Order).where(Order.status == Status.POOLED.value, POOL_REGION)
+_BY_DEADLINE = (Order.deadline_at.asc().nulls_last(), Order.id.asc())
+_POOL_ROWS = bindparam("page_rows", type_=Integer)
+_POOL_NEAREST_FIRST = _POOL.order_by(_SQUARED_DISTANCE.asc().nulls_last(), *_BY_DEADLINE).limit(_POOL_ROWS)
+_POOL_BY_DEADLINE = _POOL.order_by(*_BY_DEADLINE).limit(_POOL_ROWS)
+
+
 async def tasks(
     session: AsyncSession, actor: Actor, kind: Literal["assigned", "pool"], cursor: str | None, limit: int
 ) -> Page[OrderOut]:
@@ -61,29 +93,21 @@ async def tasks(
     async with transaction(session):
         if kind == "pool":
             return await _pool(session, actor, limit)
-        mine = [Order.assignee_volunteer_id == actor.volunteer_id]
-        if actor.team_ids:
-            mine.append(Order.assignee_team_id.in_(actor.team_ids))
-        where = [or_(*mine), Order.status.in_([s.value for s in ACTIVE_ASSIGNED])]
-        query = keyset(select(Order).where(*where), Order.created_at, Order.id, cursor, limit)
-        rows = list((await session.execute(query)).scalars())
+        params = scope_params(actor) | page_params(cursor, limit)
+        rows = list((await session.execute(_ASSIGNED[bool(cursor)], params)).scalars())
         items, next_cursor = page_of(rows, limit)
         return Page[OrderOut](items=[present_order(o, actor) for o in items], next_cursor=next_cursor)
 
 
 async def _pool(session: AsyncSession, actor: Actor, limit: int) -> Page[OrderOut]:
-    query = select(Order).where(Order.status == Status.POOLED.value, in_pool_region(actor))
-    home = (
-        await session.execute(select(Volunteer.lat, Volunteer.lng).where(Volunteer.id == actor.volunteer_id))
-    ).one_or_none()
-    order_by: list[Any] = []
+    params: dict[str, Any] = scope_params(actor) | {"page_rows": limit}
+    home = (await session.execute(_HOME, params)).one_or_none()
     lat, lng = home if home is not None else (None, None)
+    query = _POOL_BY_DEADLINE
     if lat is not None and lng is not None:
-        # Equirectangular distance: exact enough to rank within a county, and cheap.
-        squared = func.power(Order.lat - lat, 2) + func.power((Order.lng - lng) * math.cos(math.radians(lat)), 2)
-        order_by.append(squared.asc().nulls_last())
-    order_by += [Order.deadline_at.asc().nulls_last(), Order.id.asc()]
-    rows = (await session.execute(query.order_by(*order_by).limit(limit))).scalars()
+        query = _POOL_NEAREST_FIRST
+        params |= {"home_lat": lat, "home_lng": lng, "home_lng_scale": math.cos(math.radians(lat))}
+    rows = (await session.execute(query, params)).scalars()
     return Page[OrderOut](items=[present_order(o, actor) for o in rows], next_cursor=None)
 
 
