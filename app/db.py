@@ -7,10 +7,10 @@ With no ``DATABASE_URL`` the service runs a real PostgreSQL from the ``pgserver`
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import orjson
@@ -134,18 +134,38 @@ async def transaction(session: AsyncSession) -> AsyncIterator[None]:
 
 
 _SESSION = "db_session"
+_READ_ONLY = "_sidan_read_only"
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def read_only(endpoint: Endpoint) -> Endpoint:
+    """Marks an endpoint that only reads (an access-log insert aside) and needs no transaction: its
+    session runs in autocommit, so the request saves the ``BEGIN`` and ``COMMIT`` round trips. Each
+    statement still sees what was committed when it started, as in a READ COMMITTED transaction; nothing
+    the endpoint does may need a lock or ``SET LOCAL``. For the lists residents and volunteers poll."""
+    setattr(endpoint, _READ_ONLY, True)
+    return endpoint
+
+
+def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for ``read_only`` endpoints: the engine's pool, connections in autocommit."""
+    return create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
 
 
 async def get_session(request: Request) -> AsyncSession:
     """The request's session, opened on first use; ``RequestSessions`` closes it. Services own their
-    transactions and commit themselves.
+    transactions and commit themselves (in autocommit, for ``read_only`` endpoints).
 
     (Not a ``yield`` dependency: FastAPI's exit-stack machinery for those cost more CPU per request
     than the transition itself.)
     """
     session: AsyncSession | None = getattr(request.state, _SESSION, None)
     if session is None:
-        sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+        endpoint = getattr(request.scope.get("route"), "endpoint", None)
+        state = request.app.state
+        sessionmaker: async_sessionmaker[AsyncSession] = (
+            state.read_sessionmaker if getattr(endpoint, _READ_ONLY, False) else state.sessionmaker
+        )
         session = sessionmaker()
         setattr(request.state, _SESSION, session)
     return session

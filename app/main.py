@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI
 
 from app.config import Settings, get_settings
-from app.db import RequestSessions, create_engine, create_sessionmaker, resolve_database_url
+from app.db import RequestSessions, create_engine, create_read_sessionmaker, create_sessionmaker, resolve_database_url
 from app.errors import install_error_handlers
 from app.lane import ActionLane
 from app.limits import BodySizeLimit
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         app.state.engine = engine
         pool_gauges = asyncio.create_task(watch_pool(engine, settings))
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.read_sessionmaker = create_read_sessionmaker(engine)
         app.state.http = httpx.AsyncClient()
         stop = asyncio.Event()
         worker = (

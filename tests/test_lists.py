@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+import pytest
+
 from app.domain import Status
 from tests.world import World
 
@@ -67,3 +70,36 @@ async def test_assigned_tasks_page_through_personal_and_team_dispatches(world: W
     assert flat(await all_pages(world, "v11b", "/volunteer/tasks")) == [team["id"]]
     for outsider in ("v12", "v21"):
         assert flat(await all_pages(world, outsider, "/volunteer/tasks")) == [], outsider
+
+
+async def test_polled_reads_run_without_a_transaction_and_others_keep_theirs(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``read_only`` endpoints save the BEGIN and COMMIT round trips; everything else still gets its
+    transaction (asyncpg's ``Connection.transaction`` is what sends BEGIN for SQLAlchemy)."""
+    order = await world.order_in(Status.DISPATCHED)  # to v11a
+    begun: list[str] = []
+    original = asyncpg.Connection.transaction
+
+    def counting(self: asyncpg.Connection, **options: Any) -> Any:
+        begun.append("BEGIN")
+        return original(self, **options)
+
+    monkeypatch.setattr(asyncpg.Connection, "transaction", counting)
+    reads = [
+        ("r1", "/orders/mine"),
+        ("r1", f"/orders/{order['id']}"),
+        ("zhan11_admin", f"/orders/{order['id']}"),  # an unmasked phone: its access-log row is written
+        ("r1", f"/orders/{order['id']}/events"),
+        ("v11a", "/volunteer/tasks"),
+        ("v11a", "/volunteer/tasks?kind=pool"),
+    ]
+    for username, path in reads:
+        response = await world.client.get(path, headers=world.h(username))
+        assert response.status_code == 200, (path, response.text)
+    assert begun == []
+    assert (await world.client.get("/admin/orders", headers=world.h("zhan11_admin"))).status_code == 200
+    assert begun == ["BEGIN"]
+    begun.clear()
+    await world.place("r1")
+    assert begun == ["BEGIN"]

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from app.auth import CurrentUser
-from app.db import Session
+from app.db import Session, read_only
 from app.domain import Action, Status
 from app.routers.deps import ExpectedVersion, IdempotencyKeyHeader, ObjectId, SettingsDep, errors
 from app.schemas.common import Page
@@ -41,6 +41,7 @@ async def place_order(
 
 
 @router.get("/orders/mine", response_model=Page[OrderOut], responses=errors(401, 422))
+@read_only
 async def my_orders(
     session: Session,
     actor: CurrentUser,
@@ -53,11 +54,13 @@ async def my_orders(
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, responses=errors(401, 404, 422))
+@read_only
 async def get_order(order_id: ObjectId, session: Session, actor: CurrentUser) -> OrderOut:
     return await ordering.get_order(session, actor, order_id)
 
 
 @router.get("/orders/{order_id}/events", response_model=list[EventOut], responses=errors(401, 404, 422))
+@read_only
 async def order_events(order_id: ObjectId, session: Session, actor: CurrentUser) -> list[EventOut]:
     """订单时间线, oldest first."""
     return await ordering.order_events(session, actor, order_id)

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from app.auth import CurrentVolunteer
-from app.db import Session
+from app.db import Session, read_only
 from app.routers.deps import errors
 from app.schemas.common import Page
 from app.schemas.orders import OrderOut
@@ -16,6 +16,7 @@ router = APIRouter(prefix="/volunteer", tags=["volunteer"])
 
 
 @router.get("/tasks", response_model=Page[OrderOut], responses=errors(401, 403, 422))
+@read_only
 async def tasks(
     session: Session,
     actor: CurrentVolunteer,
