@@ -24,6 +24,7 @@ import os
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -348,6 +349,7 @@ def tool(name: str) -> str:
 
 
 def wrk(url: str, script: Path, args: list[str], connections: int, duration: float) -> tuple[float, int]:
+    """(successful requests per second, non-2xx responses) of one wrk run; a 409 is not throughput."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for (d): apt-get install wrk")
     out = subprocess.run(
@@ -358,7 +360,6 @@ def wrk(url: str, script: Path, args: list[str], connections: int, duration: flo
             f"-d{int(duration)}s",
             "--timeout",
             "30s",
-            "--latency",
             "-s",
             str(script),
             url,
@@ -369,9 +370,12 @@ def wrk(url: str, script: Path, args: list[str], connections: int, duration: flo
         text=True,
         check=True,
     ).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    assert done is not None, out
+    seconds = float(done.group(2)) / (1000 if done.group(3) == "ms" else 1)
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return rate, int(bad.group(1)) if bad else 0
+    failed = int(bad.group(1)) if bad else 0
+    return (int(done.group(1)) - failed) / seconds, failed
 
 
 def wait_for(url: str, seconds: float = 30) -> None:
@@ -386,8 +390,11 @@ def wait_for(url: str, seconds: float = 30) -> None:
 
 
 async def single_transition(
-    base: str, seed: Seed, server: str, connections: int, duration: float, workers: int
+    base: str, seed: Seed, server: str, connections: int, duration: float, workers: int, rounds: int
 ) -> None:
+    """(d): pgbench once, then ``rounds`` rounds of raw (three statements), raw (one statement) and
+    Sidan back to back, each driven by wrk for ``duration`` seconds. The machine's speed drifts (shared
+    cores), so the ratios are taken within each round and their median printed."""
     n = 2000
     async with scratch_database(server, "sidan_bench_raw") as raw_url:
         import asyncpg
@@ -400,7 +407,10 @@ async def single_transition(
             " created_at timestamptz NOT NULL DEFAULT now());"
             f"INSERT INTO bench_orders SELECT g, 'approved', 1 FROM generate_series(1, {n}) g;"
         )
+        await connection.execute("VACUUM ANALYZE")
         await connection.close()
+        orders = await seed.orders_in(n // 4, publish=False)
+        await vacuum_analyze(seed.url)
         with tempfile.TemporaryDirectory() as tmp:
             script = Path(tmp) / "transition.sql"
             script.write_text(PGBENCH_SCRIPT.format(n=n))
@@ -412,6 +422,9 @@ async def single_transition(
             ).stdout
             pgbench_tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
+            volunteer_id = seed.volunteers[0][1].id
+            listing = Path(tmp) / "orders.txt"
+            listing.write_text("\n".join([seed.tokens_admin, str(volunteer_id), *map(str, orders)]) + "\n")
             port = 18099
             env = os.environ | {"RAW_DSN": dsn, "RAW_POOL": str(get_settings().db_pool_size)}
             raw = subprocess.Popen(
@@ -422,33 +435,49 @@ async def single_transition(
                 env=env,
                 cwd=HERE.parent,
             )
+            raw_base = f"http://127.0.0.1:{port}"
+            measured: list[tuple[float, float, float]] = []
+            failed = [0, 0, 0]
             try:
-                wait_for(f"http://127.0.0.1:{port}/docs")
-                raw_url = f"http://127.0.0.1:{port}"
-                raw_rps, raw_bad = wrk(raw_url, HERE / "wrk" / "raw.lua", [str(n)], connections, duration)
-                cte_rps, cte_bad = wrk(
-                    raw_url, HERE / "wrk" / "raw.lua", [str(n), "/transition-cte"], connections, duration
-                )
+                wait_for(f"{raw_base}/docs")
+                for _ in range(rounds):
+                    runs = (
+                        wrk(raw_base, HERE / "wrk" / "raw.lua", [str(n)], connections, duration),
+                        wrk(raw_base, HERE / "wrk" / "raw.lua", [str(n), "/transition-cte"], connections, duration),
+                        wrk(base, HERE / "wrk" / "sidan.lua", [str(listing), "2"], connections, duration),
+                    )
+                    measured.append((runs[0][0], runs[1][0], runs[2][0]))
+                    failed = [total + run[1] for total, run in zip(failed, runs, strict=True)]
             finally:
                 raw.terminate()
                 raw.wait(10)
-
-            orders = await seed.orders_in(n // 4, publish=False)
-            volunteer_id = seed.volunteers[0][1].id
-            listing = Path(tmp) / "orders.txt"
-            listing.write_text("\n".join([seed.tokens_admin, str(volunteer_id), *map(str, orders)]) + "\n")
-            ours, ours_bad = wrk(base, HERE / "wrk" / "sidan.lua", [str(listing), "2"], connections, duration)
+    raw3, raw1, ours = (statistics.median(column) for column in zip(*measured, strict=True))
+    to_raw3 = statistics.median(round_[2] / round_[0] for round_ in measured)
+    to_raw1 = statistics.median(round_[2] / round_[1] for round_ in measured)
     print(
         f"(d) one transition per request (SELECT … FOR UPDATE, UPDATE, INSERT event), {connections} connections,"
-        f" {workers} server process(es) each:"
+        f" {workers} server process(es) each; {rounds} rounds of {duration:.0f} s each, side by side:"
     )
     print(f"    pgbench (SQL alone)                {pgbench_tps:8.0f} tps")
-    print(f"    FastAPI + raw asyncpg (wrk)        {raw_rps:8.0f} req/s   non-2xx {raw_bad}   (3 statements)")
-    print(f"    … in one statement (wrk)           {cte_rps:8.0f} req/s   non-2xx {cte_bad}   (1 statement)")
-    print(f"    Sidan dispatch ⇄ withdraw (wrk)    {ours:8.0f} req/s   non-2xx {ours_bad}")
-    print(f"    ratio Sidan / raw asyncpg          {ours / raw_rps:8.0%}   (target ≥ 60 %)")
-    print(f"    ratio Sidan / raw, one statement   {ours / cte_rps:8.0%}")
+    for i, (a, b, c) in enumerate(measured, 1):
+        print(f"    round {i}: raw {a:6.0f}  one statement {b:6.0f}  Sidan {c:6.0f} req/s  Sidan / raw {c / a:4.0%}")
+    print(f"    FastAPI + raw asyncpg (wrk)        {raw3:8.0f} req/s   non-2xx {failed[0]}   (3 statements; median)")
+    print(f"    … in one statement (wrk)           {raw1:8.0f} req/s   non-2xx {failed[1]}   (1 statement; median)")
+    print(f"    Sidan dispatch ⇄ withdraw (wrk)    {ours:8.0f} req/s   non-2xx {failed[2]}   (median; 2xx only)")
+    print(f"    ratio Sidan / raw asyncpg          {to_raw3:8.0%}   (median of the rounds' ratios; target ≥ 60 %)")
+    print(f"    ratio Sidan / raw, one statement   {to_raw1:8.0%}")
     print(f"    ratio Sidan / pgbench              {ours / pgbench_tps:8.0%}")
+
+
+async def vacuum_analyze(url: str) -> None:
+    """Fresh statistics and visibility maps after seeding, so no autovacuum runs in a measurement."""
+    import asyncpg
+
+    connection = await asyncpg.connect(plain_dsn(url))
+    try:
+        await connection.execute("VACUUM ANALYZE")
+    finally:
+        await connection.close()
 
 
 async def main() -> None:
@@ -459,6 +488,7 @@ async def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients for (a) and (c)")
     parser.add_argument("--only", choices=["a", "b", "c", "d"], action="append")
+    parser.add_argument("--rounds", type=int, default=3, help="(d): rounds of raw and Sidan side by side")
     parser.add_argument(
         "--workers", type=int, default=1, help="the service's --workers; the raw baseline (d) runs as many"
     )
@@ -480,7 +510,7 @@ async def main() -> None:
     await seed.create()
     only = set(args.only or ["a", "b", "c", "d"])
     if "d" in only:
-        await single_transition(args.base_url, seed, server, args.connections, args.duration, args.workers)
+        await single_transition(args.base_url, seed, server, args.connections, args.duration, args.workers, args.rounds)
     if "a" in only:
         await lifecycles(args.base_url, seed, args.clients, args.duration)
     if "b" in only:
