@@ -23,15 +23,18 @@ class IdempotencyRecord(CreatedAtMixin, Base):
 
 
 class OutboxMessage(IdMixin, CreatedAtMixin, Base):
-    """通知发件箱: written in the transaction of the event that causes it, delivered later."""
+    """通知发件箱: written in the transaction of the event that causes it, delivered later.
+
+    No foreign keys: a queue entry, written by the statement that changes the order, to recipients
+    that statement read (see ``app.models``)."""
 
     __tablename__ = "outbox_messages"
     __table_args__ = (Index("ix_outbox_messages_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),)
 
     topic: Mapped[str] = mapped_column(String(40))
-    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
-    recipient_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    recipient_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"))
+    order_id: Mapped[int | None] = mapped_column(index=True)
+    recipient_user_id: Mapped[int | None]
+    recipient_unit_id: Mapped[int | None]
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     status: Mapped[str] = mapped_column(String(16), server_default="pending")
     attempts: Mapped[int] = mapped_column(server_default=text("0"))

@@ -95,7 +95,8 @@ class Order(IdMixin, CreatedAtMixin, Base):
 
 
 class OrderEvent(IdMixin, CreatedAtMixin, Base):
-    """订单时间线: append-only (a trigger refuses UPDATE and DELETE), written with each transition."""
+    """订单时间线: append-only (a trigger refuses UPDATE and DELETE), written with each transition.
+    ``actor_id`` names the user without a foreign key (see ``app.models``)."""
 
     __tablename__ = "order_events"
     __table_args__ = (
@@ -113,7 +114,7 @@ class OrderEvent(IdMixin, CreatedAtMixin, Base):
     action: Mapped[str] = mapped_column(String(16))
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_id: Mapped[int | None]
     actor_role: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))

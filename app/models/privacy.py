@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import CheckConstraint, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, CreatedAtMixin, IdMixin
@@ -8,7 +8,10 @@ from app.models.base import Base, CreatedAtMixin, IdMixin
 
 class PiiAccess(IdMixin, CreatedAtMixin, Base):
     """个人信息访问记录: an admin saw a phone number unmasked (who, when, through which route): an
-    order's contact phone (``order_id``) or a volunteer's own (``volunteer_id``)."""
+    order's contact phone (``order_id``) or a volunteer's own (``volunteer_id``).
+
+    No foreign keys: an audit record outlives whatever it names and never holds it up, and every
+    transition by an admin writes one (see ``app.models``)."""
 
     __tablename__ = "pii_access_log"
     __table_args__ = (
@@ -16,8 +19,8 @@ class PiiAccess(IdMixin, CreatedAtMixin, Base):
         CheckConstraint("(order_id IS NULL) <> (volunteer_id IS NULL)", name="subject"),
     )
 
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
-    volunteer_id: Mapped[int | None] = mapped_column(ForeignKey("volunteers.id"), index=True)
+    user_id: Mapped[int]
+    order_id: Mapped[int | None] = mapped_column(index=True)
+    volunteer_id: Mapped[int | None] = mapped_column(index=True)
     field: Mapped[str] = mapped_column(String(32))
     route: Mapped[str] = mapped_column(String(64))
