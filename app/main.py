@@ -68,6 +68,9 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         version="0.1.0",
         summary="群众点单 · 中心派单 · 志愿者接单 · 群众评单",
         lifespan=lifespan,
+        # Metrics and logs are ours (app.observability); FastAPI's own OpenTelemetry hooks otherwise
+        # look the OTel providers up on every request (3 µs) to find them unconfigured.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.login_throttle = LoginThrottle(

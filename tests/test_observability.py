@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import random
 import re
 import signal
 import subprocess
@@ -36,6 +37,7 @@ from app.config import Settings
 from app.domain import Action, Status
 from app.models import Order, OutboxMessage
 from app.observability import (
+    _PHONE,
     JsonFormatter,
     ObservabilityMiddleware,
     RequestContextFilter,
@@ -335,6 +337,16 @@ def test_mask_phones_keeps_other_numbers() -> None:
     assert mask_phones("SD2026112313812345678") == "SD2026112313812345678"  # part of a longer number
     assert mask_phones("order 12345678901") == "order 12345678901"  # not a mobile prefix
     assert mask_phones("+8613812345678, 138-1234-5678, 138 1234 5678") == ("+86138****5678, 138****5678, 138****5678")
+
+
+def test_mask_phones_skips_only_texts_without_a_phone() -> None:
+    """The cheap pre-scan never lets a phone through: on random texts of digits, separators and
+    letters, the result is always the full pattern's."""
+    rng = random.Random(20261128)
+    alphabet = "0123456789" * 4 + "1" * 10 + "3456789" * 3 + "- +86x/"
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30)))
+        assert mask_phones(text) == _PHONE.sub(r"\1****\2", text), text
 
 
 # ---- several worker processes ------------------------------------------------------------------
