@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.auth import token_subject
+from app.auth import token_claims
 from app.config import Settings
 from app.domain import Action
 from app.errors import DomainError, database_error_response, domain_error_response, error_response
@@ -89,7 +89,7 @@ class ActionLane:
         request = _parse(scope, lane, raw, settings)
         if request is None:
             return False
-        user_id, token_version, body, version = request
+        user_id, token_version, role, body, version = request
         scope.setdefault("state", {})["user_id"] = user_id
         engine: AsyncEngine = app.state.engine
         try:
@@ -103,6 +103,7 @@ class ActionLane:
                     token_version=token_version,
                     body=body,
                     expected_version=version,
+                    role_hint=role,
                 )
         except DomainError as exc:
             await domain_error_response(exc)(scope, _no_receive, send)
@@ -122,8 +123,11 @@ class ActionLane:
         return True
 
 
-def _parse(scope: Scope, lane: _Lane, raw: bytes, settings: Settings) -> tuple[int, int, BaseModel, int | None] | None:
-    """(user id, token version, body, expected version) of a request the lane takes, else ``None``."""
+def _parse(
+    scope: Scope, lane: _Lane, raw: bytes, settings: Settings
+) -> tuple[int, int, str, BaseModel, int | None] | None:
+    """(user id, token version, role the token names, body, expected version) of a request the lane
+    takes, else ``None``."""
     authorization = content_type = if_match = None
     for name, value in scope["headers"]:
         if name == b"authorization" and authorization is None:
@@ -137,15 +141,15 @@ def _parse(scope: Scope, lane: _Lane, raw: bytes, settings: Settings) -> tuple[i
     if authorization is None or authorization[:7].lower() != b"bearer ":
         return None
     try:
-        user_id, token_version = token_subject(authorization[7:].decode("latin-1").strip(), settings.token_secret)
+        user_id, token_version, role = token_claims(authorization[7:].decode("latin-1").strip(), settings.token_secret)
         version = expected_version(None if if_match is None else if_match.decode("latin-1"))
         if not raw:
             if not lane.body_optional:
                 return None
-            return user_id, token_version, EmptyBody(), version
+            return user_id, token_version, role, EmptyBody(), version
         if content_type is None or not _is_json(content_type):
             return None
-        return user_id, token_version, lane.body.model_validate(orjson.loads(raw)), version
+        return user_id, token_version, role, lane.body.model_validate(orjson.loads(raw)), version
     except (DomainError, ValidationError, orjson.JSONDecodeError, UnicodeDecodeError):
         return None  # FastAPI gives the canonical answer (401 / 422)
 

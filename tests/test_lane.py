@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
+import jwt
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, text
@@ -59,6 +60,32 @@ async def test_well_formed_common_actions_are_served_by_the_lane(world: World, p
     await world.ok("v11a", order["id"], "accept")
     await world.ok("v11a", order["id"], "check_in")
     assert paths.reset() == (3, 0)
+
+
+async def test_the_role_a_token_names_is_only_a_hint(world: World, paths: Paths) -> None:
+    """Staff and residents are read without a volunteer's details (a lighter query); a token whose
+    role claim is out of date (the account became a volunteer's) still acts as the volunteer it is."""
+    order = await world.order_in(Status.DISPATCHED)  # to volunteer v11a
+    claims = jwt.decode(world.tokens["v11a"], world.settings.token_secret, algorithms=["HS256"])
+    stale = jwt.encode(claims | {"role": "admin"}, world.settings.token_secret, algorithm="HS256")
+    paths.reset()
+    accepted = await world.client.post(
+        f"/orders/{order['id']}/accept", json={}, headers={"Authorization": f"Bearer {stale}"}
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["assignee_volunteer_id"] == world.volunteers["v11a"]
+    assert sorted(accepted.json()["allowed_actions"]) == ["check_in", "release"]
+    assert paths.reset() == (1, 0)
+    # And the other way round: an admin's token that claims a volunteer is read in full, acts as admin.
+    claims = jwt.decode(world.tokens["zhan11_admin"], world.settings.token_secret, algorithms=["HS256"])
+    volunteerish = jwt.encode(claims | {"role": "volunteer"}, world.settings.token_secret, algorithm="HS256")
+    other = await world.order_in(Status.APPROVED)
+    paths.reset()
+    published = await world.client.post(
+        f"/orders/{other['id']}/publish", json={}, headers={"Authorization": f"Bearer {volunteerish}"}
+    )
+    assert published.status_code == 200 and published.json()["status"] == "pooled"
+    assert paths.reset() == (1, 0)
 
 
 async def test_everything_else_goes_on_to_the_endpoint(world: World, paths: Paths) -> None:

@@ -178,6 +178,7 @@ async def apply_unlocked(
     token_version: int,
     body: BaseModel,
     expected_version: int | None = None,
+    role_hint: str = Role.VOLUNTEER.value,
 ) -> OrderOut | None:
     """``apply_action`` in two round trips and no transaction, for the actions in ``LOCKLESS``: read the
     caller, the order and its unit's policy in one query without a lock, check scope (``scope.visible``),
@@ -185,18 +186,21 @@ async def apply_unlocked(
     still the one read; a request that lost that race reads again. ``db``: a connection outside any
     transaction (``app.prepared.checkout``); each statement commits on its own.
 
+    ``role_hint``: the role the caller's token was issued for; the caller is read without a volunteer's
+    details unless it names a volunteer (and again with them if the account has become one since).
+
     ``None``: this request needs ``apply_action`` (its action has effects beyond the one statement, or
     an automatic dispatch is to follow); nothing was written.
     """
     if action not in LOCKLESS:
         return None
-    query = _READ_AS_CALLER.get(action) or _READ_AS_CALLER[None]
+    key = action if action in (Action.GRAB, Action.DISPATCH) else None
     params: dict[str, int | None] = {"user_id": user_id, "order_id": order_id}
     if isinstance(body, DispatchBody):
         params |= {"target_team_id": body.team_id, "target_volunteer_id": body.volunteer_id}
     for _ in range(CAS_ATTEMPTS):
         now = datetime.now(UTC)
-        row = await query.fetchrow(db, params)
+        row = await _read_caller(db, key, params, may_be_volunteer=role_hint == Role.VOLUNTEER.value)
         actor = actor_from_row(row, token_version, prefix=_CALLER)
         if actor.role not in roles_for(action):
             raise Forbidden(f"角色 {actor.role.value} 不能执行 {action.value}")
@@ -216,6 +220,17 @@ async def apply_unlocked(
             transition_committed(action.value)
             return present_order(order, actor)
     raise Busy()
+
+
+async def _read_caller(
+    db: RawConnection, key: Action | None, params: Mapping[str, Any], *, may_be_volunteer: bool
+) -> dict[str, Any] | None:
+    """``_READ_AS_CALLER``'s row: read as for a volunteer unless ``may_be_volunteer`` is false, and then
+    again as for one if the account turns out to be a volunteer's after all."""
+    row = await _READ_AS_CALLER[key, may_be_volunteer].fetchrow(db, params)
+    if not may_be_volunteer and row is not None and row[_CALLER + "role"] == Role.VOLUNTEER.value:
+        row = await _READ_AS_CALLER[key, True].fetchrow(db, params)
+    return row
 
 
 def _phone_read_route(action: Action) -> str:
@@ -262,12 +277,13 @@ _LOCK: dict[Role | None, Prepared] = {role: _locking(predicate) for role, predic
 _LOCK[None] = _locking(VISIBLE[Role.VOLUNTEER] | (POOL_REGION & _WAS_PUBLISHED))
 
 
-def _read_as_caller(action: Action | None) -> Prepared:
-    """The lockless read: the caller (``caller_*`` columns, one row if the account exists), the order
-    (its columns ``NULL`` if there is none; the caller's scope is checked in Python, ``scope.visible``)
-    and the policy in force at its unit; for a grab, whether the order was ever published; for a
-    dispatch, the target's unit path (``target_*`` parameters and columns, see ``_dispatch``)."""
-    caller, caller_columns_ = caller_columns(_CALLER)
+def _read_as_caller(action: Action | None, volunteer: bool) -> Prepared:
+    """The lockless read: the caller (``caller_*`` columns, one row if the account exists; without the
+    volunteer's columns unless ``volunteer``), the order (its columns ``NULL`` if there is none; the
+    caller's scope is checked in Python, ``scope.visible``) and the policy in force at its unit; for a
+    grab, whether the order was ever published; for a dispatch, the target's unit path (``target_*``
+    parameters and columns, see ``_dispatch``)."""
+    caller, caller_columns_ = caller_columns(_CALLER, volunteer=volunteer)
     extra: tuple[Label[Any], ...] = ()
     if action is Action.GRAB:
         extra = (_WAS_PUBLISHED.label("was_published"),)
@@ -742,4 +758,9 @@ EFFECTS: dict[Action, Effect] = {
 
 
 # The lockless reads (``apply_unlocked``), after ``_DISPATCH_TARGETS``: ``None`` for every other action.
-_READ_AS_CALLER = {action: _read_as_caller(action) for action in (Action.GRAB, Action.DISPATCH, None)}
+# By action and whether the caller may be a volunteer (``_read_caller``).
+_READ_AS_CALLER = {
+    (action, volunteer): _read_as_caller(action, volunteer)
+    for action in (Action.GRAB, Action.DISPATCH, None)
+    for volunteer in (True, False)
+}
