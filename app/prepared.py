@@ -83,7 +83,14 @@ async def checkout(engine: AsyncEngine) -> AsyncIterator[RawConnection]:
     finally:
         if driver.is_in_transaction():  # nothing here begins one
             await invalidate()
-        await greenlet_spawn(proxied.close)
+            await greenlet_spawn(proxied.close)
+        elif getattr(proxied.dbapi_connection, "_transaction", True) is None:
+            # SQLAlchemy's adapter holds no transaction either: returning the connection awaits
+            # nothing (no rollback to send), so it needs no greenlet, whose start maps and unmaps a
+            # frame stack: a fifth of what the checkout cost.
+            proxied.close()
+        else:
+            await greenlet_spawn(proxied.close)
 
 
 _BEGIN = text("SELECT 1")
@@ -92,7 +99,8 @@ _BEGIN = text("SELECT 1")
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     sql: str
-    binds: tuple[tuple[str, Any, Processor], ...]  # behind $1, $2, …: name, default value, processor
+    binds: tuple[tuple[str, Any], ...]  # behind $1, $2, …: name, default value
+    processed: tuple[tuple[int, Callable[[Any], Any]], ...]  # the binds that need processing, by position
     keys: tuple[str, ...]  # the result columns' keys
     results: tuple[tuple[str, Callable[[Any], Any]], ...]  # the result columns that need processing
 
@@ -117,24 +125,24 @@ class Prepared:
         # Expanding parameters (``in_()`` of a list) are filled in per execution by SQLAlchemy only.
         assert "POSTCOMPILE" not in compiled.string, "Prepared statements take no expanding parameters"
         binds = compiled.binds
+        names = compiled.positiontup or ()
+        processors = ((i, binds[name].type.bind_processor(dialect)) for i, name in enumerate(names))
         columns: Sequence[Any] = getattr(self.statement, "selected_columns", ())
         results = ((column.key, column.type.result_processor(dialect, None)) for column in columns)
         return _Compiled(
             sql=compiled.string,
-            binds=tuple(
-                (name, binds[name].value, binds[name].type.bind_processor(dialect))
-                for name in compiled.positiontup or ()
-            ),
+            binds=tuple((name, binds[name].value) for name in names),
+            processed=tuple((i, process) for i, process in processors if process is not None),
             keys=tuple(column.key for column in columns),
             results=tuple((key, process) for key, process in results if process is not None),
         )
 
     @staticmethod
     def _args(compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
-        args = []
-        for name, default, process in compiled.binds:
-            value = params.get(name, default)
-            args.append(value if process is None or value is None else process(value))
+        args = [params.get(name, default) for name, default in compiled.binds]
+        for i, process in compiled.processed:
+            if args[i] is not None:
+                args[i] = process(args[i])
         return args
 
     async def fetchrow(self, db: RawConnection, params: Mapping[str, Any]) -> dict[str, Any] | None:

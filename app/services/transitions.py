@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 from pydantic import BaseModel
@@ -305,11 +306,12 @@ def order_from_row(row: Mapping[Any, Any]) -> Order:
     statement saves it. Built as the ORM builds loaded objects (values straight into the instance's
     dict, no change events), a fifth of the cost of ``Order(**values)``."""
     order: Order = _NEW_ORDER()
-    order.__dict__.update((key, row[key]) for key in _ORDER_KEYS)
+    order.__dict__.update(zip(_ORDER_KEYS, _ORDER_VALUES(row), strict=True))
     return order
 
 
 _NEW_ORDER = inspect(Order).class_manager.new_instance
+_ORDER_VALUES = itemgetter(*_ORDER_KEYS)
 
 
 async def _lock_order(db: RawConnection, order_id: int, action: Action, actor: Actor) -> tuple[Order, Policy]:
