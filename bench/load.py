@@ -392,9 +392,10 @@ def wait_for(url: str, seconds: float = 30) -> None:
 async def single_transition(
     base: str, seed: Seed, server: str, connections: int, duration: float, workers: int, rounds: int
 ) -> None:
-    """(d): pgbench once, then ``rounds`` rounds of raw (three statements), raw (one statement) and
-    Sidan back to back, each driven by wrk for ``duration`` seconds. The machine's speed drifts (shared
-    cores), so the ratios are taken within each round and their median printed."""
+    """(d): pgbench once, then, after two seconds of warm-up each, ``rounds`` rounds of raw (three
+    statements), raw (one statement) and Sidan back to back, each driven by wrk for ``duration``
+    seconds. The machine's speed drifts (shared cores), so the ratios are taken within each round and
+    their median printed."""
     n = 2000
     async with scratch_database(server, "sidan_bench_raw") as raw_url:
         import asyncpg
@@ -440,12 +441,15 @@ async def single_transition(
             failed = [0, 0, 0]
             try:
                 wait_for(f"{raw_base}/docs")
+                targets = (
+                    (raw_base, HERE / "wrk" / "raw.lua", [str(n)]),
+                    (raw_base, HERE / "wrk" / "raw.lua", [str(n), "/transition-cte"]),
+                    (base, HERE / "wrk" / "sidan.lua", [str(listing), "2"]),
+                )
+                for url, script, args in targets:  # warm-up: connections, prepared statements, caches
+                    wrk(url, script, args, connections, 2)
                 for _ in range(rounds):
-                    runs = (
-                        wrk(raw_base, HERE / "wrk" / "raw.lua", [str(n)], connections, duration),
-                        wrk(raw_base, HERE / "wrk" / "raw.lua", [str(n), "/transition-cte"], connections, duration),
-                        wrk(base, HERE / "wrk" / "sidan.lua", [str(listing), "2"], connections, duration),
-                    )
+                    runs = tuple(wrk(url, script, args, connections, duration) for url, script, args in targets)
                     measured.append((runs[0][0], runs[1][0], runs[2][0]))
                     failed = [total + run[1] for total, run in zip(failed, runs, strict=True)]
             finally:
