@@ -38,6 +38,12 @@ class Order(IdMixin, CreatedAtMixin, Base):
     """
 
     __tablename__ = "orders"
+    # Every transition rewrites the row and so adds an entry to every index here (it changes indexed
+    # columns: no HOT update): each index must serve a query. Lists are scoped by ``unit_path`` and
+    # read newest first (``ix_orders_stats_cohort``, ``ix_orders_created_at_id``), a volunteer's and a
+    # team's orders by assignee, the pool by ``ix_orders_pool``, the sweeper by ``ix_orders_due``; no
+    # query looks orders up by status, unit id or category alone (units and categories are never
+    # deleted, so their foreign keys need no index on this side either).
     __table_args__ = (
         CheckConstraint(STATUS_CHECK, name="status"),
         CheckConstraint("beneficiaries >= 1", name="beneficiaries"),
@@ -64,10 +70,10 @@ class Order(IdMixin, CreatedAtMixin, Base):
     # Who placed it: the resident, or a volunteer/admin ordering on their behalf (代点单).
     placed_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     item_id: Mapped[int | None] = mapped_column(ForeignKey("menu_items.id"))
-    category_id: Mapped[int | None] = mapped_column(ForeignKey("menu_categories.id"), index=True)
+    category_id: Mapped[int | None] = mapped_column(ForeignKey("menu_categories.id"))
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, server_default="")
-    unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
     unit_path: Mapped[str] = mapped_column(String(400))
     address: Mapped[str] = mapped_column(String(300))
     lat: Mapped[float | None] = mapped_column(Float)
@@ -78,7 +84,7 @@ class Order(IdMixin, CreatedAtMixin, Base):
     preferred_end: Mapped[datetime | None]
     beneficiaries: Mapped[int] = mapped_column(server_default=text("1"))
     channel: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
     assignee_team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"))
     assignee_volunteer_id: Mapped[int | None] = mapped_column(ForeignKey("volunteers.id"))
     # Deadline of the current step (accept / pool); swept by the dispatch engine.

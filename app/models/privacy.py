@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, Index, String
+from sqlalchemy import CheckConstraint, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, CreatedAtMixin, IdMixin
@@ -16,11 +16,14 @@ class PiiAccess(IdMixin, CreatedAtMixin, Base):
     __tablename__ = "pii_access_log"
     __table_args__ = (
         Index("ix_pii_access_log_user_id_created_at", "user_id", "created_at"),
+        # A row names an order or a volunteer: each row is indexed under the one it names.
+        Index("ix_pii_access_log_order_id", "order_id", postgresql_where=text("order_id IS NOT NULL")),
+        Index("ix_pii_access_log_volunteer_id", "volunteer_id", postgresql_where=text("volunteer_id IS NOT NULL")),
         CheckConstraint("(order_id IS NULL) <> (volunteer_id IS NULL)", name="subject"),
     )
 
     user_id: Mapped[int]
-    order_id: Mapped[int | None] = mapped_column(index=True)
-    volunteer_id: Mapped[int | None] = mapped_column(index=True)
+    order_id: Mapped[int | None]
+    volunteer_id: Mapped[int | None]
     field: Mapped[str] = mapped_column(String(32))
     route: Mapped[str] = mapped_column(String(64))
