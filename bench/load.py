@@ -425,7 +425,6 @@ async def single_transition(
 
             volunteer_id = seed.volunteers[0][1].id
             listing = Path(tmp) / "orders.txt"
-            listing.write_text("\n".join([seed.tokens_admin, str(volunteer_id), *map(str, orders)]) + "\n")
             port = 18099
             env = os.environ | {"RAW_DSN": dsn, "RAW_POOL": str(get_settings().db_pool_size)}
             raw = subprocess.Popen(
@@ -447,9 +446,15 @@ async def single_transition(
                     (base, HERE / "wrk" / "sidan.lua", [str(listing), "2"]),
                 )
                 for url, script, args in targets:  # warm-up: connections, prepared statements, caches
+                    if url == base:
+                        await list_orders(seed.url, listing, seed.tokens_admin, volunteer_id, orders)
                     wrk(url, script, args, connections, 2)
                 for _ in range(rounds):
-                    runs = tuple(wrk(url, script, args, connections, duration) for url, script, args in targets)
+                    runs = []
+                    for url, script, args in targets:
+                        if url == base:
+                            await list_orders(seed.url, listing, seed.tokens_admin, volunteer_id, orders)
+                        runs.append(wrk(url, script, args, connections, duration))
                     measured.append((runs[0][0], runs[1][0], runs[2][0]))
                     failed = [total + run[1] for total, run in zip(failed, runs, strict=True)]
             finally:
@@ -471,6 +476,20 @@ async def single_transition(
     print(f"    ratio Sidan / raw asyncpg          {to_raw3:8.0%}   (median of the rounds' ratios; target ≥ 60 %)")
     print(f"    ratio Sidan / raw, one statement   {to_raw1:8.0%}")
     print(f"    ratio Sidan / pgbench              {ours / pgbench_tps:8.0%}")
+
+
+async def list_orders(url: str, listing: Path, token: str, volunteer_id: int, orders: list[int]) -> None:
+    """``bench/wrk/sidan.lua``'s input: the token, the volunteer to dispatch to, then each order with
+    its status now, so that its first request is the right one (a client knows its orders)."""
+    import asyncpg
+
+    connection = await asyncpg.connect(plain_dsn(url))
+    try:
+        rows = await connection.fetch("SELECT id, status FROM orders WHERE id = ANY($1::bigint[])", orders)
+    finally:
+        await connection.close()
+    lines = [token, str(volunteer_id), *(f"{row['id']} {row['status']}" for row in rows)]
+    await asyncio.to_thread(listing.write_text, "\n".join(lines) + "\n")
 
 
 async def vacuum_analyze(url: str) -> None:

@@ -1,6 +1,6 @@
 -- wrk script for Sidan's real transition endpoints: each order alternates dispatch ⇄ withdraw
 -- (approved → dispatched → approved …), one transition per request, as the staff admin.
--- args: <file with "token" on line 1, "volunteer_id" on line 2, then one order id per line>
+-- args: <file with "token" on line 1, "volunteer_id" on line 2, then one order per line: "id [status]">
 local token, volunteer, orders, state = nil, nil, {}, {}
 local counter = 0  -- thread_index is a global set per thread in setup()
 local threads = {}
@@ -15,8 +15,12 @@ function init(args)
   token = f:read("*l")
   volunteer = f:read("*l")
   for line in f:lines() do
-    local id = tonumber(line)
-    if id then table.insert(orders, id) end
+    local id, status = string.match(line, "^(%d+)%s*(%a*)")
+    id = tonumber(id)
+    if id then
+      table.insert(orders, id)
+      if status ~= "" then state[id] = status end
+    end
   end
   f:close()
   -- Each thread takes its own slice of the orders so no two in-flight requests share one.
