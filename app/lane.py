@@ -22,7 +22,6 @@ from typing import Any
 import orjson
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth import token_claims
@@ -30,7 +29,7 @@ from app.config import Settings
 from app.domain import Action
 from app.errors import DomainError, database_error_response, domain_error_response, error_response
 from app.limits import BodyTooLarge
-from app.prepared import checkout
+from app.prepared import KeptConnections
 from app.routers.deps import expected_version
 from app.schemas.common import MAX_BIGINT
 from app.schemas.orders import EmptyBody, body_for
@@ -91,9 +90,9 @@ class ActionLane:
             return False
         user_id, token_version, role, body, version = request
         scope.setdefault("state", {})["user_id"] = user_id
-        engine: AsyncEngine = app.state.engine
+        connections: KeptConnections = app.state.lane_connections
         try:
-            async with checkout(engine) as db:
+            async with connections.connection() as db:
                 result = await apply_unlocked(
                     db,
                     settings,

@@ -15,6 +15,7 @@ from app.errors import install_error_handlers
 from app.lane import ActionLane
 from app.limits import BodySizeLimit
 from app.observability import ObservabilityMiddleware, process_exiting, watch_pool
+from app.prepared import KeptConnections
 from app.routers import (
     admin,
     admin_directory,
@@ -42,7 +43,10 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         url = database_url if database_url else await asyncio.to_thread(resolve_database_url, settings)
         engine = create_engine(url, settings)
         app.state.engine = engine
-        pool_gauges = asyncio.create_task(watch_pool(engine, settings))
+        # The action lane keeps up to half the pool between its requests (app.prepared.KeptConnections).
+        kept = app.state.lane_connections = KeptConnections(engine, keep=max(1, settings.db_pool_size // 2))
+        kept_expiry = asyncio.create_task(kept.expire_every(KeptConnections.KEEP_SECONDS))
+        pool_gauges = asyncio.create_task(watch_pool(engine, settings, kept))
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_read_sessionmaker(engine)
         app.state.http = httpx.AsyncClient()
@@ -57,9 +61,11 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         finally:
             stop.set()
             pool_gauges.cancel()
+            kept_expiry.cancel()
             if worker is not None:
                 await worker
             await app.state.http.aclose()
+            await kept.expire(0)
             await engine.dispose()
             process_exiting()
 

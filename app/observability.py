@@ -17,7 +17,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -106,21 +106,22 @@ def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction
     return False
 
 
-def observe_pool(engine: AsyncEngine, settings: Settings) -> None:
-    """Copy the pool's counters into the gauges (cheap and lock-free, no I/O)."""
+def observe_pool(engine: AsyncEngine, settings: Settings, kept: Sized = ()) -> None:
+    """Copy the pool's counters into the gauges (cheap and lock-free, no I/O). ``kept``: connections
+    checked out of the pool but idle (``app.prepared.KeptConnections``), counted as idle."""
     pool = engine.sync_engine.pool
     if isinstance(pool, QueuePool):
-        DB_POOL_CHECKED_OUT.set(pool.checkedout())
-        DB_POOL_IDLE.set(pool.checkedin())
+        DB_POOL_CHECKED_OUT.set(pool.checkedout() - len(kept))
+        DB_POOL_IDLE.set(pool.checkedin() + len(kept))
         DB_POOL_CAPACITY.set(settings.db_pool_size + settings.db_max_overflow)
 
 
-async def watch_pool(engine: AsyncEngine, settings: Settings, every: float = 1.0) -> None:
+async def watch_pool(engine: AsyncEngine, settings: Settings, kept: Sized = (), every: float = 1.0) -> None:
     """Keep the pool gauges current: now, then once a ``every`` seconds until cancelled (and at each
     scrape). Not on every checkout and checkin: listeners there cost more than the checkout itself.
     Each worker process refreshes its own, so a scrape of any one sums every pool within a second."""
     while True:
-        observe_pool(engine, settings)
+        observe_pool(engine, settings, kept)
         await asyncio.sleep(every)
 
 

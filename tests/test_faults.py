@@ -366,8 +366,10 @@ async def test_requests_cancelled_at_random_points_are_all_or_nothing(
         assert state in (untouched, done), f"order {order_id} is half-done: {state} ({outcomes})"
     assert outcomes["cancelled"] > 0, outcomes
     assert (await _sidan_backends(database_url))["idle in transaction"] == 0
-    # Every request's session gave its connection back, cancelled or not (app.db.RequestSessions).
-    assert app.state.engine.sync_engine.pool.checkedout() == 0
+    # Every request's session gave its connection back, cancelled or not (app.db.RequestSessions), or
+    # the lane keeps it for its next request (app.prepared.KeptConnections), in no transaction.
+    kept = app.state.lane_connections
+    assert app.state.engine.sync_engine.pool.checkedout() == len(kept) <= kept.keep
     assert (await world.client.get("/orders/mine", headers=world.h("r1"))).status_code == 200
 
 

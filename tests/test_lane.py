@@ -223,3 +223,58 @@ async def test_a_connection_is_retired_only_when_it_cannot_be_trusted(
         with pytest.raises(type(error)):
             await _guarded(db, failing())
         assert db.driver.is_closed() is retired
+
+
+async def _lane_backends(sessionmaker: async_sessionmaker[AsyncSession], app: FastAPI) -> set[int]:
+    """The server pids of the connections the lane keeps."""
+    kept = app.state.lane_connections
+    return {proxied.driver_connection.get_server_pid() for _, proxied in kept._idle}
+
+
+async def test_the_lane_keeps_connections_between_requests_and_gives_them_back(
+    world: World, app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """A lane request leaves its connection with the lane, for the next one (no trip through the
+    pool); never more than half the pool, and each is given back after ``KEEP_SECONDS`` unused."""
+    kept = app.state.lane_connections
+    pool = app.state.engine.sync_engine.pool
+    order = await world.order_in(Status.APPROVED)
+    await kept.expire(0)
+    await world.ok("zhan11_admin", order["id"], "publish")
+    backends = await _lane_backends(sessionmaker, app)
+    assert len(kept) == 1 and pool.checkedout() == 1
+    other = await world.order_in(Status.APPROVED)
+    await world.ok("zhan11_admin", other["id"], "publish")
+    assert await _lane_backends(sessionmaker, app) == backends  # the same connection, again kept
+    # Many at once: the lane keeps at most half the pool; the rest went back.
+    orders = [await world.order_in(Status.APPROVED) for _ in range(app.state.settings.db_pool_size)]
+    done = await asyncio.gather(*(world.act("zhan11_admin", o["id"], "publish") for o in orders))
+    assert [r.status_code for r in done] == [200] * len(orders)
+    assert 1 <= len(kept) <= kept.keep == app.state.settings.db_pool_size // 2
+    assert pool.checkedout() == len(kept)
+    # Unused, they go back to the pool on their own.
+    await asyncio.sleep(kept.KEEP_SECONDS * 2.5)
+    assert len(kept) == 0 and pool.checkedout() == 0
+
+
+async def test_a_kept_connection_the_server_closed_is_not_used(
+    world: World, app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """What a restart does to every connection, done to the ones the lane keeps: the next request
+    takes another (200, not 503), and the closed one is retired."""
+    kept = app.state.lane_connections
+    order = await world.order_in(Status.APPROVED)
+    await world.ok("zhan11_admin", order["id"], "publish")
+    backends = await _lane_backends(sessionmaker, app)
+    assert backends
+    async with sessionmaker() as admin:
+        for pid in backends:
+            assert await admin.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    for _ in range(100):  # the client learns of it when its event loop reads the closed socket
+        if all(proxied.driver_connection.is_closed() for _, proxied in kept._idle):
+            break
+        await asyncio.sleep(0.01)
+    other = await world.order_in(Status.APPROVED)
+    response = await world.act("zhan11_admin", other["id"], "publish")
+    assert response.status_code == 200, response.text
+    assert not (await _lane_backends(sessionmaker, app)) & backends
