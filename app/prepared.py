@@ -79,8 +79,9 @@ class KeptConnections:
 
     Taking a connection from the pool and giving it back costs SQLAlchemy's queue, a greenlet and a
     timeout per request (under load, ~75 µs of CPU, a tenth of a transition request's); a kept one is
-    a list pop. The pool still holds the rest (``keep`` is half its size), so requests on other routes
-    share those with the lane and are never starved by it. A kept connection found closed (the server
+    a list pop. The lane keeps a connection only while no request waits for one of the pool (then
+    it goes to the pool, first come first served), and at most ``keep`` (half the pool): requests on
+    other routes are not made to wait for the lane's. A kept connection found closed (the server
     restarted) is retired, not used; one that failed mid-statement is never kept.
     """
 
@@ -113,10 +114,17 @@ class KeptConnections:
             if driver.is_in_transaction():  # nothing here begins one
                 await invalidate()
                 await greenlet_spawn(proxied.close)
-            elif proxied.is_valid and len(self._idle) < self.keep and not driver.is_closed():
+            elif proxied.is_valid and len(self._idle) < self.keep and not driver.is_closed() and not self._wanted():
                 self._idle.append((time.monotonic(), proxied))
             else:
                 await _give_back(proxied)
+
+    def _wanted(self) -> bool:
+        """Whether a request waits for a connection of the pool (it gets this one first, fairly);
+        ``True`` if the pool cannot tell (SQLAlchemy's queue, an ``asyncio.Queue``, keeps its waiters)."""
+        queue = getattr(getattr(self.engine.sync_engine.pool, "_pool", None), "_queue", None)
+        waiters = getattr(queue, "_getters", None)
+        return waiters is None or any(not waiter.done() for waiter in waiters)
 
     async def _take(self) -> PoolProxiedConnection:
         await self.expire()

@@ -13,10 +13,13 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.util import greenlet_spawn
 
+from app.config import Settings
+from app.db import create_engine, to_async_url
 from app.domain import Status
 from app.models import Order
-from app.prepared import _guarded, checkout
+from app.prepared import KeptConnections, _guarded, checkout
 from app.services import transitions
 from tests.test_dispatch_engine import set_policy
 from tests.world import World
@@ -278,3 +281,28 @@ async def test_a_kept_connection_the_server_closed_is_not_used(
     response = await world.act("zhan11_admin", other["id"], "publish")
     assert response.status_code == 200, response.text
     assert not (await _lane_backends(sessionmaker, app)) & backends
+
+
+async def test_a_request_waiting_for_the_pool_gets_the_connection_the_lane_is_done_with(
+    database_url: str, settings: Settings
+) -> None:
+    """The lane keeps a connection only while nobody waits for one: with a pool of one, a session
+    waiting for it gets it as soon as the lane's request ends, not after the lane stops keeping it."""
+    engine = create_engine(
+        to_async_url(database_url), settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
+    )
+    kept = KeptConnections(engine, keep=1)
+    try:
+        async with kept.connection() as db:
+            await db.driver.fetchval("SELECT 1")
+        assert len(kept) == 1  # nobody waited: kept for the lane's next request
+        async with kept.connection() as db:
+            waiting = asyncio.create_task(engine.raw_connection())
+            await asyncio.sleep(0.05)
+            assert not waiting.done()  # the one connection is the lane's
+        other = await asyncio.wait_for(waiting, 2)
+        assert len(kept) == 0
+        await greenlet_spawn(other.close)
+    finally:
+        await kept.expire(0)
+        await engine.dispose()
