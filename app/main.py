@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             if worker is not None:
                 await worker
             await app.state.http.aclose()
+            kept.keep = 0  # a request still finishing gives its connection back
             await kept.expire(0)
             await engine.dispose()
             process_exiting()
