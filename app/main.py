@@ -43,8 +43,11 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         url = database_url if database_url else await asyncio.to_thread(resolve_database_url, settings)
         engine = create_engine(url, settings)
         app.state.engine = engine
-        # The action lane keeps up to half the pool between its requests (app.prepared.KeptConnections).
-        kept = app.state.lane_connections = KeptConnections(engine, keep=max(1, settings.db_pool_size // 2))
+        # The action lane holds up to the whole pool while nobody else waits for it, and keeps up to
+        # half of it between its requests (app.prepared.KeptConnections).
+        kept = app.state.lane_connections = KeptConnections(
+            engine, keep=max(1, settings.db_pool_size // 2), hold=settings.db_pool_size
+        )
         kept_expiry = asyncio.create_task(kept.expire_every(KeptConnections.KEEP_SECONDS))
         pool_gauges = asyncio.create_task(watch_pool(engine, settings, kept))
         app.state.sessionmaker = create_sessionmaker(engine)
@@ -65,7 +68,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             if worker is not None:
                 await worker
             await app.state.http.aclose()
-            kept.keep = 0  # a request still finishing gives its connection back
+            kept.keep = kept.hold = 0  # a request still finishing gives its connection back
             await kept.expire(0)
             await engine.dispose()
             process_exiting()

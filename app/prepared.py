@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import anyio
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement
@@ -74,30 +76,38 @@ async def checkout(engine: AsyncEngine) -> AsyncIterator[RawConnection]:
 
 
 class KeptConnections:
-    """Up to ``keep`` connections of the engine's pool that the action lane (``app.lane``) keeps
-    between its requests, each for at most ``KEEP_SECONDS`` unused, then returned to the pool.
+    """Connections of the engine's pool that the action lane (``app.lane``) holds on to: up to
+    ``hold`` at once, in use or not, of which up to ``keep`` idle between requests, each for at most
+    ``KEEP_SECONDS`` unused, then returned to the pool.
 
-    Taking a connection from the pool and giving it back costs SQLAlchemy's queue, a greenlet and a
-    timeout per request (under load, ~75 µs of CPU, a tenth of a transition request's); a kept one is
-    a list pop. The lane keeps a connection only while no request waits for one of the pool (then
-    it goes to the pool, first come first served), and at most ``keep`` (half the pool): requests on
-    other routes are not made to wait for the lane's. A kept connection found closed (the server
-    restarted) is retired, not used; one that failed mid-statement is never kept.
+    Taking a connection from the pool and giving it back costs SQLAlchemy's queue, a greenlet (whose
+    start maps and unmaps a frame stack) and a timeout per request: under load ~75 µs of CPU, a tenth
+    of a transition request's. A lane request finishing hands its connection straight to the next
+    lane request waiting (a future set), else keeps it idle; a lane request arriving takes an idle
+    one, else one more from the pool while the lane holds fewer than ``hold``, else waits for the next
+    handed on (in order, at most the pool's own timeout). Requests on other routes come first: while
+    one waits for the pool, every connection the lane is done with goes back to it, and ``keep``
+    leaves the rest of the pool to them when the lane is quiet. A held connection found closed (the
+    server restarted) is retired, not used; one that failed mid-statement is never held again.
     """
 
     KEEP_SECONDS = 1.0
 
-    def __init__(self, engine: AsyncEngine, keep: int) -> None:
+    def __init__(self, engine: AsyncEngine, keep: int, hold: int | None = None) -> None:
         self.engine, self.keep = engine, keep
+        self.hold = keep if hold is None else hold
         self._idle: list[tuple[float, PoolProxiedConnection]] = []  # (since, connection), oldest first
+        self._held = 0  # taken from the pool for the lane: in use or idle
+        # Lane requests waiting: each is handed a connection, or ``None`` (the lane may take one more).
+        self._waiters: deque[asyncio.Future[PoolProxiedConnection | None]] = deque()
 
     def __len__(self) -> int:
         return len(self._idle)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[RawConnection]:
-        """A connection with no transaction (see ``checkout``): a kept one, else one from the pool."""
-        proxied = await self._take()
+        """A connection with no transaction (see ``checkout``): a held one, else one from the pool."""
+        proxied, held = await self._take()
         driver = proxied.driver_connection
         assert isinstance(driver, asyncpg.Connection)
 
@@ -114,10 +124,12 @@ class KeptConnections:
             if driver.is_in_transaction():  # nothing here begins one
                 await invalidate()
                 await greenlet_spawn(proxied.close)
-            elif proxied.is_valid and len(self._idle) < self.keep and not driver.is_closed() and not self._wanted():
-                self._idle.append((time.monotonic(), proxied))
+                self._let_go(held)
+            elif held and proxied.is_valid and not driver.is_closed():
+                await self._release(proxied)
             else:
                 await _give_back(proxied)
+                self._let_go(held)
 
     def _wanted(self) -> bool:
         """Whether a request waits for a connection of the pool (it gets this one first, fairly);
@@ -126,31 +138,103 @@ class KeptConnections:
         waiters = getattr(queue, "_getters", None)
         return waiters is None or any(not waiter.done() for waiter in waiters)
 
-    async def _take(self) -> PoolProxiedConnection:
+    async def _take(self) -> tuple[PoolProxiedConnection, bool]:
+        """A connection, and whether the lane holds it (else it goes straight back to the pool)."""
         await self.expire()
         while self._idle:
             _, proxied = self._idle.pop()
-            driver = proxied.driver_connection
-            if isinstance(driver, asyncpg.Connection) and not driver.is_closed():
-                return proxied
-            with anyio.CancelScope(shield=True):
-                await greenlet_spawn(proxied.invalidate)
-                await greenlet_spawn(proxied.close)
-        return await self.engine.raw_connection()
+            if _usable(proxied):
+                return proxied, True
+            await self._retire(proxied)
+        if self._held >= self.hold > 0:
+            handed = await self._wait()
+            if handed is not None:
+                return handed, True
+        elif self._held < self.hold:
+            self._held += 1
+        else:
+            return await self.engine.raw_connection(), False
+        try:  # the lane's own now
+            return await self.engine.raw_connection(), True
+        except BaseException:
+            self._let_go(True)
+            raise
+
+    async def _wait(self) -> PoolProxiedConnection | None:
+        """The next connection a lane request is done with, or ``None``: one went back to the pool, and
+        its place in the lane is this request's, to take from the pool. ``sqlalchemy.exc.TimeoutError``
+        after the pool's own timeout, as the pool would."""
+        waiter: asyncio.Future[PoolProxiedConnection | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self.engine.sync_engine.pool.timeout()):  # type: ignore[attr-defined]
+                return await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():  # handed one just as this request gave up
+                handed = waiter.result()
+                if handed is None:
+                    self._let_go(True)  # the place it was given goes to the next
+                else:
+                    with anyio.CancelScope(shield=True):
+                        await self._release(handed)
+            elif waiter in self._waiters:  # else already passed over
+                self._waiters.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                raise PoolTimeoutError("no database connection free within the pool's timeout") from None
+            raise
+
+    def _let_go(self, held: bool) -> None:
+        """A held connection went back to the pool or was closed: its place in the lane goes to the
+        first lane request waiting (which takes one from the pool), else is free."""
+        if not held:
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._held -= 1
+
+    async def _release(self, proxied: PoolProxiedConnection) -> None:
+        """A lane request is done with a held connection in good order: to the pool if a request waits
+        there (or the lane holds more than it may), else to the next lane request, else kept idle."""
+        if self._held <= self.hold and not self._wanted():
+            while self._waiters:
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(proxied)
+                    return
+            if len(self._idle) < self.keep:
+                self._idle.append((time.monotonic(), proxied))
+                return
+        await _give_back(proxied)
+        self._let_go(True)
+
+    async def _retire(self, proxied: PoolProxiedConnection) -> None:
+        with anyio.CancelScope(shield=True):
+            await greenlet_spawn(proxied.invalidate)
+            await greenlet_spawn(proxied.close)
+        self._let_go(True)
 
     async def expire(self, older_than: float | None = None) -> None:
-        """Give back to the pool the kept connections unused for ``older_than`` seconds (default
+        """Give back to the pool the idle connections unused for ``older_than`` seconds (default
         ``KEEP_SECONDS``; 0: all of them)."""
         limit = time.monotonic() - (self.KEEP_SECONDS if older_than is None else older_than)
         while self._idle and self._idle[0][0] <= limit:
             _, proxied = self._idle.pop(0)
             await _give_back(proxied)
+            self._let_go(True)
 
     async def expire_every(self, seconds: float) -> None:
         """``expire`` now and then, so connections the lane stopped using go back (a background task)."""
         while True:
             await asyncio.sleep(seconds)
             await self.expire()
+
+
+def _usable(proxied: PoolProxiedConnection) -> bool:
+    driver = proxied.driver_connection
+    return isinstance(driver, asyncpg.Connection) and not driver.is_closed()
 
 
 async def _give_back(proxied: PoolProxiedConnection) -> None:
