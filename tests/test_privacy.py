@@ -39,7 +39,8 @@ async def test_volunteer_sees_phone_only_while_holding_the_order(world: World) -
 async def test_team_members_see_masked_phone_until_one_accepts(world: World) -> None:
     order = await world.order_in(Status.APPROVED)
     dispatched = await world.ok("zhan11_admin", order["id"], "dispatch", {"team_id": world.teams["team11"]})
-    assert dispatched["contact_phone"] == FULL  # the admin
+    assert dispatched["contact_phone"] == MASKED  # the admin, in the answer to an action
+    assert await phone_seen_by(world, "zhan11_admin", order["id"]) == FULL  # reading the order
     assert await phone_seen_by(world, "v11a", order["id"]) == MASKED
     await world.ok("v11b", order["id"], "accept")
     assert await phone_seen_by(world, "v11b", order["id"]) == FULL

@@ -309,4 +309,4 @@ async def follow_up(
         order.updated_at = now
         await _note(session, order, TimelineNote.FOLLOWUP, actor, note, {"round": order.round}, now)
         await session.flush()
-        return present_order(order, actor)
+        return present_order(order, actor, answering_action=True)

@@ -8,10 +8,16 @@ from app.models import Order
 from app.schemas.common import mask_phone
 from app.schemas.orders import OrderOut
 from app.services.guards import allowed_actions, may_see_phone
+from app.services.privacy import logs_phone_read
 
 
-def present_order(order: Order, actor: Actor) -> OrderOut:
+def present_order(order: Order, actor: Actor, *, answering_action: bool = False) -> OrderOut:
+    """``order`` as ``actor`` may see it. ``answering_action``: the answer to something the caller did
+    to the order, where staff see the contact phone masked: an action needs no phone, and every
+    unmasked read of it by staff is logged (``privacy.logs_phone_read``), reading the order
+    (``GET /orders/{id}``, ``GET /admin/orders``) shows it."""
     status = Status(order.status)
+    shown = may_see_phone(actor, order) and not (answering_action and logs_phone_read(actor, order))
     return OrderOut(
         id=order.id,
         code=order.code,
@@ -28,7 +34,7 @@ def present_order(order: Order, actor: Actor) -> OrderOut:
         lat=order.lat,
         lng=order.lng,
         contact_name=order.contact_name,
-        contact_phone=order.contact_phone if may_see_phone(actor, order) else mask_phone(order.contact_phone),
+        contact_phone=order.contact_phone if shown else mask_phone(order.contact_phone),
         preferred_start=order.preferred_start,
         preferred_end=order.preferred_end,
         beneficiaries=order.beneficiaries,

@@ -7,7 +7,7 @@ bump the version, append the ``OrderEvent``, write outbox rows, store the idempo
 This is the hottest code in the service, so its statements are Core built once and sent with asyncpg
 (``app.prepared``), never the ORM's unit of work: one query locks the order with the policy in force
 at its unit, the locked row becomes a detached ``Order`` that the effects change in memory, and one
-statement writes everything back (order, event, outbox rows, PII access log, reliability counter).
+statement writes everything back (order, event, outbox rows, reliability counter).
 Effects of the rarer actions (complete, rate, transfer …) still use the session, in the same
 transaction.
 
@@ -29,14 +29,12 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Label,
-    String,
     any_,
     bindparam,
     exists,
     func,
     insert,
     inspect,
-    literal,
     select,
     true,
     update,
@@ -53,7 +51,6 @@ from app.errors import Busy, Conflict, Forbidden, IllegalTransition, InvalidInpu
 from app.models import (
     OrderEvent,
     OrgUnit,
-    PiiAccess,
     Rating,
     ServiceParticipant,
     ServiceRecord,
@@ -69,7 +66,6 @@ from app.services import candidates, idempotency, ledger, outbox
 from app.services.guards import allowed_actions, guard_holds
 from app.services.policies import DispatchMode, Policy, effective_policy, in_force_at, policy_from, step_deadline
 from app.services.presenters import present_order
-from app.services.privacy import logs_phone_read
 from app.services.scope import POOL_REGION, VISIBLE, scope_params, visible
 from app.workflow import TRANSITIONS, Rule, roles_for
 
@@ -141,9 +137,8 @@ async def apply_action(
             now,
             db=db,
             policy=policy,
-            phone_read_route=_phone_read_route(action),
         )
-        result = present_order(order, actor)
+        result = present_order(order, actor, answering_action=True)
         if idem is not None:
             await idempotency.store(session, actor.user_id, idem, 200, result.model_dump(mode="json"))
     return result
@@ -216,10 +211,10 @@ async def apply_unlocked(
         if automatic and rule.to is Status.APPROVED and action in AUTO_DISPATCH_AFTER:
             return None  # the automatic dispatch that follows needs the transactional path
         change = Change(None, db, order, actor, body, now, settings, row)
-        written = await _write_transition(change, rule, action, policy, _phone_read_route(action))
+        written = await _write_transition(change, rule, action, policy)
         if written is not None:
             transition_committed(action.value)
-            return present_order(order, actor)
+            return present_order(order, actor, answering_action=True)
     raise Busy()
 
 
@@ -232,10 +227,6 @@ async def _read_caller(
     if not may_be_volunteer and row is not None and row[_CALLER + "role"] == Role.VOLUNTEER.value:
         row = await _READ_AS_CALLER[key, True].fetchrow(db, params)
     return row
-
-
-def _phone_read_route(action: Action) -> str:
-    return f"POST /orders/{{id}}/{action.path}"
 
 
 def _checked_rule(order: Order, action: Action, actor: Actor, expected_version: int | None) -> Rule:
@@ -362,25 +353,21 @@ async def transition_locked(
     *,
     db: RawConnection | None = None,
     policy: Policy | None = None,
-    phone_read_route: str | None = None,
 ) -> None:
     """The body of every transition, on an order already locked (detached, see ``order_from_row``)
-    and checked against ``rule``. ``policy``: the one in force at the order's unit, if already read;
-    ``phone_read_route``: log an admin's unmasked read of the phone in the response, under this route.
+    and checked against ``rule``. ``policy``: the one in force at the order's unit, if already read.
     """
     change = Change(session, db or await raw_connection(session), order, actor, body, now, settings)
-    policy = await _write_transition(change, rule, action, policy, phone_read_route)
+    policy = await _write_transition(change, rule, action, policy)
     assert policy is not None, "the order is locked: its version cannot have moved"
     count_transition(session, action.value)  # sidan_transitions_total, once the transaction commits
     if order.status == Status.APPROVED.value and action in AUTO_DISPATCH_AFTER:
         await auto_dispatch(session, settings, order, policy, now)
 
 
-async def _write_transition(
-    change: Change, rule: Rule, action: Action, policy: Policy | None, phone_read_route: str | None
-) -> Policy | None:
+async def _write_transition(change: Change, rule: Rule, action: Action, policy: Policy | None) -> Policy | None:
     """Run the action's effect on ``change.order`` (in memory), then write the order, its event, outbox
-    rows, PII access log and reliability counter in one statement, if the order is still at the
+    rows and reliability counter in one statement, if the order is still at the
     version read. Returns the policy in force at the order's unit now, or ``None`` (nothing written)
     if the order had moved on. ``change.session``: ``None`` on the lockless path."""
     order, actor, body, now = change.order, change.actor, change.body, change.now
@@ -411,8 +398,7 @@ async def _write_transition(
     event = event_row(order, action, from_status, actor, reason, payload, now)
     counter = _RELIABILITY.get(action)
     notify = outbox.enqueue_params(order, action, rule.notify, previous_target)
-    pii = phone_read_route is not None and logs_phone_read(actor, order)
-    statement = _write_statement(outbox.sources_in(notify), pii, counter)
+    statement = _write_statement(outbox.sources_in(notify), counter)
     row = await statement.fetchrow(
         change.db,
         {
@@ -421,8 +407,6 @@ async def _write_transition(
             **{f"new_{name}": getattr(order, name) for name in _MUTABLE},
             **{f"event_{name}": value for name, value in event.items()},
             **notify,
-            "pii_user_id": actor.user_id,
-            "pii_route": (phone_read_route or "")[:64],
             "reliability_volunteer_id": previous_target[1] if action is Action.EXPIRE else actor.volunteer_id,
         },
     )
@@ -430,11 +414,11 @@ async def _write_transition(
 
 
 @cache
-def _write_statement(outbox_sources: tuple[str, ...], pii: bool, counter: str | None) -> Prepared:
+def _write_statement(outbox_sources: tuple[str, ...], counter: str | None) -> Prepared:
     """Everything a transition writes, in one statement, all of it only if the order is still at
     ``transition_from_version``: the order's new state, its timeline event, one outbox row per
-    recipient of ``outbox_sources``, the PII access log row if ``pii``, and one more on the
-    reliability ``counter`` of ``reliability_volunteer_id``. Its one row: ``written``, 1 or 0.
+    recipient of ``outbox_sources``, and one more on the reliability ``counter`` of
+    ``reliability_volunteer_id``. Its one row: ``written``, 1 or 0.
 
     One statement per combination, holding only the parts it writes: PostgreSQL then plans it once
     per connection (a generic plan), where a statement with parts switched off by parameters was
@@ -458,17 +442,6 @@ def _write_statement(outbox_sources: tuple[str, ...], pii: bool, counter: str | 
     parts = [event.cte("event")]
     if outbox_sources:
         parts.append(outbox.enqueue_when(written, outbox_sources).cte("outbox"))
-    if pii:
-        log = insert(table_of(PiiAccess)).from_select(
-            ["user_id", "order_id", "field", "route"],
-            select(
-                bindparam("pii_user_id", type_=BigInteger),
-                order_id,
-                literal("contact_phone", String),
-                bindparam("pii_route", type_=String),
-            ).where(written),
-        )
-        parts.append(log.cte("pii"))
     if counter is not None:
         reliability = (
             update(Volunteer)
