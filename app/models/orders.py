@@ -102,7 +102,8 @@ class Order(IdMixin, CreatedAtMixin, Base):
 
 class OrderEvent(IdMixin, CreatedAtMixin, Base):
     """订单时间线: append-only (a trigger refuses UPDATE and DELETE), written with each transition.
-    ``actor_id`` names the user without a foreign key (see ``app.models``)."""
+    ``order_id`` and ``actor_id`` name the order and the user without a foreign key (see
+    ``app.models``)."""
 
     __tablename__ = "order_events"
     __table_args__ = (
@@ -116,7 +117,7 @@ class OrderEvent(IdMixin, CreatedAtMixin, Base):
         ),
     )
 
-    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    order_id: Mapped[int] = mapped_column(index=True)
     action: Mapped[str] = mapped_column(String(16))
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
