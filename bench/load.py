@@ -423,7 +423,7 @@ async def single_transition(
             ).stdout
             pgbench_tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
-            volunteer_id = seed.volunteers[0][1].id
+            volunteer_ids = [profile.id for _, profile in seed.volunteers]
             listing = Path(tmp) / "orders.txt"
             port = 18099
             env = os.environ | {"RAW_DSN": dsn, "RAW_POOL": str(get_settings().db_pool_size)}
@@ -447,13 +447,13 @@ async def single_transition(
                 )
                 for url, script, args in targets:  # warm-up: connections, prepared statements, caches
                     if url == base:
-                        await list_orders(seed.url, listing, seed.tokens_admin, volunteer_id, orders)
+                        await list_orders(seed.url, listing, seed.tokens_admin, volunteer_ids, orders)
                     wrk(url, script, args, connections, 2)
                 for _ in range(rounds):
                     runs = []
                     for url, script, args in targets:
                         if url == base:
-                            await list_orders(seed.url, listing, seed.tokens_admin, volunteer_id, orders)
+                            await list_orders(seed.url, listing, seed.tokens_admin, volunteer_ids, orders)
                         runs.append(wrk(url, script, args, connections, duration))
                     measured.append((runs[0][0], runs[1][0], runs[2][0]))
                     failed = [total + run[1] for total, run in zip(failed, runs, strict=True)]
@@ -478,8 +478,8 @@ async def single_transition(
     print(f"    ratio Sidan / pgbench              {ours / pgbench_tps:8.0%}")
 
 
-async def list_orders(url: str, listing: Path, token: str, volunteer_id: int, orders: list[int]) -> None:
-    """``bench/wrk/sidan.lua``'s input: the token, the volunteer to dispatch to, then each order with
+async def list_orders(url: str, listing: Path, token: str, volunteer_ids: list[int], orders: list[int]) -> None:
+    """``bench/wrk/sidan.lua``'s input: the token, the volunteers to dispatch to, then each order with
     its status now, so that its first request is the right one (a client knows its orders)."""
     import asyncpg
 
@@ -488,7 +488,7 @@ async def list_orders(url: str, listing: Path, token: str, volunteer_id: int, or
         rows = await connection.fetch("SELECT id, status FROM orders WHERE id = ANY($1::bigint[])", orders)
     finally:
         await connection.close()
-    lines = [token, str(volunteer_id), *(f"{row['id']} {row['status']}" for row in rows)]
+    lines = [token, " ".join(map(str, volunteer_ids)), *(f"{row['id']} {row['status']}" for row in rows)]
     await asyncio.to_thread(listing.write_text, "\n".join(lines) + "\n")
 
 

@@ -1,7 +1,8 @@
 -- wrk script for Sidan's real transition endpoints: each order alternates dispatch ⇄ withdraw
--- (approved → dispatched → approved …), one transition per request, as the staff admin.
--- args: <file with "token" on line 1, "volunteer_id" on line 2, then one order per line: "id [status]">
-local token, volunteer, orders, state = nil, nil, {}, {}
+-- (approved → dispatched → approved …), one transition per request, as the staff admin; each order
+-- goes to a volunteer of its own, as staff spread a day's orders over their people.
+-- args: <file with "token" on line 1, the volunteer ids on line 2, then one order per line: "id [status]">
+local token, volunteers, volunteer, orders, state = nil, {}, {}, {}, {}
 local counter = 0  -- thread_index is a global set per thread in setup()
 local threads = {}
 
@@ -13,12 +14,13 @@ end
 function init(args)
   local f = assert(io.open(args[1]))
   token = f:read("*l")
-  volunteer = f:read("*l")
+  for v in string.gmatch(f:read("*l"), "%d+") do table.insert(volunteers, v) end
   for line in f:lines() do
     local id, status = string.match(line, "^(%d+)%s*(%a*)")
     id = tonumber(id)
     if id then
       table.insert(orders, id)
+      volunteer[id] = volunteers[(#orders - 1) % #volunteers + 1]
       if status ~= "" then state[id] = status end
     end
   end
@@ -50,7 +52,7 @@ function request()
   end
   state[id] = "dispatching"
   return wrk.format("POST", "/api/v1/orders/" .. id .. "/dispatch", headers,
-    '{"volunteer_id": ' .. volunteer .. ', "accept_within_minutes": 600}')
+    '{"volunteer_id": ' .. volunteer[id] .. ', "accept_within_minutes": 600}')
 end
 
 function response(status, headers, body)
