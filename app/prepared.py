@@ -97,7 +97,8 @@ class KeptConnections:
         self.engine, self.keep = engine, keep
         self.hold = keep if hold is None else hold
         self._idle: list[tuple[float, PoolProxiedConnection]] = []  # (since, connection), oldest first
-        self._held = 0  # taken from the pool for the lane: in use or idle
+        self._held = 0  # taken from the pool for the lane: in use or idle, or being taken
+        self._to_pool = 0  # lane requests with a place in the lane, on their way to the pool for it
         # Lane requests waiting: each is handed a connection, or ``None`` (the lane may take one more).
         self._waiters: deque[asyncio.Future[PoolProxiedConnection | None]] = deque()
 
@@ -152,13 +153,16 @@ class KeptConnections:
                 return handed, True
         elif self._held < self.hold:
             self._held += 1
+            self._to_pool += 1
         else:
             return await self.engine.raw_connection(), False
-        try:  # the lane's own now
+        try:  # the lane's own once taken
             return await self.engine.raw_connection(), True
         except BaseException:
             self._let_go(True)
             raise
+        finally:
+            self._to_pool -= 1
 
     async def _wait(self) -> PoolProxiedConnection | None:
         """The next connection a lane request is done with, or ``None``: one went back to the pool, and
@@ -173,6 +177,7 @@ class KeptConnections:
             if waiter.done() and not waiter.cancelled():  # handed one just as this request gave up
                 handed = waiter.result()
                 if handed is None:
+                    self._to_pool -= 1
                     self._let_go(True)  # the place it was given goes to the next
                 else:
                     with anyio.CancelScope(shield=True):
@@ -192,13 +197,15 @@ class KeptConnections:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+                self._to_pool += 1
                 return
         self._held -= 1
 
     async def _release(self, proxied: PoolProxiedConnection) -> None:
         """A lane request is done with a held connection in good order: to the pool if a request waits
-        there (or the lane holds more than it may), else to the next lane request, else kept idle."""
-        if self._held <= self.hold and not self._wanted():
+        there or is on its way (or the lane holds more than it may), else to the next lane request,
+        else kept idle."""
+        if self._held <= self.hold and not self._to_pool and not self._wanted():
             while self._waiters:
                 waiter = self._waiters.popleft()
                 if not waiter.done():

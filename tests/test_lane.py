@@ -306,3 +306,131 @@ async def test_a_request_waiting_for_the_pool_gets_the_connection_the_lane_is_do
     finally:
         await kept.expire(0)
         await engine.dispose()
+
+
+async def _server_pid(db: Any) -> int:
+    pid: int = db.driver.get_server_pid()
+    return pid
+
+
+@pytest.fixture
+async def pool_of_two(database_url: str, settings: Settings) -> AsyncIterator[Any]:
+    engine = create_engine(
+        to_async_url(database_url), settings.model_copy(update={"db_pool_size": 2, "db_max_overflow": 0})
+    )
+    yield engine
+    await engine.dispose()
+
+
+async def test_a_lane_request_waits_for_the_connection_the_lane_is_done_with(pool_of_two: Any) -> None:
+    """Holding all it may, the lane hands a finished request's connection to the next lane request
+    (in the order they came), not through the pool; the pool's other connection stays free."""
+    pool = pool_of_two.sync_engine.pool
+    kept = KeptConnections(pool_of_two, keep=1, hold=1)
+    served: list[tuple[str, int]] = []
+
+    async def lane_request(name: str, release: asyncio.Event) -> None:
+        async with kept.connection() as db:
+            served.append((name, await _server_pid(db)))
+            await release.wait()
+
+    releases = [asyncio.Event() for _ in range(3)]
+    tasks = [asyncio.create_task(lane_request(f"r{i}", releases[i])) for i in range(3)]
+    await asyncio.sleep(0.1)
+    assert [name for name, _ in served] == ["r0"] and pool.checkedout() == 1
+    releases[0].set()
+    await asyncio.sleep(0.05)
+    assert [name for name, _ in served] == ["r0", "r1"] and pool.checkedout() == 1
+    releases[1].set()
+    releases[2].set()
+    await asyncio.gather(*tasks)
+    assert [name for name, _ in served] == ["r0", "r1", "r2"]
+    assert len({pid for _, pid in served}) == 1  # one connection, handed on
+    assert len(kept) == 1 and pool.checkedout() == 1
+    await kept.expire(0)
+    assert pool.checkedout() == 0
+
+
+async def test_a_request_waiting_for_the_pool_comes_before_lane_requests(pool_of_two: Any) -> None:
+    """With the whole pool held by the lane, a request on another route waiting for the pool gets the
+    next connection the lane is done with; the lane request waiting gets the one after."""
+    kept = KeptConnections(pool_of_two, keep=2, hold=2)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def lane_request(name: str) -> None:
+        async with kept.connection() as db:
+            order.append(name)
+            await db.driver.fetchval("SELECT 1")
+            await release.wait()
+
+    holders = [asyncio.create_task(lane_request(f"holder{i}")) for i in range(2)]
+    await asyncio.sleep(0.1)
+    other = asyncio.create_task(pool_of_two.raw_connection())
+    await asyncio.sleep(0.05)
+    waiting_lane = asyncio.create_task(lane_request("lane"))
+    await asyncio.sleep(0.05)
+    assert not other.done() and sorted(order) == ["holder0", "holder1"]
+    release.set()
+    proxied = await asyncio.wait_for(other, 2)
+    await asyncio.wait_for(asyncio.gather(*holders, waiting_lane), 2)
+    assert sorted(order[:2]) == ["holder0", "holder1"] and order[2] == "lane"
+    await greenlet_spawn(proxied.close)
+    await kept.expire(0)
+    assert pool_of_two.sync_engine.pool.checkedout() == 0
+
+
+async def test_a_connection_retired_mid_request_frees_its_place_for_the_next(pool_of_two: Any) -> None:
+    """A lane request cut short (its connection is never handed on) lets the lane request waiting
+    take another from the pool at once."""
+    kept = KeptConnections(pool_of_two, keep=1, hold=1)
+    entered = asyncio.Event()
+
+    async def cut_short() -> None:
+        async with kept.connection() as db:
+            entered.set()
+            await db.driver.fetchval("SELECT pg_sleep(10)")
+
+    first = asyncio.create_task(cut_short())
+    await entered.wait()
+    pid = None
+
+    async def next_request() -> None:
+        nonlocal pid
+        async with kept.connection() as db:
+            pid = await _server_pid(db)
+
+    waiting = asyncio.create_task(next_request())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    first.cancel()
+    await asyncio.wait_for(waiting, 5)
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert pid is not None and len(kept) == 1
+    await kept.expire(0)
+    assert pool_of_two.sync_engine.pool.checkedout() == 0
+
+
+async def test_a_lane_request_gives_up_waiting_as_the_pool_would(pool_of_two: Any) -> None:
+    """Waiting for the lane's connection ends with the pool's own timeout error (answered 503), and a
+    request that gave up or went away leaves nothing behind: the next release is kept, not lost."""
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+    pool_of_two.sync_engine.pool._timeout = 0.2
+    kept = KeptConnections(pool_of_two, keep=1, hold=1)
+    async with kept.connection():
+        with pytest.raises(PoolTimeoutError):
+            async with kept.connection():
+                pass
+        gone = asyncio.create_task(kept.connection().__aenter__())
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        assert not kept._waiters
+    assert len(kept) == 1 and pool_of_two.sync_engine.pool.checkedout() == 1
+    async with kept.connection():
+        assert len(kept) == 0
+    await kept.expire(0)
+    assert pool_of_two.sync_engine.pool.checkedout() == 0
