@@ -26,13 +26,14 @@ class OutboxMessage(IdMixin, CreatedAtMixin, Base):
     """通知发件箱: written in the transaction of the event that causes it, delivered later.
 
     No foreign keys: a queue entry, written by the statement that changes the order, to recipients
-    that statement read (see ``app.models``)."""
+    that statement read (see ``app.models``). Nothing looks messages up by order: ``order_id`` is not
+    indexed (an entry in one more index for every notification of every transition)."""
 
     __tablename__ = "outbox_messages"
     __table_args__ = (Index("ix_outbox_messages_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),)
 
     topic: Mapped[str] = mapped_column(String(40))
-    order_id: Mapped[int | None] = mapped_column(index=True)
+    order_id: Mapped[int | None]
     recipient_user_id: Mapped[int | None]
     recipient_unit_id: Mapped[int | None]
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
