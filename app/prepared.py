@@ -99,38 +99,30 @@ class KeptConnections:
         self._idle: list[tuple[float, PoolProxiedConnection]] = []  # (since, connection), oldest first
         self._held = 0  # taken from the pool for the lane: in use or idle, or being taken
         self._to_pool = 0  # lane requests with a place in the lane, on their way to the pool for it
-        # Lane requests waiting: each is handed a connection, or ``None`` (the lane may take one more).
-        self._waiters: deque[asyncio.Future[PoolProxiedConnection | None]] = deque()
+        # Lane requests waiting, since when: each is handed a connection, or ``None`` (its place in the
+        # lane, to take one from the pool), or the pool's timeout error (``expire``).
+        self._waiters: deque[tuple[float, asyncio.Future[PoolProxiedConnection | None]]] = deque()
 
     def __len__(self) -> int:
         return len(self._idle)
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[RawConnection]:
+    def connection(self) -> _Lease:
         """A connection with no transaction (see ``checkout``): a held one, else one from the pool."""
-        proxied, held = await self._take()
-        driver = proxied.driver_connection
-        assert isinstance(driver, asyncpg.Connection)
+        return _Lease(self)
 
-        async def invalidate() -> None:
+    async def _done_with(self, proxied: PoolProxiedConnection, driver: asyncpg.Connection, held: bool) -> None:
+        """A request is done with ``proxied`` (its asyncpg connection: ``driver``, even if invalidated
+        since); ``held``: one of the lane's."""
+        if driver.is_in_transaction():  # nothing here begins one
             with anyio.CancelScope(shield=True):
                 await greenlet_spawn(proxied.invalidate)
-
-        try:
-            yield RawConnection(driver, self.engine.dialect, invalidate)
-        except asyncio.CancelledError:
-            await invalidate()
-            raise
-        finally:
-            if driver.is_in_transaction():  # nothing here begins one
-                await invalidate()
-                await greenlet_spawn(proxied.close)
-                self._let_go(held)
-            elif held and proxied.is_valid and not driver.is_closed():
-                await self._release(proxied)
-            else:
-                await _give_back(proxied)
-                self._let_go(held)
+            await greenlet_spawn(proxied.close)
+            self._let_go(held)
+        elif held and proxied.is_valid and not driver.is_closed():
+            await self._release(proxied)
+        else:
+            await _give_back(proxied)
+            self._let_go(held)
 
     def _wanted(self) -> bool:
         """Whether a request waits for a connection of the pool (it gets this one first, fairly);
@@ -167,25 +159,24 @@ class KeptConnections:
     async def _wait(self) -> PoolProxiedConnection | None:
         """The next connection a lane request is done with, or ``None``: one went back to the pool, and
         its place in the lane is this request's, to take from the pool. ``sqlalchemy.exc.TimeoutError``
-        after the pool's own timeout, as the pool would."""
+        once waiting longer than the pool's own timeout, as the pool would (``expire``)."""
         waiter: asyncio.Future[PoolProxiedConnection | None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        entry = (time.monotonic(), waiter)
+        self._waiters.append(entry)
         try:
-            async with asyncio.timeout(self.engine.sync_engine.pool.timeout()):  # type: ignore[attr-defined]
-                return await waiter
-        except BaseException as exc:
-            if waiter.done() and not waiter.cancelled():  # handed one just as this request gave up
+            return await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # Handed one just as this request went away: pass it on.
                 handed = waiter.result()
                 if handed is None:
                     self._to_pool -= 1
-                    self._let_go(True)  # the place it was given goes to the next
+                    self._let_go(True)
                 else:
                     with anyio.CancelScope(shield=True):
                         await self._release(handed)
-            elif waiter in self._waiters:  # else already passed over
-                self._waiters.remove(waiter)
-            if isinstance(exc, TimeoutError):
-                raise PoolTimeoutError("no database connection free within the pool's timeout") from None
+            elif entry in self._waiters:  # else already passed over
+                self._waiters.remove(entry)
             raise
 
     def _let_go(self, held: bool) -> None:
@@ -194,7 +185,7 @@ class KeptConnections:
         if not held:
             return
         while self._waiters:
-            waiter = self._waiters.popleft()
+            _, waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
                 self._to_pool += 1
@@ -207,7 +198,7 @@ class KeptConnections:
         else kept idle."""
         if self._held <= self.hold and not self._to_pool and not self._wanted():
             while self._waiters:
-                waiter = self._waiters.popleft()
+                _, waiter = self._waiters.popleft()
                 if not waiter.done():
                     waiter.set_result(proxied)
                     return
@@ -225,18 +216,51 @@ class KeptConnections:
 
     async def expire(self, older_than: float | None = None) -> None:
         """Give back to the pool the idle connections unused for ``older_than`` seconds (default
-        ``KEEP_SECONDS``; 0: all of them)."""
-        limit = time.monotonic() - (self.KEEP_SECONDS if older_than is None else older_than)
+        ``KEEP_SECONDS``; 0: all of them), and fail the lane requests waiting longer than the pool's
+        timeout."""
+        now = time.monotonic()
+        limit = now - (self.KEEP_SECONDS if older_than is None else older_than)
         while self._idle and self._idle[0][0] <= limit:
             _, proxied = self._idle.pop(0)
             await _give_back(proxied)
             self._let_go(True)
+        if self._waiters:
+            limit = now - self.engine.sync_engine.pool.timeout()  # type: ignore[attr-defined]
+            while self._waiters and self._waiters[0][0] <= limit:
+                _, waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_exception(PoolTimeoutError("no database connection free within the pool's timeout"))
 
     async def expire_every(self, seconds: float) -> None:
         """``expire`` now and then, so connections the lane stopped using go back (a background task)."""
         while True:
             await asyncio.sleep(seconds)
             await self.expire()
+
+
+class _Lease:
+    """``KeptConnections.connection()``: an async context manager, without a generator's frame."""
+
+    __slots__ = ("driver", "held", "kept", "proxied")
+
+    def __init__(self, kept: KeptConnections) -> None:
+        self.kept = kept
+
+    async def __aenter__(self) -> RawConnection:
+        self.proxied, self.held = await self.kept._take()
+        driver = self.proxied.driver_connection
+        assert isinstance(driver, asyncpg.Connection)
+        self.driver = driver
+        return RawConnection(driver, self.kept.engine.dialect, self._invalidate)
+
+    async def _invalidate(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await greenlet_spawn(self.proxied.invalidate)
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, _: object) -> None:
+        if isinstance(error, asyncio.CancelledError):  # cut short mid-statement: never handed on
+            await self._invalidate()
+        await self.kept._done_with(self.proxied, self.driver, self.held)
 
 
 def _usable(proxied: PoolProxiedConnection) -> bool:

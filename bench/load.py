@@ -393,9 +393,9 @@ async def single_transition(
     base: str, seed: Seed, server: str, connections: int, duration: float, workers: int, rounds: int
 ) -> None:
     """(d): pgbench once, then, after two seconds of warm-up each, ``rounds`` rounds of raw (three
-    statements), raw (one statement) and Sidan back to back, each driven by wrk for ``duration``
-    seconds. The machine's speed drifts (shared cores), so the ratios are taken within each round and
-    their median printed."""
+    statements) and Sidan back to back (which goes first alternates), then raw (one statement), each
+    driven by wrk for ``duration`` seconds. The machine's speed drifts (shared cores), so the ratios
+    are taken within each round and their median printed."""
     n = 2000
     async with scratch_database(server, "sidan_bench_raw") as raw_url:
         import asyncpg
@@ -449,14 +449,17 @@ async def single_transition(
                     if url == base:
                         await list_orders(seed.url, listing, seed.tokens_admin, volunteer_ids, orders)
                     wrk(url, script, args, connections, 2)
-                for _ in range(rounds):
-                    runs = []
-                    for url, script, args in targets:
+                for round_ in range(rounds):
+                    # The ratio's two runs back to back, the first of them in turn (a drift in the
+                    # machine's speed then favours neither side), the one-statement variant after.
+                    runs: dict[int, tuple[float, int]] = {}
+                    for i in ((0, 2) if round_ % 2 == 0 else (2, 0)) + (1,):
+                        url, script, args = targets[i]
                         if url == base:
                             await list_orders(seed.url, listing, seed.tokens_admin, volunteer_ids, orders)
-                        runs.append(wrk(url, script, args, connections, duration))
+                        runs[i] = wrk(url, script, args, connections, duration)
                     measured.append((runs[0][0], runs[1][0], runs[2][0]))
-                    failed = [total + run[1] for total, run in zip(failed, runs, strict=True)]
+                    failed = [total + runs[i][1] for i, total in enumerate(failed)]
             finally:
                 raw.terminate()
                 raw.wait(10)

@@ -419,10 +419,12 @@ async def test_a_lane_request_gives_up_waiting_as_the_pool_would(pool_of_two: An
 
     pool_of_two.sync_engine.pool._timeout = 0.2
     kept = KeptConnections(pool_of_two, keep=1, hold=1)
+    expiry = asyncio.create_task(kept.expire_every(0.05))  # as the app runs it
     async with kept.connection():
         with pytest.raises(PoolTimeoutError):
             async with kept.connection():
                 pass
+        expiry.cancel()
         gone = asyncio.create_task(kept.connection().__aenter__())
         await asyncio.sleep(0.05)
         gone.cancel()
