@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -20,7 +21,7 @@ import time
 from collections.abc import Iterable, Sized
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
@@ -79,13 +80,18 @@ def count_transition(session: AsyncSession, action: str) -> None:
 
 def transition_committed(action: str) -> None:
     """Count one transition committed on its own (the lockless path: one statement, no session)."""
-    TRANSITIONS.labels(action).inc()
+    (_transitions_by_action.get(action) or _transitions_by_action.setdefault(action, TRANSITIONS.labels(action))).inc()
+
+
+# The labelled children of the transitions counter by action (a bounded set), as for the request
+# metrics below: a dictionary lookup instead of ``labels()``'s argument handling and lock.
+_transitions_by_action: dict[str, Counter] = {}
 
 
 @event.listens_for(Session, "after_commit")
 def _count_committed(session: Session) -> None:
     for _, action in session.info.pop(_PENDING_TRANSITIONS, ()):
-        TRANSITIONS.labels(action).inc()
+        transition_committed(action)
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -346,7 +352,45 @@ class TextFormatter(logging.Formatter):
 
 
 class _SidanHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Marks the handler ``configure_logging`` installed, so calling it again replaces it."""
+    """The handler ``configure_logging`` installs (calling it again replaces it). Lines logged on an
+    event loop's thread wait for the loop's next turn and go out together, one write for every line
+    of the requests that turn finished (each line took a system call of its own); a warning or an
+    error, and a line from any other thread, go out at once, after those waiting."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._waiting: list[str] = []
+        self._flush_on: asyncio.AbstractEventLoop | None = None  # the loop a flush is due on
+
+    def emit(self, record: logging.LogRecord) -> None:  # called holding the handler's lock
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        try:
+            loop = asyncio.get_running_loop() if record.levelno < logging.WARNING else None
+        except RuntimeError:
+            loop = None
+        if loop is not None and self._flush_on is not loop:
+            loop.call_soon(self.flush)
+            self._flush_on = loop
+        self._waiting.append(line)
+        if loop is None:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock or contextlib.nullcontext():
+            self._flush_on = None
+            if self._waiting:
+                text = "".join(self._waiting)
+                self._waiting.clear()
+                # As ``Handler.handleError`` does, a stream that cannot be written never breaks the
+                # caller (here the event loop, which would log the error through this handler).
+                with contextlib.suppress(Exception):
+                    self.stream.write(text)
+            with contextlib.suppress(Exception):
+                super().flush()
 
 
 def configure_logging(settings: Settings) -> None:

@@ -42,6 +42,7 @@ from app.observability import (
     ObservabilityMiddleware,
     RequestContextFilter,
     TextFormatter,
+    _SidanHandler,
     configure_logging,
     mask_phones,
     new_request_id,
@@ -414,3 +415,52 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
+
+
+class _Writes(io.StringIO):
+    """A stream that records each write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def _record(level: int, message: str) -> logging.LogRecord:
+    return logging.LogRecord("sidan.test", level, __file__, 1, message, (), None)
+
+
+async def test_lines_logged_in_one_turn_of_the_loop_go_out_in_one_write() -> None:
+    stream = _Writes()
+    handler = _SidanHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for i in range(3):
+        handler.handle(_record(logging.INFO, f"line {i}"))
+    assert stream.writes == []  # waiting for the loop's next turn
+    await asyncio.sleep(0)
+    assert stream.writes == ["line 0\nline 1\nline 2\n"]
+    handler.handle(_record(logging.INFO, "line 3"))
+    handler.handle(_record(logging.ERROR, "failed"))  # at once, after the line waiting
+    assert stream.writes[1:] == ["line 3\nfailed\n"]
+    await asyncio.sleep(0)
+    assert len(stream.writes) == 2
+
+
+def test_lines_logged_off_the_loop_go_out_at_once() -> None:
+    stream = _Writes()
+    handler = _SidanHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.handle(_record(logging.INFO, "from a thread"))
+    assert stream.writes == ["from a thread\n"]
+
+
+async def test_lines_waiting_when_logging_shuts_down_are_written() -> None:
+    stream = _Writes()
+    handler = _SidanHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.handle(_record(logging.INFO, "last words"))
+    logging.shutdown([lambda: handler])  # what the interpreter does on exit
+    assert stream.getvalue() == "last words\n"
