@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from functools import cache
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from pydantic import BaseModel
@@ -329,6 +329,8 @@ _MUTABLE = (
     "version",
     "updated_at",
 )
+_MUTABLE_VALUES = attrgetter(*_MUTABLE)
+_NEW_KEYS = tuple(f"new_{name}" for name in _MUTABLE)  # the write statement's parameters
 
 
 # Each of these actions counts toward (or against) the acting / previous volunteer's reliability.
@@ -404,8 +406,8 @@ async def _write_transition(change: Change, rule: Rule, action: Action, policy: 
         {
             "transition_order_id": order.id,
             "transition_from_version": from_version,
-            **{f"new_{name}": getattr(order, name) for name in _MUTABLE},
-            **{f"event_{name}": value for name, value in event.items()},
+            **dict(zip(_NEW_KEYS, _MUTABLE_VALUES(order), strict=True)),
+            **{_EVENT_KEYS[name]: value for name, value in event.items()},
             **notify,
             "reliability_volunteer_id": previous_target[1] if action is Action.EXPIRE else actor.volunteer_id,
         },
@@ -452,8 +454,9 @@ def _write_statement(outbox_sources: tuple[str, ...], counter: str | None) -> Pr
     return Prepared(select(func.count().label("written")).select_from(changed).add_cte(*parts))
 
 
-# Every column of an event but its id: what ``event_row`` fills in.
+# Every column of an event but its id: what ``event_row`` fills in; the write statement's parameters.
 _EVENT_COLUMNS = tuple(column.key for column in table_of(OrderEvent).c if not column.primary_key)
+_EVENT_KEYS = {name: f"event_{name}" for name in _EVENT_COLUMNS}
 
 
 # After these, an order back at 待派单 is re-offered at once when its unit's policy says so.
