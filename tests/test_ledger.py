@@ -13,7 +13,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.domain import Status
-from app.models import HoursEntry, Order, PointsEntry, ServiceRecord
+from app.models import HoursEntry, Order, PiiAccess, PointsEntry, ServiceRecord
+from app.schemas.common import mask_phone
 from app.services.ledger import provable_hours
 from app.services.volunteering import star_level
 from tests.helpers import snapshot
@@ -393,8 +394,15 @@ async def test_low_rating_is_flagged_listed_and_cleared_by_a_followup(world: Wor
     await post(world, path, "v11a", note, 403)
     await post(world, path, "r1", note, 403)
     await post(world, path, "zhan11_admin", {"note": ""}, 422)
+    logged = select(func.count()).select_from(PiiAccess).where(PiiAccess.order_id == bad["id"])
+    async with sessionmaker() as session:
+        reads_before = await session.scalar(logged)
     cleared = await post(world, path, "zhan11_admin", note, 200)
     assert cleared["needs_followup"] is False and cleared["status"] == "rated"
+    # The answer to an action: staff see the phone masked, and there is no unmasked read to log.
+    assert cleared["contact_phone"] == mask_phone(bad["contact_phone"]) != bad["contact_phone"]
+    async with sessionmaker() as session:
+        assert await session.scalar(logged) == reads_before
     assert cleared["version"] == bad["version"]
     last = (await events(world, bad["id"]))[-1]
     assert last["action"] == "followup" and last["reason"] == note["note"]
