@@ -6,13 +6,14 @@
 - Logs: one JSON object per line (``SIDAN_LOG_FORMAT=json``, the default) or plain text. Every line
   written while serving a request carries its request id (``X-Request-ID``, accepted from the client
   or generated, and echoed in the response), the caller's user id and the order id of the path; each
-  request ends with one access line. Phone numbers are masked in every line, whatever logged them.
+  request ends with one access line. Phone numbers are masked, and credentials in URL queries
+  (WeChat's AppSecret, access tokens, login codes) replaced, in every line, whatever logged them.
+  Lines are written by a plain ``logging.StreamHandler``; python-json-logger formats the JSON.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -23,8 +24,9 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
-import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.orjson import OrjsonFormatter, orjson_default
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction
@@ -298,12 +300,18 @@ class ObservabilityMiddleware:
 # longer run of digits: 138****5678.
 _PHONE = re.compile(r"(?<!\d)((?:\+?86[- ]?)?1[3-9]\d)[- ]?\d{4}[- ]?(\d{4})(?!\d)")
 _CONTEXT_FIELDS = ("request_id", "user_id", "order_id", "method", "path")
-_EXTRA_FIELDS = ("route", "status", "duration_ms")
-
 
 # What every match of ``_PHONE`` contains (its eleven digits, maybe split 3-4-4): a text without it is
 # returned as it is, after a scan five times cheaper than ``_PHONE.sub`` (every log line is scanned).
 _ELEVEN_DIGITS = re.compile(r"\d{3}[- ]?\d{4}[- ]?\d{4}")
+
+# Query parameters that carry credentials: WeChat's AppSecret (code2session, cgi-bin/token), its access
+# token (subscribe/send) and the login code. httpx logs every request's URL at INFO, query included.
+_SECRET_PARAMS = re.compile(r"(?i)([?&](?:secret|appsecret|access_token|refresh_token|js_code|code)=)[^&#\s\"'\\]+")
+SECRET_PLACEHOLDER: Final = "***"
+
+# uvicorn's copy of a message with terminal colours (``extra={"color_message": ...}``): noise in a file.
+_NOT_LOGGED = (*RESERVED_ATTRS, "color_message")
 
 
 def mask_phones(text: str) -> str:
@@ -312,98 +320,93 @@ def mask_phones(text: str) -> str:
     return _PHONE.sub(r"\1****\2", text)
 
 
+def redact(text: str) -> str:
+    """``text`` fit for a log line: phone numbers masked, credentials in URL queries replaced."""
+    text = mask_phones(text)
+    if "=" in text:
+        text = _SECRET_PARAMS.sub(rf"\1{SECRET_PLACEHOLDER}", text)
+    return text
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` with every string in it redacted (JSON-able containers walked, other objects as text)."""
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return _redacted(orjson_default(value))
+
+
 class RequestContextFilter(logging.Filter):
-    """Stamps every record with the context of the request being served (if any)."""
+    """Stamps every record with the context of the request being served (if any): the fields it
+    knows, never overriding an ``extra`` of the same name."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in request_context().items():
-            if not hasattr(record, key):
+        context = request_context()
+        for key in _CONTEXT_FIELDS:
+            value = context.get(key)
+            if value is not None and not hasattr(record, key):
                 setattr(record, key, value)
         return True
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, message, the request context, exc."""
+class JsonFormatter(OrjsonFormatter):
+    """One JSON object per line (python-json-logger, serialised by orjson): ts, level, logger,
+    message, the request context, any ``extra`` fields (route, status, duration_ms …), exc. Every
+    string in it is redacted, whatever logged it."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": mask_phones(record.getMessage()),
-        }
-        for key in (*_CONTEXT_FIELDS, *_EXTRA_FIELDS):
-            value = getattr(record, key, None)
-            if value is not None:
-                entry[key] = mask_phones(value) if isinstance(value, str) else value
-        if record.exc_info:
-            entry["exc"] = mask_phones(self.formatException(record.exc_info))
-        return orjson.dumps(entry, default=str).decode()
+    def __init__(self) -> None:
+        super().__init__(
+            ["asctime", "levelname", "name", "message"],
+            rename_fields={"asctime": "ts", "levelname": "level", "name": "logger", "exc_info": "exc"},
+            reserved_attrs=_NOT_LOGGED,
+        )
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        return {key: _redacted(value) for key, value in log_data.items()}
 
 
 class TextFormatter(logging.Formatter):
+    """``asctime level logger message [request_id=…]``, redacted (traceback included)."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         request_id = getattr(record, "request_id", None)
-        return mask_phones(f"{line} [request_id={request_id}]" if request_id else line)
+        return redact(f"{line} [request_id={request_id}]" if request_id else line)
 
 
-class _SidanHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The handler ``configure_logging`` installs (calling it again replaces it). Lines logged on an
-    event loop's thread wait for the loop's next turn and go out together, one write for every line
-    of the requests that turn finished (each line took a system call of its own); a warning or an
-    error, and a line from any other thread, go out at once, after those waiting."""
+HANDLER_NAME: Final = "sidan"
 
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__(stream)
-        self._waiting: list[str] = []
-        self._flush_on: asyncio.AbstractEventLoop | None = None  # the loop a flush is due on
 
-    def emit(self, record: logging.LogRecord) -> None:  # called holding the handler's lock
-        try:
-            line = self.format(record) + self.terminator
-        except Exception:
-            self.handleError(record)
-            return
-        try:
-            loop = asyncio.get_running_loop() if record.levelno < logging.WARNING else None
-        except RuntimeError:
-            loop = None
-        if loop is not None and self._flush_on is not loop:
-            loop.call_soon(self.flush)
-            self._flush_on = loop
-        self._waiting.append(line)
-        if loop is None:
-            self.flush()
-
-    def flush(self) -> None:
-        with self.lock or contextlib.nullcontext():
-            self._flush_on = None
-            if self._waiting:
-                text = "".join(self._waiting)
-                self._waiting.clear()
-                # As ``Handler.handleError`` does, a stream that cannot be written never breaks the
-                # caller (here the event loop, which would log the error through this handler).
-                with contextlib.suppress(Exception):
-                    self.stream.write(text)
-            with contextlib.suppress(Exception):
-                super().flush()
+def log_handler(settings: Settings, stream: TextIO | None = None) -> logging.StreamHandler[TextIO]:
+    """The handler ``configure_logging`` installs: a plain stream handler (stderr unless ``stream``)
+    with the request-context filter and the formatter of ``settings.log_format``."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.name = HANDLER_NAME
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
+    handler.addFilter(RequestContextFilter())
+    return handler
 
 
 def configure_logging(settings: Settings) -> None:
-    """Send every log record (uvicorn's too) to stderr in ``settings.log_format``; idempotent."""
+    """Send every log record (uvicorn's and httpx's too) to stderr in ``settings.log_format``;
+    idempotent: a second call replaces the handler the first installed."""
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, _SidanHandler)]:
+    for handler in [h for h in root.handlers if h.name == HANDLER_NAME]:
         root.removeHandler(handler)
-    handler = _SidanHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
-    handler.addFilter(RequestContextFilter())
-    root.addHandler(handler)
+        handler.close()
+    root.addHandler(log_handler(settings))
     root.setLevel(settings.log_level.upper())
     # Fields no formatter here prints, not collected for every record (the logging HOWTO's
-    # "Optimization" table): caller frame, thread, process and multiprocessing names.
-    logging._srcfile = None
+    # "Optimization" table): thread, process and multiprocessing names.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

@@ -1,5 +1,5 @@
 """Observability: the Prometheus series, JSON log lines with request context, ``X-Request-ID``,
-and no phone number in any log line."""
+and no phone number nor credential in any log line."""
 
 from __future__ import annotations
 
@@ -14,11 +14,14 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -38,17 +41,18 @@ from app.domain import Action, Status
 from app.models import Order, OutboxMessage
 from app.observability import (
     _PHONE,
+    HANDLER_NAME,
+    SECRET_PLACEHOLDER,
     JsonFormatter,
     ObservabilityMiddleware,
-    RequestContextFilter,
     TextFormatter,
-    _SidanHandler,
     configure_logging,
+    log_handler,
     mask_phones,
     new_request_id,
 )
 from app.schemas.orders import EmptyBody
-from app.services.delivery import LogChannel
+from app.services.delivery import LogChannel, Recipient, WechatSubscribeChannel
 from app.services.sweeper import DUE_ACTIONS
 from app.services.transitions import transition_locked
 from app.worker import run_worker
@@ -80,12 +84,11 @@ def _key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
 
 
 @contextmanager
-def _log_lines(formatter: logging.Formatter | None = None) -> Iterator[list[str]]:
-    """Every line the service would write while the block runs (the real formatter and filter)."""
+def _log_lines(log_format: Literal["json", "text"] = "json") -> Iterator[list[str]]:
+    """Every line the service would write while the block runs (the handler ``configure_logging``
+    installs, writing to a string instead of stderr)."""
     stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(formatter or JsonFormatter())
-    handler.addFilter(RequestContextFilter())
+    handler = log_handler(Settings(log_format=log_format), stream)
     root = logging.getLogger()
     level = root.level
     root.addHandler(handler)
@@ -294,10 +297,13 @@ async def test_lines_logged_inside_a_request_carry_its_context() -> None:
     assert access["route"] == "/api/v1/orders/{order_id}/note"
 
 
-async def test_no_phone_number_reaches_the_logs(world: World, client: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize("log_format", ["json", "text"])
+async def test_no_phone_number_reaches_the_logs(
+    world: World, client: httpx.AsyncClient, log_format: Literal["json", "text"]
+) -> None:
     """Phones travel in bodies (orders), queries (searches) and, typed by a resident, free text that
-    ends up in notification payloads: none of it may be logged in clear."""
-    with _log_lines() as lines:
+    ends up in notification payloads: none of it may be logged in clear, in either format."""
+    with _log_lines(log_format) as lines:
         custom = await world.place(item_id=None, title="请志愿者到了打13812345678")
         await client.get("/orders/mine", params={"q": "13812345678"}, headers=world.h("r1"))
         await world.ok("zhan11_admin", custom["id"], "approve")
@@ -305,31 +311,148 @@ async def test_no_phone_number_reaches_the_logs(world: World, client: httpx.Asyn
         try:
             raise ValueError("contact 13812345678 unreachable")
         except ValueError:
-            logging.getLogger("app.test").exception("failed for 13900000000")
+            logging.getLogger("app.test").exception("failed for 13900000000", extra={"contact": "13700000000"})
     assert lines
     assert not any(PHONE.search(line) for line in lines), [line for line in lines if PHONE.search(line)]
     assert any("138****5678" in line for line in lines)
+    assert any("ValueError: contact 138****5678 unreachable" in line for line in lines)
 
 
-async def test_text_format_and_configure_logging_is_idempotent() -> None:
+@contextmanager
+def _configured(settings: Settings) -> Iterator[None]:
+    """``configure_logging(settings)`` for the block; the root logger's handlers and level as before after."""
     root = logging.getLogger()
     saved_handlers, saved_level = list(root.handlers), root.level
     try:
-        configure_logging(Settings(log_format="text"))
-        configure_logging(Settings(log_format="text", log_level="warning"))
-        ours = [h for h in root.handlers if h not in saved_handlers]
-        assert len(ours) == 1
-        assert isinstance(ours[0].formatter, TextFormatter)
-        assert root.level == logging.WARNING
-        configure_logging(Settings(log_format="json"))
-        ours = [h for h in root.handlers if h not in saved_handlers]
-        assert len(ours) == 1 and isinstance(ours[0].formatter, JsonFormatter)
+        configure_logging(settings)
+        yield
     finally:
+        for handler in root.handlers:
+            if handler not in saved_handlers:
+                handler.close()
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
+
+
+def test_configure_logging_installs_one_stream_handler_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    before = list(root.handlers)
+    log = logging.getLogger("app.test")
+    with _configured(Settings(log_format="text")):
+        configure_logging(Settings(log_format="text", log_level="warning"))
+        ours = [h for h in root.handlers if h not in before]
+        assert len(ours) == 1
+        handler = ours[0]
+        assert type(handler) is logging.StreamHandler and handler.stream is sys.stderr
+        assert handler.name == HANDLER_NAME and isinstance(handler.formatter, TextFormatter)
+        assert root.level == logging.WARNING
+        log.info("not at this level")
+        log.warning("call %s", "13812345678")
+        configure_logging(Settings(log_format="json"))
+        ours = [h for h in root.handlers if h not in before]
+        assert len(ours) == 1 and isinstance(ours[0].formatter, JsonFormatter)
+        log.warning("call 13912345678", extra={"order_id": 5})
+    text, line = capsys.readouterr().err.splitlines()
+    assert text.endswith(" WARNING app.test call 138****5678"), text
+    entry = json.loads(line)
+    assert entry | {"ts": None} == {
+        "ts": None,
+        "level": "WARNING",
+        "logger": "app.test",
+        "message": "call 139****5678",
+        "order_id": 5,
+    }
+    assert datetime.fromisoformat(entry["ts"]).tzinfo is not None
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "call %s", ("13812345678",), None)
     record.request_id = "r-1"
     assert TextFormatter().format(record).endswith("call 138****5678 [request_id=r-1]")
+
+
+# ---- credentials in URLs -------------------------------------------------------------------------
+
+APP_SECRET = "S3CRET-appsecret-4711"
+ACCESS_TOKEN = "T0KEN-access-4711"
+LOGIN_CODE = "C0DE-login-4711"
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_credentials_in_url_queries_are_redacted(log_format: Literal["json", "text"]) -> None:
+    """httpx logs every request's URL at INFO; WeChat's API takes the AppSecret, the access token and
+    the login code in the query. Whatever logs such a URL (as an argument, in an exception, as an
+    ``extra``), the values are replaced and the rest of the URL stays."""
+    url = httpx.URL(
+        "http://127.0.0.1:9/sns/jscode2session",
+        params={"appid": "wx-app", "secret": APP_SECRET, "js_code": LOGIN_CODE, "grant_type": "authorization_code"},
+    )
+    with _log_lines(log_format) as lines:
+        # exactly what httpx logs for each request
+        logging.getLogger("httpx").info('HTTP Request: %s %s "%s %d %s"', "GET", url, "HTTP/1.1", 200, "OK")
+        logging.getLogger("app.test").warning("sent to %s", f"http://h/cgi-bin/x?ACCESS_TOKEN={ACCESS_TOKEN}")
+        try:
+            raise RuntimeError(f"Server error for url '{url}'")
+        except RuntimeError:
+            logging.getLogger("app.test").exception("failed", extra={"url": url, "urls": [str(url)]})
+    output = "\n".join(lines)
+    for secret in (APP_SECRET, ACCESS_TOKEN, LOGIN_CODE):
+        assert secret not in output, output
+    assert "/sns/jscode2session?appid=wx-app&secret=***&js_code=***&grant_type=authorization_code" in lines[0]
+    assert f"ACCESS_TOKEN={SECRET_PLACEHOLDER}" in lines[1]
+    assert "RuntimeError: Server error for url" in output
+
+
+class _WechatStandIn(BaseHTTPRequestHandler):
+    """Stand-in for api.weixin.qq.com: code2session, the access token, subscribe messages."""
+
+    def do_GET(self) -> None:
+        path = urlparse(self.path).path
+        if path == "/sns/jscode2session":
+            self._answer({"openid": "openid-logs", "session_key": "sk"})
+        else:  # /cgi-bin/token
+            self._answer({"access_token": ACCESS_TOKEN, "expires_in": 7200})
+
+    def do_POST(self) -> None:  # /cgi-bin/message/subscribe/send
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self._answer({"errcode": 0})
+
+    def _answer(self, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+async def test_wechat_credentials_never_reach_stderr(
+    world: World, app: FastAPI, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Logging set up as ``sidan serve`` does, a WeChat login and a subscribe message over real HTTP to a
+    local stand-in: httpx logs each request, and stderr carries none of the credentials."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _WechatStandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setattr(app.state.settings, "wechat_base_url", base)
+    monkeypatch.setattr(app.state.settings, "wechat_secret", APP_SECRET)
+    try:
+        with _configured(Settings()):
+            login = await world.client.post("/auth/wechat", json={"code": LOGIN_CODE})
+            channel = WechatSubscribeChannel(app.state.http, base, "wx-app", APP_SECRET, "tpl")
+            message = OutboxMessage(payload={"order_id": 1, "code": "SD1", "title": "t", "status": "approved"})
+            delivered = await channel.send(Recipient(user_id=None, wechat_openid="openid-logs"), message)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert login.status_code == 200 and delivered
+    err = capsys.readouterr().err
+    requests = [e["message"] for e in _json_lines(err.splitlines()) if e["logger"] == "httpx"]
+    assert any("/sns/jscode2session?" in m and "secret=***" in m and "js_code=***" in m for m in requests), err
+    assert any("/cgi-bin/token?" in m and "secret=***" in m for m in requests), err
+    assert any("/subscribe/send?access_token=***" in m for m in requests), err
+    for secret in (APP_SECRET, ACCESS_TOKEN, LOGIN_CODE):
+        assert secret not in err
 
 
 def test_mask_phones_keeps_other_numbers() -> None:
@@ -415,52 +538,3 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
-
-
-class _Writes(io.StringIO):
-    """A stream that records each write."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[str] = []
-
-    def write(self, text: str) -> int:
-        self.writes.append(text)
-        return super().write(text)
-
-
-def _record(level: int, message: str) -> logging.LogRecord:
-    return logging.LogRecord("sidan.test", level, __file__, 1, message, (), None)
-
-
-async def test_lines_logged_in_one_turn_of_the_loop_go_out_in_one_write() -> None:
-    stream = _Writes()
-    handler = _SidanHandler(stream)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    for i in range(3):
-        handler.handle(_record(logging.INFO, f"line {i}"))
-    assert stream.writes == []  # waiting for the loop's next turn
-    await asyncio.sleep(0)
-    assert stream.writes == ["line 0\nline 1\nline 2\n"]
-    handler.handle(_record(logging.INFO, "line 3"))
-    handler.handle(_record(logging.ERROR, "failed"))  # at once, after the line waiting
-    assert stream.writes[1:] == ["line 3\nfailed\n"]
-    await asyncio.sleep(0)
-    assert len(stream.writes) == 2
-
-
-def test_lines_logged_off_the_loop_go_out_at_once() -> None:
-    stream = _Writes()
-    handler = _SidanHandler(stream)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.handle(_record(logging.INFO, "from a thread"))
-    assert stream.writes == ["from a thread\n"]
-
-
-async def test_lines_waiting_when_logging_shuts_down_are_written() -> None:
-    stream = _Writes()
-    handler = _SidanHandler(stream)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.handle(_record(logging.INFO, "last words"))
-    logging.shutdown([lambda: handler])  # what the interpreter does on exit
-    assert stream.getvalue() == "last words\n"
