@@ -56,8 +56,6 @@ def cmd_seed_demo(_: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.server import HeadWithBody
-
     url = _database_url()
     _migrate(url)
     if args.demo:
@@ -76,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             workers=args.workers,
-            http=HeadWithBody,  # uvicorn's httptools protocol, each response in one write (app.server)
+            http="httptools",
             log_level="info",
             # Logging is ours (app.observability): JSON lines with request ids; our access line replaces
             # uvicorn's, which would log query strings.

@@ -178,6 +178,18 @@ def test_serve_demo_runs_the_whole_loop_and_stops_on_sigterm(server: Server) -> 
         ]  # fmt: skip
         assert events[-1]["to_status"] == "rated"
 
+        # The other shapes of answer over uvicorn's own protocol: a streamed body and a HEAD (no body),
+        # then JSON again on the same kept-alive connection.
+        export = http.get("/admin/exports/orders.csv", headers=api.headers["zhan_admin"])
+        assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
+        assert export.text.startswith("\ufeff") and order["code"] in export.text
+        assert "13812345678" not in export.text  # phones leave the system masked
+        docs = httpx.get(f"{server.base_url}/docs", timeout=10)
+        head = httpx.head(f"{server.base_url}/docs", timeout=10)
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == docs.headers["content-length"] == str(len(docs.content))
+        assert http.get(f"/orders/{oid}", headers=api.headers["resident01"]).json()["status"] == "rated"
+
     # SIGTERM (docker stop, systemd): a graceful stop that takes the embedded PostgreSQL down too.
     postmaster = server.postmaster_pid()
     assert postmaster is not None
