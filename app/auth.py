@@ -15,7 +15,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Label, Subquery, bindparam, func, null, select
+from sqlalchemy import Label, Subquery, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -116,9 +116,6 @@ _ACTOR_QUERY = (
 )
 
 
-_STAFF_COLUMNS = frozenset({"user_id", "role", "username", "unit_id", "is_active", "token_version", "unit_path"})
-
-
 def actor_from_row(row: Mapping[Any, Any] | None, token_version: int | None, prefix: str = "") -> Actor:
     """The caller from a row of ``_ACTOR_QUERY`` (its columns named ``prefix`` + key, see
     ``caller_columns``); refuses a missing or disabled account and a token issued before the last
@@ -146,26 +143,11 @@ def actor_from_row(row: Mapping[Any, Any] | None, token_version: int | None, pre
     )
 
 
-# ``_ACTOR_QUERY`` for a caller who is no volunteer (staff, residents): the same columns, the volunteer's
-# ``NULL``, without the joins and subqueries that find none (a third of the plan PostgreSQL sets up
-# on every execution). ``actor_from_row`` reads either alike.
-_STAFF_ACTOR_QUERY = (
-    select(
-        *(
-            column if column.key in _STAFF_COLUMNS else null().label(column.key)
-            for column in _ACTOR_QUERY.selected_columns
-        )
-    )
-    .outerjoin(OrgUnit, OrgUnit.id == User.unit_id)
-    .where(User.id == bindparam("user_id"))
-)
-
-
-def caller_columns(prefix: str, *, volunteer: bool = True) -> tuple[Subquery, list[Label[Any]]]:
+def caller_columns(prefix: str) -> tuple[Subquery, list[Label[Any]]]:
     """``_ACTOR_QUERY`` as a subquery to join other tables to (its ``user_id`` parameter stays), and
-    its columns named ``prefix`` + key: one query reads the caller with what they act on.
-    ``volunteer=False``: ``_STAFF_ACTOR_QUERY``, for a caller known not to be a volunteer."""
-    caller = (_ACTOR_QUERY if volunteer else _STAFF_ACTOR_QUERY).subquery("caller")
+    its columns named ``prefix`` + key: one query reads the caller with what they act on
+    (``actor_from_row`` reads the row alike)."""
+    caller = _ACTOR_QUERY.subquery("caller")
     return caller, [column.label(prefix + column.key) for column in caller.c]
 
 
@@ -207,18 +189,31 @@ def token_subject(token: str, secret: str) -> tuple[int, int]:
     return user_id, token_version
 
 
-async def current_actor(
+async def current_actor(session: Session, caller: Annotated[Caller, Depends(token_caller)]) -> Actor:
+    """The caller, read (``load_actor``): for endpoints that read the account before acting."""
+    return await load_actor(session, caller.user_id, caller.token_version)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking, as a verified token says: the account itself is read with what it acts on (a
+    transition reads the caller and the order in one query, ``app.services.applying``)."""
+
+    user_id: int
+    token_version: int | None = None
+
+
+async def token_caller(
     request: Request,
-    session: Session,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Actor:
+) -> Caller:
+    """The caller a valid bearer token names (401 otherwise), without reading the account."""
     if credentials is None:
         raise Unauthorized("缺少令牌 (Authorization: Bearer …)")
     settings: Settings = request.app.state.settings
     user_id, token_version = token_subject(credentials.credentials, settings.token_secret)
-    actor = await load_actor(session, user_id, token_version)
-    request.state.user_id = actor.user_id
-    return actor
+    request.state.user_id = user_id
+    return Caller(user_id, token_version)
 
 
 def require_role(*roles: Role) -> object:
@@ -231,6 +226,7 @@ def require_role(*roles: Role) -> object:
 
 
 CurrentUser = Annotated[Actor, Depends(current_actor)]
+CurrentCaller = Annotated[Caller, Depends(token_caller)]
 CurrentAdmin = Annotated[Actor, require_role(Role.ADMIN)]
 CurrentVolunteer = Annotated[Actor, require_role(Role.VOLUNTEER)]
 CurrentResident = Annotated[Actor, require_role(Role.RESIDENT)]

@@ -2,7 +2,7 @@
 
 1 中心 → 3 所 → 9 站, the 12 service projects of the county menu plus a few station items, teams at
 every level, fixed demo accounts (password ``sidan-demo``) and orders in every state of the state
-machine. Orders are driven through ``place_order`` and ``apply_action`` so their timelines, outbox
+machine. Orders are driven through ``place_order`` and ``apply`` so their timelines, outbox
 rows, service records and ratings are exactly what the real workflow writes.
 """
 
@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from sqlalchemy import exists, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth import SYSTEM_ACTOR, Actor, hash_password, load_actor
+from app.auth import SYSTEM_ACTOR, Actor, Caller, hash_password, load_actor
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.domain import Action, Channel, Role, Status, UnitLevel
@@ -32,9 +32,10 @@ from app.models import (
     team_categories,
     volunteer_categories,
 )
-from app.schemas.orders import OrderCreate, body_for
+from app.schemas.orders import OrderCreate
+from app.services.applying import apply, apply_as_system
 from app.services.ordering import place_order
-from app.services.transitions import apply_action
+from app.workflow import ACTIONS
 
 log = logging.getLogger(__name__)
 
@@ -661,16 +662,14 @@ async def _load_orders(maker: async_sessionmaker[AsyncSession], settings: Settin
         async with maker() as session:
             order = await place_order(session, settings, placer, _order_body(spec, ids, now, n), now=times[0])
         for (action, username, body, _), at in zip(steps, times[1:], strict=True):
-            async with maker() as session:
-                await apply_action(
-                    session,
-                    settings,
-                    order_id=order.id,
-                    action=action,
-                    actor=await actor(username),
-                    body=_action_body(action, body, ids),
-                    now=at,
-                )
+            async with maker() as session, session.begin():
+                connection, acting = await session.connection(), await actor(username)
+                payload = _action_body(action, body, ids)
+                if acting is SYSTEM_ACTOR:
+                    await apply_as_system(connection, order.id, action, payload, now=at)
+                else:
+                    caller = Caller(acting.user_id)
+                    await apply(connection, order_id=order.id, action=action, caller=caller, body=payload, now=at)
     async with maker() as session, session.begin():
         # The notifications of this made-up past count as delivered back then: a fresh demo should
         # not flood the log (or WeChat) with a hundred stale messages when the worker starts.
@@ -738,4 +737,4 @@ def _action_body(action: Action, body: dict[str, Any], ids: _Ids) -> BaseModel:
         data["unit_id"] = ids.units[data["unit_id"]]
     if action is Action.COMPLETE:
         data["participants"] = [p | {"volunteer_id": ids.volunteers[p["volunteer_id"]]} for p in data["participants"]]
-    return body_for(action).model_validate(data)
+    return ACTIONS[action].body.model_validate(data)

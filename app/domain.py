@@ -87,3 +87,23 @@ class Channel(StrEnum):
     HOTLINE = "hotline"  # 热线
     OFFLINE = "offline"  # 线下
     APP = "app"  # 志愿者 App / 管理后台
+
+
+class Guard(StrEnum):
+    """The relation the actor must have to the order, beyond holding an allowed role."""
+
+    NONE = "none"  # system actions; place (scope checked by the ordering service)
+    ADMIN_IN_SCOPE = "admin_in_scope"  # the order's unit lies in the admin's subtree
+    TARGET = "target"  # the dispatched volunteer, or a member of the dispatched team
+    POOL_ELIGIBLE = "pool_eligible"  # active volunteer whose home unit lies under the order's unit
+    ASSIGNEE = "assignee"  # the volunteer holding the order
+    ORDERER = "orderer"  # the resident served, or whoever placed it for them (代点单)
+    ORDERER_OR_ADMIN = "orderer_or_admin"  # cancel: the orderer, or an admin in scope
+
+
+class Notify(StrEnum):
+    """Who hears of a transition (an outbox row each, written in the same statement)."""
+
+    UNIT_ADMINS = "unit_admins"  # admins of the owning unit (after the transition)
+    TARGET = "target"  # the assigned volunteer or team
+    RESIDENT = "resident"  # the resident and the proxy who placed the order

@@ -12,10 +12,8 @@ from fastapi import FastAPI
 from app.config import Settings, get_settings
 from app.db import RequestSessions, create_engine, create_read_sessionmaker, create_sessionmaker, resolve_database_url
 from app.errors import install_error_handlers
-from app.lane import ActionLane
 from app.limits import BodySizeLimit
 from app.observability import ObservabilityMiddleware, process_exiting, watch_pool
-from app.prepared import KeptConnections
 from app.routers import (
     admin,
     admin_directory,
@@ -43,13 +41,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         url = database_url if database_url else await asyncio.to_thread(resolve_database_url, settings)
         engine = create_engine(url, settings)
         app.state.engine = engine
-        # The action lane holds up to the whole pool while nobody else waits for it, and keeps up to
-        # half of it between its requests (app.prepared.KeptConnections).
-        kept = app.state.lane_connections = KeptConnections(
-            engine, keep=max(1, settings.db_pool_size // 2), hold=settings.db_pool_size
-        )
-        kept_expiry = asyncio.create_task(kept.expire_every(KeptConnections.KEEP_SECONDS))
-        pool_gauges = asyncio.create_task(watch_pool(engine, settings, kept))
+        pool_gauges = asyncio.create_task(watch_pool(engine, settings))
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_read_sessionmaker(engine)
         app.state.http = httpx.AsyncClient()
@@ -64,12 +56,9 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         finally:
             stop.set()
             pool_gauges.cancel()
-            kept_expiry.cancel()
             if worker is not None:
                 await worker
             await app.state.http.aclose()
-            kept.keep = kept.hold = 0  # a request still finishing gives its connection back
-            await kept.expire(0)
             await engine.dispose()
             process_exiting()
 
@@ -86,8 +75,6 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.state.login_throttle = LoginThrottle(
         settings.login_failures_per_account, settings.login_attempts_per_address, settings.login_window_seconds
     )
-    # The transition endpoints' fast path (app.lane), inside the body size limit and observability.
-    app.add_middleware(ActionLane, api_prefix=API_PREFIX, routes=orders.router.routes)
     app.add_middleware(RequestSessions)  # closes the session ``get_session`` opened for the request
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)

@@ -19,7 +19,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable, Sized
+from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
@@ -27,9 +27,8 @@ from typing import Any, Final, TextIO
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter, orjson_default
-from sqlalchemy import event, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy import Connection, Engine, event, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import QueuePool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -72,17 +71,22 @@ DB_POOL_CAPACITY = Gauge(
 _PENDING_TRANSITIONS: Final = "sidan_pending_transitions"
 
 
-def count_transition(session: AsyncSession, action: str) -> None:
-    """Count one transition once the transaction that made it commits (a rollback, even of just the
-    savepoint it ran in, forgets it)."""
-    sync = session.sync_session
-    transaction = sync.get_nested_transaction() or sync.get_transaction()
-    session.info.setdefault(_PENDING_TRANSITIONS, []).append((transaction, action))
+def count_transition(connection: AsyncConnection, action: str) -> None:
+    """Count one committed transition (``sidan_transitions_total``): now, if its write statement was
+    its own transaction; else once the transaction open on ``connection`` commits (a rollback, even of
+    just the savepoint it ran in, forgets it)."""
+    sync = connection.sync_connection
+    if sync is None or not sync.in_transaction():
+        _transitions(action).inc()
+        return
+    sync.info.setdefault(_PENDING_TRANSITIONS, []).append((sync.get_nested_transaction(), action))
 
 
-def transition_committed(action: str) -> None:
-    """Count one transition committed on its own (the lockless path: one statement, no session)."""
-    (_transitions_by_action.get(action) or _transitions_by_action.setdefault(action, TRANSITIONS.labels(action))).inc()
+def _transitions(action: str) -> Counter:
+    child = _transitions_by_action.get(action)
+    if child is None:
+        child = _transitions_by_action[action] = TRANSITIONS.labels(action)
+    return child
 
 
 # The labelled children of the transitions counter by action (a bounded set), as for the request
@@ -90,46 +94,45 @@ def transition_committed(action: str) -> None:
 _transitions_by_action: dict[str, Counter] = {}
 
 
-@event.listens_for(Session, "after_commit")
-def _count_committed(session: Session) -> None:
-    for _, action in session.info.pop(_PENDING_TRANSITIONS, ()):
-        transition_committed(action)
+@event.listens_for(Engine, "commit")
+def _count_committed(connection: Connection) -> None:
+    if connection.invalidated:
+        return  # the DBAPI connection went away with whatever it had pending
+    for _, action in connection.info.pop(_PENDING_TRANSITIONS, ()):
+        _transitions(action).inc()
 
 
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
-    pending: list[tuple[SessionTransaction | None, str]] | None = session.info.get(_PENDING_TRANSITIONS)
+@event.listens_for(Engine, "rollback")
+def _forget_rolled_back(connection: Connection) -> None:
+    if not connection.invalidated:
+        connection.info.pop(_PENDING_TRANSITIONS, None)
+
+
+@event.listens_for(Engine, "rollback_savepoint")
+def _forget_savepoint(connection: Connection, name: str, context: object) -> None:
+    pending: list[tuple[object, str]] | None = (
+        None if connection.invalidated else connection.info.get(_PENDING_TRANSITIONS)
+    )
     if pending:
-        pending[:] = [(t, a) for t, a in pending if not _within(t, previous_transaction)]
+        rolled_back = connection.get_nested_transaction()
+        pending[:] = [(nested, action) for nested, action in pending if nested is not rolled_back]
 
 
-def _within(transaction: SessionTransaction | None, ancestor: SessionTransaction) -> bool:
-    if transaction is None:
-        return True  # recorded outside a transaction: nothing will commit it
-    current: SessionTransaction | None = transaction
-    while current is not None:
-        if current is ancestor:
-            return True
-        current = current.parent
-    return False
-
-
-def observe_pool(engine: AsyncEngine, settings: Settings, kept: Sized = ()) -> None:
-    """Copy the pool's counters into the gauges (cheap and lock-free, no I/O). ``kept``: connections
-    checked out of the pool but idle (``app.prepared.KeptConnections``), counted as idle."""
+def observe_pool(engine: AsyncEngine, settings: Settings) -> None:
+    """Copy the pool's counters into the gauges (cheap and lock-free, no I/O)."""
     pool = engine.sync_engine.pool
     if isinstance(pool, QueuePool):
-        DB_POOL_CHECKED_OUT.set(pool.checkedout() - len(kept))
-        DB_POOL_IDLE.set(pool.checkedin() + len(kept))
+        DB_POOL_CHECKED_OUT.set(pool.checkedout())
+        DB_POOL_IDLE.set(pool.checkedin())
         DB_POOL_CAPACITY.set(settings.db_pool_size + settings.db_max_overflow)
 
 
-async def watch_pool(engine: AsyncEngine, settings: Settings, kept: Sized = (), every: float = 1.0) -> None:
+async def watch_pool(engine: AsyncEngine, settings: Settings, every: float = 1.0) -> None:
     """Keep the pool gauges current: now, then once a ``every`` seconds until cancelled (and at each
     scrape). Not on every checkout and checkin: listeners there cost more than the checkout itself.
     Each worker process refreshes its own, so a scrape of any one sums every pool within a second."""
     while True:
-        observe_pool(engine, settings, kept)
+        observe_pool(engine, settings)
         await asyncio.sleep(every)
 
 

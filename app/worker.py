@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.observability import measure_backlog
 from app.services.delivery import Channel, default_channels, deliver_due
-from app.services.sweeper import DUE_ACTIONS, sweep
+from app.services.sweeper import sweep
+from app.workflow import DUE_ACTIONS
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ async def run_worker(
     channels = channels if channels is not None else default_channels(settings, http)
     while not stop.is_set():
         try:
-            fired = await sweep(sessionmaker, settings)
+            fired = await sweep(sessionmaker)
             stats = await deliver_due(sessionmaker, channels)
             if fired or stats.sent or stats.retried or stats.failed:
                 log.info("worker: %s due transitions, outbox %s", fired, stats)

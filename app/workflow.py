@@ -1,47 +1,81 @@
-"""THE order state machine (四单流程): one transition table, data not code.
+"""THE order state machine (四单流程): one spec per action, data not code.
 
-Everything else derives from ``TRANSITIONS``: the service that applies actions, the per-action
-endpoints, the 409 "allowed actions" answer, the tests that walk every (state, action) pair and the
-Mermaid diagram in the README (``python -m app.workflow`` prints it; a test fails when it is stale).
+Every fact about an action sits in its ``ActionSpec`` in ``ACTIONS``: the states it leaves and where
+each goes (``Rule``: who may, under which guard, whether a reason is required, who hears of it), the
+body it takes, its effect beyond the status change, the reliability counter it feeds, the deadline
+that fires it, whether an automatic dispatch follows it, and what its read needs beside the order.
+
+Everything else derives from it: ``app.services.applying.apply`` (the one way any action is applied,
+by a person, the sweeper or an automatic dispatch), the per-action endpoints and their OpenAPI text,
+the sweeper's due actions, the 409 "allowed actions" answer, the tests that walk every (state, action)
+pair and the Mermaid diagram in the README (``python -m app.workflow`` prints it; a test fails when it
+is stale).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
-from app.domain import Action, Role, Status
+from pydantic import BaseModel
 
+from app.domain import Action, Guard, Notify, Role, Status
+from app.schemas.orders import (
+    CheckInBody,
+    CompleteBody,
+    DispatchBody,
+    EmptyBody,
+    PublishBody,
+    RateBody,
+    ReasonBody,
+    TransferBody,
+)
+from app.services import effects
+from app.services.effects import Effect
 
-class Guard(StrEnum):
-    """The relation the actor must have to the order, beyond holding an allowed role."""
-
-    NONE = "none"  # system actions; place (scope checked by the ordering service)
-    ADMIN_IN_SCOPE = "admin_in_scope"  # the order's unit lies in the admin's subtree
-    TARGET = "target"  # the dispatched volunteer, or a member of the dispatched team
-    POOL_ELIGIBLE = "pool_eligible"  # active volunteer whose home unit lies under the order's unit
-    ASSIGNEE = "assignee"  # the volunteer holding the order
-    ORDERER = "orderer"  # the resident served, or whoever placed it for them (代点单)
-    ORDERER_OR_ADMIN = "orderer_or_admin"  # cancel: the orderer, or an admin in scope
-
-
-class Notify(StrEnum):
-    """Who hears of a transition (an outbox row each, written in the same transaction)."""
-
-    UNIT_ADMINS = "unit_admins"  # admins of the owning unit (after the transition)
-    TARGET = "target"  # the assigned volunteer or team
-    RESIDENT = "resident"  # the resident and the proxy who placed the order
+__all__ = ["ACTIONS", "TRANSITIONS", "USER_ACTIONS", "ActionSpec", "Guard", "Notify", "Read", "Rule"]
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """One edge of the state machine: (from state, action) → ``to``."""
+
     to: Status | None  # None: the status stays (escalate/transfer move the owner instead)
     actors: frozenset[Role]
     guard: Guard
     reason_required: bool = False
     clears_assignment: bool = False  # the order goes back to staff: drop team, volunteer, deadline
     notify: tuple[Notify, ...] = ()
+
+
+class Read(StrEnum):
+    """What an action's read needs beside the caller, the order and its unit's policy (one query)."""
+
+    PUBLISHED_REGION = "published_region"  # grab: a volunteer of the region an order was ever published
+    # to sees it (and learns "already taken", 409) even once it left the pool
+    DISPATCH_TARGET = "dispatch_target"  # dispatch: the unit path of the named team or volunteer
+    NEW_RECORD_ID = "new_record_id"  # complete: the id the service record will have
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """Everything about one action of the state machine (see the module docstring)."""
+
+    action: Action
+    rules: Mapping[Status | None, Rule]  # by the state it leaves (``None``: no order yet, place)
+    body: type[BaseModel] = EmptyBody
+    effect: Effect | None = None  # what it does beyond the status change (``app.services.effects``)
+    reliability: str | None = None  # the ``Volunteer`` counter it adds one to (accepts vs declines …)
+    timer: frozenset[Status] = frozenset()  # the sweeper fires it once an order waits here past its deadline
+    dispatches_onward: bool = False  # back at 待派单 under an automatic dispatch mode, the next dispatch follows
+    reads: frozenset[Read] = field(default_factory=frozenset)
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        """Every role that may perform the action from some state: outside it, the answer is 403."""
+        return frozenset(role for rule in self.rules.values() for role in rule.actors)
 
 
 def _rule(
@@ -58,61 +92,169 @@ def _rule(
 S, A, R = Status, Action, Role
 ANYONE = (R.RESIDENT, R.VOLUNTEER, R.ADMIN)
 
-_escalate = _rule(None, R.ADMIN, R.SYSTEM, guard=Guard.ADMIN_IN_SCOPE, reason=True, notify=(Notify.UNIT_ADMINS,))
-_transfer = _rule(None, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE, notify=(Notify.UNIT_ADMINS,))
-_withdraw = _rule(S.APPROVED, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE, clears=True, notify=(Notify.TARGET,))
-_expire = _rule(S.APPROVED, R.SYSTEM, clears=True, notify=(Notify.UNIT_ADMINS,))
-_reopen = _rule(S.APPROVED, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE, reason=True, notify=(Notify.RESIDENT,))
-_cancel = _rule(
-    S.CANCELLED,
-    *ANYONE,
-    guard=Guard.ORDERER_OR_ADMIN,
-    reason=True,
-    clears=True,
-    notify=(Notify.TARGET, Notify.RESIDENT),
+
+def _from(states: tuple[Status, ...], rule: Rule) -> dict[Status | None, Rule]:
+    return dict.fromkeys(states, rule)
+
+
+_SPECS = (
+    ActionSpec(A.PLACE, {None: _rule(S.SUBMITTED, *ANYONE, notify=(Notify.UNIT_ADMINS,))}),
+    # The system approves on its own for menu items marked auto-approve (免审).
+    ActionSpec(
+        A.APPROVE,
+        {S.SUBMITTED: _rule(S.APPROVED, R.ADMIN, R.SYSTEM, guard=Guard.ADMIN_IN_SCOPE)},
+        body=EmptyBody,
+        dispatches_onward=True,
+    ),
+    ActionSpec(
+        A.REJECT,
+        {S.SUBMITTED: _rule(S.REJECTED, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE, reason=True, notify=(Notify.RESIDENT,))},
+        body=ReasonBody,
+    ),
+    ActionSpec(
+        A.ESCALATE,
+        _from(
+            (S.SUBMITTED, S.APPROVED),
+            _rule(None, R.ADMIN, R.SYSTEM, guard=Guard.ADMIN_IN_SCOPE, reason=True, notify=(Notify.UNIT_ADMINS,)),
+        ),
+        body=ReasonBody,
+        effect=effects.escalate,
+        timer=frozenset({S.SUBMITTED, S.APPROVED}),
+        dispatches_onward=True,
+    ),
+    ActionSpec(
+        A.TRANSFER,
+        _from(
+            (S.SUBMITTED, S.APPROVED), _rule(None, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE, notify=(Notify.UNIT_ADMINS,))
+        ),
+        body=TransferBody,
+        effect=effects.transfer,
+        dispatches_onward=True,
+    ),
+    ActionSpec(
+        A.DISPATCH,
+        {S.APPROVED: _rule(S.DISPATCHED, R.ADMIN, R.SYSTEM, guard=Guard.ADMIN_IN_SCOPE, notify=(Notify.TARGET,))},
+        body=DispatchBody,
+        effect=effects.dispatch,
+        reads=frozenset({Read.DISPATCH_TARGET}),
+    ),
+    ActionSpec(
+        A.PUBLISH,
+        {S.APPROVED: _rule(S.POOLED, R.ADMIN, R.SYSTEM, guard=Guard.ADMIN_IN_SCOPE)},
+        body=PublishBody,
+        effect=effects.publish,
+    ),
+    ActionSpec(
+        A.ACCEPT,
+        {S.DISPATCHED: _rule(S.ACCEPTED, R.VOLUNTEER, guard=Guard.TARGET, notify=(Notify.RESIDENT,))},
+        effect=effects.take,
+        reliability="accepted_count",
+    ),
+    ActionSpec(
+        A.DECLINE,
+        {
+            S.DISPATCHED: _rule(
+                S.APPROVED, R.VOLUNTEER, guard=Guard.TARGET, reason=True, clears=True, notify=(Notify.UNIT_ADMINS,)
+            )
+        },
+        body=ReasonBody,
+        reliability="declined_count",
+        dispatches_onward=True,
+    ),
+    ActionSpec(
+        A.GRAB,
+        {S.POOLED: _rule(S.ACCEPTED, R.VOLUNTEER, guard=Guard.POOL_ELIGIBLE, notify=(Notify.RESIDENT,))},
+        effect=effects.take,
+        reliability="accepted_count",
+        reads=frozenset({Read.PUBLISHED_REGION}),
+    ),
+    ActionSpec(
+        A.WITHDRAW,
+        _from(
+            (S.DISPATCHED, S.POOLED),
+            _rule(S.APPROVED, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE, clears=True, notify=(Notify.TARGET,)),
+        ),
+    ),
+    ActionSpec(
+        A.EXPIRE,
+        _from((S.DISPATCHED, S.POOLED), _rule(S.APPROVED, R.SYSTEM, clears=True, notify=(Notify.UNIT_ADMINS,))),
+        reliability="expired_count",  # of the volunteer it had been dispatched to
+        timer=frozenset({S.DISPATCHED, S.POOLED}),
+        dispatches_onward=True,
+    ),
+    ActionSpec(
+        A.RELEASE,
+        {
+            S.ACCEPTED: _rule(
+                S.APPROVED, R.VOLUNTEER, guard=Guard.ASSIGNEE, reason=True, clears=True, notify=(Notify.UNIT_ADMINS,)
+            )
+        },
+        body=ReasonBody,
+        reliability="released_count",
+        dispatches_onward=True,
+    ),
+    ActionSpec(
+        A.CHECK_IN,
+        {S.ACCEPTED: _rule(S.IN_SERVICE, R.VOLUNTEER, guard=Guard.ASSIGNEE)},
+        body=CheckInBody,
+        effect=effects.check_in,
+    ),
+    ActionSpec(
+        A.COMPLETE,
+        {S.IN_SERVICE: _rule(S.COMPLETED, R.VOLUNTEER, guard=Guard.ASSIGNEE, notify=(Notify.RESIDENT,))},
+        body=CompleteBody,
+        effect=effects.complete,
+        reads=frozenset({Read.NEW_RECORD_ID}),
+    ),
+    ActionSpec(
+        A.RATE,
+        {S.COMPLETED: _rule(S.RATED, *ANYONE, guard=Guard.ORDERER)},
+        body=RateBody,
+        effect=effects.rate,
+    ),
+    ActionSpec(
+        A.AUTO_CLOSE,
+        {S.COMPLETED: _rule(S.CLOSED, R.SYSTEM)},
+        timer=frozenset({S.COMPLETED}),
+    ),
+    ActionSpec(
+        A.REOPEN,
+        _from(
+            (S.COMPLETED, S.RATED, S.CLOSED),
+            _rule(S.APPROVED, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE, reason=True, notify=(Notify.RESIDENT,)),
+        ),
+        body=ReasonBody,
+        effect=effects.reopen,
+        dispatches_onward=True,
+    ),
+    ActionSpec(
+        A.CANCEL,
+        _from(
+            (S.SUBMITTED, S.APPROVED, S.DISPATCHED, S.POOLED, S.ACCEPTED),
+            _rule(
+                S.CANCELLED,
+                *ANYONE,
+                guard=Guard.ORDERER_OR_ADMIN,
+                reason=True,
+                clears=True,
+                notify=(Notify.TARGET, Notify.RESIDENT),
+            ),
+        ),
+        body=ReasonBody,
+    ),
 )
 
-# (from, action) → rule. ``None`` as the from-state is "no order yet" (place).
+ACTIONS: Final[dict[Action, ActionSpec]] = {spec.action: spec for spec in _SPECS}
+
+# (from, action) → rule, derived from the specs. ``None`` as the from-state is "no order yet" (place).
 TRANSITIONS: Final[dict[tuple[Status | None, Action], Rule]] = {
-    (None, A.PLACE): _rule(S.SUBMITTED, *ANYONE, notify=(Notify.UNIT_ADMINS,)),
-    # The system approves on its own for menu items marked auto-approve (免审).
-    (S.SUBMITTED, A.APPROVE): _rule(S.APPROVED, R.ADMIN, R.SYSTEM, guard=Guard.ADMIN_IN_SCOPE),
-    (S.SUBMITTED, A.REJECT): _rule(
-        S.REJECTED, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE, reason=True, notify=(Notify.RESIDENT,)
-    ),
-    (S.SUBMITTED, A.ESCALATE): _escalate,
-    (S.APPROVED, A.ESCALATE): _escalate,
-    (S.SUBMITTED, A.TRANSFER): _transfer,
-    (S.APPROVED, A.TRANSFER): _transfer,
-    (S.APPROVED, A.DISPATCH): _rule(S.DISPATCHED, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE, notify=(Notify.TARGET,)),
-    (S.APPROVED, A.PUBLISH): _rule(S.POOLED, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE),
-    (S.DISPATCHED, A.ACCEPT): _rule(S.ACCEPTED, R.VOLUNTEER, guard=Guard.TARGET, notify=(Notify.RESIDENT,)),
-    (S.DISPATCHED, A.DECLINE): _rule(
-        S.APPROVED, R.VOLUNTEER, guard=Guard.TARGET, reason=True, clears=True, notify=(Notify.UNIT_ADMINS,)
-    ),
-    (S.POOLED, A.GRAB): _rule(S.ACCEPTED, R.VOLUNTEER, guard=Guard.POOL_ELIGIBLE, notify=(Notify.RESIDENT,)),
-    (S.DISPATCHED, A.WITHDRAW): _withdraw,
-    (S.POOLED, A.WITHDRAW): _withdraw,
-    (S.DISPATCHED, A.EXPIRE): _expire,
-    (S.POOLED, A.EXPIRE): _expire,
-    (S.ACCEPTED, A.RELEASE): _rule(
-        S.APPROVED, R.VOLUNTEER, guard=Guard.ASSIGNEE, reason=True, clears=True, notify=(Notify.UNIT_ADMINS,)
-    ),
-    (S.ACCEPTED, A.CHECK_IN): _rule(S.IN_SERVICE, R.VOLUNTEER, guard=Guard.ASSIGNEE),
-    (S.IN_SERVICE, A.COMPLETE): _rule(S.COMPLETED, R.VOLUNTEER, guard=Guard.ASSIGNEE, notify=(Notify.RESIDENT,)),
-    (S.COMPLETED, A.RATE): _rule(S.RATED, *ANYONE, guard=Guard.ORDERER),
-    (S.COMPLETED, A.AUTO_CLOSE): _rule(S.CLOSED, R.SYSTEM),
-    (S.COMPLETED, A.REOPEN): _reopen,
-    (S.RATED, A.REOPEN): _reopen,
-    (S.CLOSED, A.REOPEN): _reopen,
-    (S.SUBMITTED, A.CANCEL): _cancel,
-    (S.APPROVED, A.CANCEL): _cancel,
-    (S.DISPATCHED, A.CANCEL): _cancel,
-    (S.POOLED, A.CANCEL): _cancel,
-    (S.ACCEPTED, A.CANCEL): _cancel,
+    (frm, spec.action): rule for spec in _SPECS for frm, rule in spec.rules.items()
 }
 
 TERMINAL_STATES: Final[frozenset[Status]] = frozenset(s for s in Status if not any(frm is s for frm, _ in TRANSITIONS))
+
+# What the sweeper fires when an order waits in a state past its deadline.
+DUE_ACTIONS: Final[dict[Status, Action]] = {state: spec.action for spec in _SPECS for state in spec.timer}
 
 
 def rule_for(status: Status, action: Action) -> Rule | None:
@@ -121,7 +263,7 @@ def rule_for(status: Status, action: Action) -> Rule | None:
 
 def roles_for(action: Action) -> frozenset[Role]:
     """Every role that may perform ``action`` from some state: outside it, the answer is 403."""
-    return frozenset(role for (_, act), rule in TRANSITIONS.items() if act is action for role in rule.actors)
+    return ACTIONS[action].roles
 
 
 def actions_from(status: Status, role: Role | None = None) -> list[Action]:

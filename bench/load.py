@@ -3,7 +3,7 @@
     SIDAN_RESIDENT_ORDERS_PER_HOUR=100000000 sidan serve [--workers N] &   # or DATABASE_URL=…; residents order a lot
     python -m bench.load [--base-url http://127.0.0.1:8000] [--duration 15] [--connections 64] [--workers N]
 
-The bench seeds its own data with the service's own code (models and ``place_order``/``apply_action``)
+The bench seeds its own data with the service's own code (models and ``place_order``/``apply``)
 in the service's database (``--database-url``, else ``DATABASE_URL``, else the embedded server in
 ``SIDAN_DATA_DIR``), signs tokens with the same settings (run it with the service's environment), then:
 
@@ -38,14 +38,14 @@ from typing import Any
 import httpx
 from sqlalchemy import func, insert, make_url, select
 
-from app.auth import issue_token, load_actor
+from app.auth import Caller, issue_token, load_actor
 from app.config import get_settings
 from app.db import create_engine, create_sessionmaker, to_async_url
 from app.domain import Action, Role
 from app.models import OrderEvent, OrgUnit, User, Volunteer
 from app.schemas.orders import EmptyBody, OrderCreate, PublishBody
+from app.services.applying import apply
 from app.services.ordering import place_order
-from app.services.transitions import apply_action
 from bench.client import LeanClient, NoResponse
 from bench.common import describe_machine, plain_dsn, scratch_database
 
@@ -152,23 +152,16 @@ class Seed:
         engine = create_engine(self.url, self.settings)
         sessionmaker = create_sessionmaker(engine)
         ids: list[int] = []
+        admin = Caller(self.admin.id)
         async with sessionmaker() as session:
             resident = await load_actor(session, self.residents[0].id)
-            admin = await load_actor(session, self.admin.id)
             for _ in range(count):
                 order = await place_order(session, self.settings, resident, OrderCreate(**self.order_body()))
-                await apply_action(
-                    session, self.settings, order_id=order.id, action=Action.APPROVE, actor=admin, body=EmptyBody()
-                )
-                if publish:
-                    await apply_action(
-                        session,
-                        self.settings,
-                        order_id=order.id,
-                        action=Action.PUBLISH,
-                        actor=admin,
-                        body=PublishBody(accept_within_minutes=600),
-                    )
+                async with engine.connect() as connection:
+                    await apply(connection, order_id=order.id, action=Action.APPROVE, caller=admin, body=EmptyBody())
+                    if publish:
+                        body = PublishBody(accept_within_minutes=600)
+                        await apply(connection, order_id=order.id, action=Action.PUBLISH, caller=admin, body=body)
                 ids.append(order.id)
         await engine.dispose()
         return ids

@@ -56,9 +56,8 @@ async def run_round(url: str, n: int, sweepers: int) -> float:
     await load_due_orders(url, n)
     engine = create_engine(url, Settings(db_pool_size=sweepers + 1))
     sessionmaker = create_sessionmaker(engine)
-    settings = Settings()
     started = time.perf_counter()
-    fired = await asyncio.gather(*(sweep(sessionmaker, settings, batch=200) for _ in range(sweepers)))
+    fired = await asyncio.gather(*(sweep(sessionmaker, batch=200) for _ in range(sweepers)))
     elapsed = time.perf_counter() - started
     async with sessionmaker() as session:
         expiries = await session.scalar(select(func.count()).where(OrderEvent.action == "expire"))

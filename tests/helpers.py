@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -14,20 +15,18 @@ from app.auth import SYSTEM_ACTOR
 from app.domain import Action
 from app.models import Order, OrderEvent
 from app.schemas.orders import EmptyBody, OrderOut
-from app.services.transitions import apply_action
+from app.services.applying import apply_as_system
+from app.services.presenters import present_order
 
 
 async def system_act(app: FastAPI, order_id: int, action: Action, body: BaseModel | None = None) -> OrderOut:
-    """Fire a system action (timers) through the same service the API uses."""
-    async with app.state.sessionmaker() as session:
-        return await apply_action(
-            session,
-            app.state.settings,
-            order_id=order_id,
-            action=action,
-            actor=SYSTEM_ACTOR,
-            body=body or EmptyBody(),
+    """Fire a system action through the same ``apply`` the API uses, as if its deadline had passed."""
+    async with app.state.engine.connect() as connection:
+        order = await apply_as_system(
+            connection, order_id, action, body or EmptyBody(), now=datetime.now(UTC) + timedelta(days=3650)
         )
+    assert order is not None, f"{action.value} was not due"
+    return present_order(order, SYSTEM_ACTOR)
 
 
 async def snapshot(app: FastAPI, order_id: int) -> dict[str, Any]:

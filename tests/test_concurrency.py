@@ -12,8 +12,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import issue_token
 from app.domain import Role, Status
-from app.models import Order, OrderEvent, OutboxMessage, User, Volunteer, volunteer_categories
-from app.services import transitions
+from app.models import (
+    HoursEntry,
+    Order,
+    OrderEvent,
+    OutboxMessage,
+    PointsEntry,
+    Rating,
+    ServiceRecord,
+    User,
+    Volunteer,
+    volunteer_categories,
+)
+from app.services import applying
 from tests.world import World
 
 
@@ -108,7 +119,7 @@ async def _moving_on_before_each_write(
     """Make another writer bump the order's version between the lockless read and its write, ``times``
     times; returns a list that grows by one per write attempted."""
     attempts: list[int] = []
-    real = transitions._write_transition
+    real = applying._write
 
     async def racing(*args: Any, **kwargs: Any) -> Any:
         attempts.append(1)
@@ -117,7 +128,7 @@ async def _moving_on_before_each_write(
                 await session.execute(update(Order).where(Order.id == order_id).values(version=Order.version + 1))
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(transitions, "_write_transition", racing)
+    monkeypatch.setattr(applying, "_write", racing)
     return attempts
 
 
@@ -155,7 +166,85 @@ async def test_a_lockless_write_that_keeps_losing_gives_up_busy_and_writes_nothi
     response = await world.act("zhan11_admin", order["id"], "dispatch", body)
     assert response.status_code == 409 and response.json()["error"]["code"] == "busy"
     assert response.headers["Retry-After"] == "1"
-    assert len(attempts) == transitions.CAS_ATTEMPTS
+    assert len(attempts) == applying.CAS_ATTEMPTS
     assert await _dispatch_trail(sessionmaker, order["id"]) == (0, 0)
     final = (await world.client.get(f"/orders/{order['id']}", headers=world.h("zhan11_admin"))).json()
     assert final["status"] == "approved" and final["assignee_volunteer_id"] is None
+
+
+# ---- races that really race: every contender has read before anyone writes -----------------------
+
+
+def _all_read_before_any_writes(monkeypatch: pytest.MonkeyPatch, contenders: int) -> list[int]:
+    """Hold every ``apply`` between its read and its write until ``contenders`` of them have read: the
+    writes then race on separate connections, each decided on the same version. Returns a list that
+    grows by one per write attempted. Retries after a lost race pass straight through."""
+    barrier = asyncio.Barrier(contenders)
+    attempts: list[int] = []
+    real = applying._write
+
+    async def racing(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(1)
+        if len(attempts) <= contenders:
+            await asyncio.wait_for(barrier.wait(), timeout=10)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(applying, "_write", racing)
+    return attempts
+
+
+async def test_twenty_grabs_that_all_read_the_pooled_order_have_one_winner(
+    world: World, sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each of 20 volunteers reads the order in the pool and decides to take it; only the version check
+    of the write stops 19 of them (without it, all 20 would write: 20 grab events)."""
+    grabbers = await add_volunteers(world, sessionmaker, 20)
+    order = await world.order_in(Status.POOLED)
+    attempts = _all_read_before_any_writes(monkeypatch, 20)
+    responses = await asyncio.gather(*(world.act(name, order["id"], "grab") for name in grabbers))
+    assert len(attempts) == 20  # every one of them decided to take it and wrote
+    assert sorted(r.status_code for r in responses) == [200] + [409] * 19
+    async with sessionmaker() as session:
+        grabs = await session.scalar(
+            select(func.count()).where(OrderEvent.order_id == order["id"], OrderEvent.action == "grab")
+        )
+        accepted = await session.scalar(select(func.sum(Volunteer.accepted_count)))
+    assert grabs == 1
+    assert accepted == 1  # the reliability counter moved once too
+
+
+async def test_rate_racing_reopen_one_wins_and_no_rating_without_the_order(
+    world: World, sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An action whose effect writes another table (rate: the rating) against one that takes the order
+    on elsewhere (reopen by staff), both legal and both decided on the same version: exactly one is
+    done, and the rating exists only if rate won."""
+    order = await world.order_in(Status.COMPLETED)
+    _all_read_before_any_writes(monkeypatch, 2)
+    rated, reopened = await asyncio.gather(
+        world.act("r1", order["id"], "rate", {"stars": 5}),
+        world.act("zhan11_admin", order["id"], "reopen", {"reason": "回访发现未完成"}),
+    )
+    assert sorted([rated.status_code, reopened.status_code]) == [200, 409], (rated.json(), reopened.json())
+    async with sessionmaker() as session:
+        ratings = await session.scalar(select(func.count()).select_from(Rating))
+        status = await session.scalar(select(Order.status).where(Order.id == order["id"]))
+        events = await session.scalar(select(func.count()).where(OrderEvent.order_id == order["id"]))
+    assert status == ("rated" if rated.status_code == 200 else "approved")
+    assert ratings == (1 if rated.status_code == 200 else 0)
+    assert events == order["version"] + 1
+
+
+async def test_two_completes_of_one_order_credit_hours_once(
+    world: World, sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order = await world.order_in(Status.IN_SERVICE)
+    _all_read_before_any_writes(monkeypatch, 2)
+    volunteer = world.volunteers["v11a"]
+    complete = {"summary": "陪护", "served_count": 1, "participants": [{"volunteer_id": volunteer, "hours": "0.5"}]}
+    responses = await asyncio.gather(*(world.act("v11a", order["id"], "complete", complete) for _ in range(2)))
+    assert sorted(r.status_code for r in responses) == [200, 409]
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(ServiceRecord)) == 1
+        assert await session.scalar(select(func.count()).select_from(HoursEntry)) == 1
+        assert await session.scalar(select(func.count()).select_from(PointsEntry)) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.domain import Status
 from app.models import Order, OrderEvent, OrgUnit, Rating
-from app.services import sweeper, transitions
+from app.services import applying, sweeper
 from app.services.ordering import new_order_code
 from tests.world import World
 
@@ -23,7 +24,7 @@ def later(**delta: float) -> datetime:
 
 
 async def sweep(app: FastAPI, at: datetime) -> int:
-    return await sweeper.sweep(app.state.sessionmaker, app.state.settings, now=at)
+    return await sweeper.sweep(app.state.sessionmaker, now=at)
 
 
 async def get(world: World, order_id: int, user: str = "center_admin") -> dict[str, Any]:
@@ -194,8 +195,7 @@ async def test_three_sweepers_fire_each_due_transition_exactly_once(
 ) -> None:
     ids = await _due_orders(sessionmaker, world, 500)
     now = datetime.now(UTC)
-    settings = app.state.settings
-    counts = await asyncio.gather(*(sweeper.sweep(sessionmaker, settings, now=now, batch=50) for _ in range(3)))
+    counts = await asyncio.gather(*(sweeper.sweep(sessionmaker, now=now, batch=50) for _ in range(3)))
     assert sum(counts) == 500
     async with sessionmaker() as session:
         per_order = dict(
@@ -210,27 +210,43 @@ async def test_three_sweepers_fire_each_due_transition_exactly_once(
         statuses = set((await session.execute(select(Order.status).where(Order.id.in_(ids)))).scalars())
     assert per_order == {order_id: 1 for order_id in ids}
     assert statuses == {"approved"}
-    assert await sweeper.sweep(sessionmaker, settings, now=now) == 0
+    assert await sweeper.sweep(sessionmaker, now=now) == 0
 
 
 async def test_a_crash_mid_sweep_loses_nothing(
     world: World, app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = await _due_orders(sessionmaker, world, 30)
-    real = transitions.transition_locked
+    real = applying.apply_as_system
     calls = 0
 
-    async def crash_on_the_tenth(*args: Any, **kwargs: Any) -> None:
+    async def crash_on_the_tenth(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 10:
             raise RuntimeError("process killed")
-        await real(*args, **kwargs)
+        return await real(*args, **kwargs)
 
-    monkeypatch.setattr(sweeper, "transition_locked", crash_on_the_tenth)
+    monkeypatch.setattr(sweeper, "apply_as_system", crash_on_the_tenth)
     with pytest.raises(RuntimeError):
-        await sweeper.sweep(sessionmaker, app.state.settings)
+        await sweeper.sweep(sessionmaker)
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).where(OrderEvent.action == "expire")) == 0
-    monkeypatch.setattr(sweeper, "transition_locked", real)
-    assert await sweeper.sweep(sessionmaker, app.state.settings) == len(ids)
+    monkeypatch.setattr(sweeper, "apply_as_system", real)
+    assert await sweeper.sweep(sessionmaker) == len(ids)
+
+
+async def test_a_sweeper_passes_over_a_row_another_holds_without_waiting(
+    world: World, app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """``SKIP LOCKED``: a due order locked by someone else (another sweeper's batch) is left to them; the
+    sweeper fires the rest at once instead of waiting for the lock (5 s ``lock_timeout``)."""
+    ids = await _due_orders(sessionmaker, world, 5)
+    async with sessionmaker() as holder, holder.begin():
+        await holder.execute(select(Order.id).where(Order.id == ids[0]).with_for_update())
+        started = time.monotonic()
+        fired = await asyncio.wait_for(sweeper.sweep(sessionmaker), timeout=4)
+        waited = time.monotonic() - started
+    assert fired == 4
+    assert waited < 2, waited
+    assert await sweeper.sweep(sessionmaker) == 1  # free again: now it is fired

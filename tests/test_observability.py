@@ -35,7 +35,6 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from app.auth import SYSTEM_ACTOR
 from app.config import Settings
 from app.domain import Action, Status
 from app.models import Order, OutboxMessage
@@ -52,11 +51,10 @@ from app.observability import (
     new_request_id,
 )
 from app.schemas.orders import EmptyBody
+from app.services.applying import apply_as_system
 from app.services.delivery import LogChannel, Recipient, WechatSubscribeChannel
-from app.services.sweeper import DUE_ACTIONS
-from app.services.transitions import transition_locked
 from app.worker import run_worker
-from app.workflow import TRANSITIONS
+from app.workflow import DUE_ACTIONS
 from tests.helpers import free_port
 from tests.world import World
 
@@ -153,14 +151,10 @@ async def test_transitions_count_only_once_committed(
     world: World, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
     order_id = (await world.place())["id"]
-    rule = TRANSITIONS[(Status.SUBMITTED, Action.APPROVE)]
     before = _sample("sidan_transitions_total", action="approve")
 
     async def approve(session: AsyncSession) -> None:
-        order = await session.get(Order, order_id, with_for_update=True)
-        assert order is not None
-        now = datetime.now(UTC)
-        await transition_locked(session, settings, order, rule, Action.APPROVE, SYSTEM_ACTOR, EmptyBody(), now)
+        assert await apply_as_system(await session.connection(), order_id, Action.APPROVE, EmptyBody()) is not None
 
     async with sessionmaker() as session:
         transaction = await session.begin()

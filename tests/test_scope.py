@@ -1,18 +1,18 @@
-"""The two forms of "who may see which order" agree: the SQL predicates every read uses
-(``scope.VISIBLE``, and the grab query's) and their Python twin (``scope.visible``) that the action
-lane applies to an order read in the same query as its caller."""
+"""One scope rule, two sources of "who": the predicates every read binds (``scope.VISIBLE``) and the
+same predicates over the caller's columns in a transition's read (``scope.visible_to_caller``)."""
 
 from __future__ import annotations
 
+from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import load_actor
 from app.domain import Action, Role, Status
 from app.models import Order, OrderEvent
-from app.models.base import table_of
-from app.services import scope
-from app.services.transitions import order_from_row
+from app.prepared import raw_of
+from app.services import scope, statements
+from app.workflow import Read
 from tests.world import World
 
 
@@ -33,12 +33,16 @@ async def _county_of_orders(world: World) -> None:
     await world.ok("suo1_admin", suo["id"], "publish")
 
 
-async def test_python_twin_matches_the_sql_predicates(
-    world: World, sessionmaker: async_sessionmaker[AsyncSession]
+async def test_the_transition_read_applies_the_same_scope_as_every_other_read(
+    world: World, app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
+    """The rule has two sources of "who": bound parameters (lists, detail reads) and the caller's own
+    columns in the transition's read. Both must find the same orders for every person and order."""
     await _county_of_orders(world)
+    plain = statements.read_statement(False, frozenset(), False)
+    grab = statements.read_statement(False, frozenset({Read.PUBLISHED_REGION}), False)
     async with sessionmaker() as session:
-        orders = [order_from_row(row) for row in (await session.execute(select(*table_of(Order).c))).mappings()]
+        order_ids = list((await session.execute(select(Order.id))).scalars())
         published = set(
             (
                 await session.execute(
@@ -46,34 +50,31 @@ async def test_python_twin_matches_the_sql_predicates(
                 )
             ).scalars()
         )
-        assert {order.status for order in orders} >= {"submitted", "approved", "dispatched", "pooled", "accepted"}
+        statuses = set((await session.execute(select(Order.status))).scalars())
+        assert statuses >= {"submitted", "approved", "dispatched", "pooled", "accepted"}
         checked = 0
-        for username, user_id in world.users.items():
-            actor = await load_actor(session, user_id)
-            in_sql = set((await session.execute(select(Order.id).where(scope.order_visible_to(actor)))).scalars())
-            grab_sql: set[int] = set()
-            if actor.role is Role.VOLUNTEER:
-                grab_sql = set(
-                    (
-                        await session.execute(
-                            select(Order.id).where(
-                                scope.order_visible_to(actor)
-                                | (scope.in_pool_region(actor) & Order.id.in_(published or {0}))
-                            )
-                        )
-                    ).scalars()
-                )
-            for order in orders:
-                checked += 1
-                seen = scope.visible(actor, order)
-                assert seen == (order.id in in_sql), (username, order.id, order.status, order.unit_path)
+        async with app.state.engine.connect() as connection:
+            db = await raw_of(connection)
+            for username, user_id in world.users.items():
+                actor = await load_actor(session, user_id)
+                in_sql = set((await session.execute(select(Order.id).where(scope.order_visible_to(actor)))).scalars())
+                grab_sql = in_sql
                 if actor.role is Role.VOLUNTEER:
-                    grabbable = scope.visible(actor, order, grabbing=True, was_published=order.id in published)
-                    assert grabbable == (order.id in grab_sql), (username, order.id, order.status)
-        assert checked == len(world.users) * len(orders)
-        # The county is rich enough for the comparison to mean something: every role sees some orders
-        # and misses others.
-        for username in ("r1", "v11a", "suo1_admin", "zhan21_admin"):
-            actor = await load_actor(session, world.users[username])
-            answers = {scope.visible(actor, order) for order in orders}
-            assert answers == {True, False}, username
+                    in_region = scope.in_pool_region(actor) & Order.id.in_(published or {0})
+                    query = select(Order.id).where(scope.order_visible_to(actor) | in_region)
+                    grab_sql = set((await session.execute(query)).scalars())
+                seen_by_role = set()
+                for order_id in order_ids:
+                    checked += 1
+                    row = await plain.fetchrow(db, {"user_id": user_id, "order_id": order_id})
+                    assert row is not None
+                    seen = row["id"] is not None
+                    seen_by_role.add(seen)
+                    assert seen == (order_id in in_sql), (username, order_id)
+                    row = await grab.fetchrow(db, {"user_id": user_id, "order_id": order_id})
+                    assert row is not None
+                    assert (row["id"] is not None) == (order_id in grab_sql), (username, order_id)
+                if username in ("r1", "v11a", "suo1_admin", "zhan21_admin"):
+                    # The county is rich enough for the comparison to mean something.
+                    assert seen_by_role == {True, False}, username
+    assert checked == len(world.users) * len(order_ids)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.domain import Action, Role, Status
-from app.schemas.orders import ReasonBody, body_for
-from app.workflow import TERMINAL_STATES, TRANSITIONS, USER_ACTIONS, mermaid
+from app.schemas.orders import ReasonBody
+from app.workflow import ACTIONS, TERMINAL_STATES, TRANSITIONS, USER_ACTIONS, mermaid
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -44,7 +44,7 @@ def test_system_only_actions_have_no_endpoint_and_user_actions_do() -> None:
 def test_reason_required_exactly_where_the_table_says() -> None:
     for (_, act), rule in TRANSITIONS.items():
         if rule.reason_required:
-            assert body_for(act) is ReasonBody, act
+            assert ACTIONS[act].body is ReasonBody, act
 
 
 def test_readme_state_diagram_is_generated_from_the_table() -> None:

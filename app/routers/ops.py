@@ -34,5 +34,5 @@ async def metrics(request: Request) -> Response:
     ``--workers N``, every worker's."""
     engine = getattr(request.app.state, "engine", None)  # absent until the lifespan has started
     if engine is not None:
-        observe_pool(engine, request.app.state.settings, getattr(request.app.state, "lane_connections", ()))
+        observe_pool(engine, request.app.state.settings)
     return Response(metrics_payload(), media_type=CONTENT_TYPE_LATEST)

@@ -2,6 +2,7 @@
 # must see each one's body class as a real object, not a string.
 """Orders: 点单, reads, and one ``POST /orders/{id}/{action}`` per user action of the state machine."""
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -9,15 +10,16 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from app.auth import CurrentUser
+from app.auth import Caller, CurrentCaller, CurrentUser
 from app.db import Session, read_only
-from app.domain import Action, Status
+from app.domain import Action, Role, Status
 from app.routers.deps import ExpectedVersion, IdempotencyKeyHeader, ObjectId, SettingsDep, errors
 from app.schemas.common import Page
-from app.schemas.orders import EmptyBody, EventOut, OrderCreate, OrderOut, body_for
-from app.services import ordering, transitions
+from app.schemas.orders import EmptyBody, EventOut, OrderCreate, OrderOut
+from app.services import ordering
+from app.services.applying import apply
 from app.services.idempotency import IdempotencyKey
-from app.workflow import TRANSITIONS, USER_ACTIONS, roles_for
+from app.workflow import ACTIONS, USER_ACTIONS
 
 router = APIRouter(tags=["orders"])
 _NO_BODY = EmptyBody()
@@ -66,41 +68,66 @@ async def order_events(order_id: ObjectId, session: Session, actor: CurrentUser)
     return await ordering.order_events(session, actor, order_id)
 
 
+def _people(roles: frozenset[Role]) -> str:
+    return ", ".join(sorted(r.value for r in roles - {Role.SYSTEM}))
+
+
 def _describe(action: Action) -> str:
     rows = [
-        f"- `{frm.value}` → `{(rule.to or frm).value}` by {', '.join(sorted(r.value for r in rule.actors))}"
-        f" (guard: {rule.guard.value})"
-        for (frm, act), rule in TRANSITIONS.items()
-        if act is action and frm is not None
+        f"- `{frm.value}` → `{(rule.to or frm).value}` by {_people(rule.actors)} (guard: {rule.guard.value})"
+        for frm, rule in ACTIONS[action].rules.items()
+        if frm is not None and rule.actors - {Role.SYSTEM}
     ]
     return f"Transition `{action.value}` (from the state machine table):\n\n" + "\n".join(rows)
 
 
+async def _apply(
+    request: Request,
+    order_id: int,
+    action: Action,
+    caller: Caller,
+    body: BaseModel,
+    idem: IdempotencyKey | None,
+    expected_version: int | None,
+) -> OrderOut:
+    async with request.app.state.engine.connect() as connection:
+        return await apply(
+            connection,
+            order_id=order_id,
+            action=action,
+            caller=caller,
+            body=body,
+            idem=idem,
+            expected_version=expected_version,
+        )
+
+
+def _outcome_seen(task: asyncio.Future[OrderOut]) -> None:
+    """An action whose client went away ends without anyone awaiting it: its error is not news."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _action_endpoint(action: Action) -> Callable[..., Awaitable[Response]]:
-    body_model: Any = body_for(action)
+    body_model: Any = ACTIONS[action].body
     optional = body_model is EmptyBody
 
     async def endpoint(
         order_id: ObjectId,
         request: Request,
-        session: Session,
-        actor: CurrentUser,
+        caller: CurrentCaller,
         expected_version: ExpectedVersion,
         body: Annotated[body_model, Body()] = _NO_BODY if optional else _REQUIRED,
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response:
         payload: BaseModel = body if body is not None else EmptyBody()
         idem = IdempotencyKey.from_request(idempotency_key, "POST", request.url.path, payload.model_dump(mode="json"))
-        result = await transitions.apply_action(
-            session,
-            request.app.state.settings,
-            order_id=order_id,
-            action=action,
-            actor=actor,
-            body=payload,
-            idem=idem,
-            expected_version=expected_version,
-        )
+        # Once sent, the write statement runs to its end on the server whatever the client does: a
+        # client that goes away does not cut the request short either (``asyncio.shield``), so the
+        # connection goes back to the pool in order and the outcome is counted.
+        applying = asyncio.ensure_future(_apply(request, order_id, action, caller, payload, idem, expected_version))
+        applying.add_done_callback(_outcome_seen)
+        result = await asyncio.shield(applying)
         # Built by the service, so serialized straight to JSON (pydantic-core) without FastAPI
         # validating it again; ``response_model`` below still documents it.
         return Response(result.model_dump_json(), media_type="application/json")
@@ -116,7 +143,7 @@ for _action in USER_ACTIONS:
         methods=["POST"],
         response_model=OrderOut,
         responses=errors(401, 403, 404, 409, 422),
-        summary=f"{_action.value} ({', '.join(sorted(r.value for r in roles_for(_action)))})",
+        summary=f"{_action.value} ({_people(ACTIONS[_action].roles)})",
         description=_describe(_action),
         name=f"order_{_action.value}",
     )

@@ -1,4 +1,4 @@
-"""Order requests and responses: the body of each action endpoint comes from ``ACTION_BODIES``."""
+"""Order requests and responses; which body each action takes is in its spec (``app.workflow.ACTIONS``)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from app.schemas.common import (
     Title,
     Url,
 )
-from app.workflow import TRANSITIONS
 
 
 class OrderCreate(BaseModel):
@@ -128,25 +127,6 @@ class RateBody(BaseModel):
     stars: Annotated[int, Field(ge=1, le=5, strict=True)]  # strict: `true` is not one star
     comment: LongText = ""
     tags: Annotated[list[Tag], Field(max_length=10)] = []
-
-
-_SPECIFIC_BODIES: dict[Action, type[BaseModel]] = {
-    Action.DISPATCH: DispatchBody,
-    Action.PUBLISH: PublishBody,
-    Action.TRANSFER: TransferBody,
-    Action.CHECK_IN: CheckInBody,
-    Action.COMPLETE: CompleteBody,
-    Action.RATE: RateBody,
-}
-
-
-def body_for(action: Action) -> type[BaseModel]:
-    """The request body of an action: its own schema, else ``{reason}`` when the table demands one."""
-    if action in _SPECIFIC_BODIES:
-        return _SPECIFIC_BODIES[action]
-    if any(rule.reason_required for (_, act), rule in TRANSITIONS.items() if act is action):
-        return ReasonBody
-    return EmptyBody
 
 
 class OrderOut(Schema):

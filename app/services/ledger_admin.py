@@ -50,7 +50,7 @@ from app.services.directory_units import jurisdiction
 from app.services.policies import effective_policy
 from app.services.presenters import present_order
 from app.services.scope import subtree
-from app.services.transitions import event_row, record_event
+from app.services.statements import event_row, record_event
 from app.services.volunteering import star_level
 
 # Hours may be corrected once the service is over, and only then.

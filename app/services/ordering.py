@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import BigInteger, String, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth import SYSTEM_ACTOR, Actor
+from app.auth import Actor
 from app.config import Settings
 from app.db import transaction
 from app.domain import Action, Channel, Role, Status
@@ -18,13 +18,14 @@ from app.models.org import ancestor_paths
 from app.schemas.common import Page
 from app.schemas.orders import EventOut, OrderCreate, OrderOut, ReasonBody
 from app.services import idempotency, outbox
+from app.services.applying import apply_as_system
 from app.services.pagination import newest_first, page_of, page_params
 from app.services.policies import effective_policy, step_deadline
 from app.services.presenters import present_order
 from app.services.privacy import record_phone_reads
 from app.services.scope import order_visible_to
-from app.services.transitions import event_row, record_event, transition_locked
-from app.workflow import TRANSITIONS
+from app.services.statements import event_row, record_event
+from app.workflow import ACTIONS
 
 _CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud over the hotline
 
@@ -86,17 +87,18 @@ async def place_order(
         )
         session.add(order)
         await session.flush()
-        place_rule = TRANSITIONS[(None, Action.PLACE)]
+        place_rule = ACTIONS[Action.PLACE].rules[None]
         order.deadline_at = step_deadline(Status.SUBMITTED, await effective_policy(session, unit.path), now)
         payload = {"channel": order.channel, "by_proxy": order.placed_by_id != order.resident_id}
         await record_event(session, event_row(order, Action.PLACE, None, actor, None, payload, now))
         await outbox.enqueue(session, order, Action.PLACE, place_rule.notify)
-        if item is not None and item.auto_approve:
-            approve = TRANSITIONS[(Status.SUBMITTED, Action.APPROVE)]
-            auto = ReasonBody(reason="菜单项免审, 系统自动受理")
-            await transition_locked(session, settings, order, approve, Action.APPROVE, SYSTEM_ACTOR, auto, now)
         await session.flush()
-        result = present_order(order, actor)
+        placed: Order = order
+        if item is not None and item.auto_approve:
+            auto = ReasonBody(reason="菜单项免审, 系统自动受理")
+            connection = await session.connection()
+            placed = await apply_as_system(connection, order.id, Action.APPROVE, auto, now) or order
+        result = present_order(placed, actor)
         if idem is not None:
             await idempotency.store(session, actor.user_id, idem, 201, result.model_dump(mode="json"))
     return result

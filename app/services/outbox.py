@@ -25,10 +25,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain import Action, Role
+from app.domain import Action, Notify, Role
 from app.models import Order, OutboxMessage, TeamMember, User, Volunteer
 from app.models.base import table_of
-from app.workflow import Notify
 
 # Recipients resolved in SQL, and their rows written, by one prebuilt statement: the people named
 # directly (the resident and whoever placed the order), a unit's active admins, the target volunteer,

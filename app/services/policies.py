@@ -19,6 +19,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from app.domain import Status
 from app.models import OrgUnit, UnitPolicy
+from app.prepared import Prepared, RawConnection
 
 
 class DispatchMode(StrEnum):
@@ -83,6 +84,15 @@ def policy_from(row: Mapping[Any, Any]) -> Policy:
 
 
 _POLICY_QUERY = in_force_at(bindparam("unit_path", type_=String))
+
+
+_POLICY_AT = Prepared(_POLICY_QUERY)
+
+
+async def policy_at(db: RawConnection, unit_path: str) -> Policy:
+    """``effective_policy`` on a raw connection (transitions: ``app.services.applying``)."""
+    row = await _POLICY_AT.fetchrow(db, {"unit_path": unit_path})
+    return DEFAULT_POLICY if row is None else policy_from(row)
 
 
 async def effective_policy(session: AsyncSession, unit_path: str) -> Policy:

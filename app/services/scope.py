@@ -11,23 +11,36 @@ statement using it has one shape per role and SQLAlchemy compiles it once: the t
 execute prebuilt statements with the caller's parameters; other reads bind them in place
 (``order_visible_to``).
 
-``visible`` is the Python twin, for one order read in the same query as its caller (the action lane);
-a test holds the two to the same answer for every order and person of a county.
+The same rule applies to an order read in one query with its caller (``visible_to_caller``, for
+transitions): the predicates are built by one function from either source.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, String, and_, any_, bindparam, false, or_, true
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    FromClause,
+    String,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    false,
+    func,
+    or_,
+    true,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.visitors import ExternallyTraversible, replacement_traverse
 
 from app.auth import Actor
-from app.domain import Role, Status
-from app.models import Order
+from app.domain import Action, Role, Status
+from app.models import Order, OrderEvent
 from app.models.org import ancestor_paths
 
 
@@ -43,6 +56,29 @@ _POOL_PATHS = bindparam("scope_pool_paths", type_=ARRAY(String))  # where the vo
 _CATEGORIES = bindparam("scope_categories", type_=ARRAY(BigInteger))
 _TEAMS = bindparam("scope_team_ids", type_=ARRAY(BigInteger))
 
+
+def _branches(
+    user_id: ColumnElement[Any],
+    volunteer_id: ColumnElement[Any],
+    admin_subtree: ColumnElement[Any],
+    team_ids: ColumnElement[Any],
+    region: ColumnElement[bool],
+) -> dict[Role, ColumnElement[bool]]:
+    """THE scope rule, one predicate per role, over whichever expressions say who is asking: bound
+    parameters (``VISIBLE``) or the columns of the caller read in the same query (``visible_to_caller``)."""
+    return {
+        Role.SYSTEM: true(),
+        Role.ADMIN: Order.unit_path.like(admin_subtree),
+        Role.RESIDENT: or_(Order.resident_id == user_id, Order.placed_by_id == user_id),
+        Role.VOLUNTEER: or_(
+            Order.placed_by_id == user_id,
+            Order.assignee_volunteer_id == volunteer_id,
+            and_(Order.status == Status.POOLED.value, region),
+            Order.assignee_team_id == any_(team_ids),
+        ),
+    }
+
+
 # The volunteer may grab here: the order's unit is their home unit or an ancestor of it, and the
 # order's menu category (if any) is one they serve (``scope_pool_paths`` is empty unless they may grab).
 POOL_REGION: ColumnElement[bool] = and_(
@@ -50,17 +86,39 @@ POOL_REGION: ColumnElement[bool] = and_(
     or_(Order.category_id.is_(None), Order.category_id == any_(_CATEGORIES)),
 )
 
-VISIBLE: dict[Role, ColumnElement[bool]] = {
-    Role.SYSTEM: true(),
-    Role.ADMIN: Order.unit_path.like(_SUBTREE),
-    Role.RESIDENT: or_(Order.resident_id == _USER, Order.placed_by_id == _USER),
-    Role.VOLUNTEER: or_(
-        Order.placed_by_id == _USER,
-        Order.assignee_volunteer_id == _VOLUNTEER,
-        and_(Order.status == Status.POOLED.value, POOL_REGION),
-        Order.assignee_team_id == any_(_TEAMS),
-    ),
-}
+VISIBLE: dict[Role, ColumnElement[bool]] = _branches(_USER, _VOLUNTEER, _SUBTREE, _TEAMS, POOL_REGION)
+
+
+def caller_region(caller: FromClause) -> ColumnElement[bool]:
+    """``POOL_REGION`` for the caller read in the same query (columns of ``app.auth.caller_columns``)."""
+    c = caller.c
+    return and_(
+        c.role == Role.VOLUNTEER.value,
+        c.volunteer_status == "active",
+        c.home_path.startswith(Order.unit_path),
+        or_(
+            Order.category_id.is_(None), Order.category_id == any_(func.array_cat(c.own_categories, c.team_categories))
+        ),
+    )
+
+
+def visible_to_caller(caller: FromClause, *, published_region: bool = False) -> ColumnElement[bool]:
+    """``VISIBLE`` for the caller read in the same query: one statement reads who is asking and the
+    order, and finds no order unless they may see it. ``published_region``: also an order ever
+    published to the caller's pool region (a grab: "already taken", 409, not "no such order")."""
+    c = caller.c
+    region = caller_region(caller)
+    branches = _branches(c.user_id, c.volunteer_id, c.unit_path.concat("%"), c.team_ids, region)
+    visible = or_(*(and_(c.role == role.value, branches[role]) for role in (Role.ADMIN, Role.RESIDENT, Role.VOLUNTEER)))
+    if published_region:
+        visible = or_(visible, and_(region, WAS_PUBLISHED))
+    return visible
+
+
+# The order was published to the grab pool at some time (an event says so).
+WAS_PUBLISHED: ColumnElement[bool] = exists().where(
+    OrderEvent.order_id == Order.id, OrderEvent.action == Action.PUBLISH.value
+)
 
 
 def scope_params(actor: Actor) -> dict[str, Any]:
@@ -86,27 +144,6 @@ def in_region(actor: Actor, order: Order) -> bool:
         and order.unit_path in ancestor_paths(actor.unit_path)
         and (order.category_id is None or order.category_id in actor.category_ids)
     )
-
-
-def visible(actor: Actor, order: Order, *, grabbing: bool = False, was_published: bool = False) -> bool:
-    """The Python twin of ``VISIBLE[actor.role]``; with ``grabbing``, of the grab query's predicate
-    (the order's region if it was ever published to the pool, see ``app.services.transitions``)."""
-    match actor.role:
-        case Role.SYSTEM:
-            return True
-        case Role.ADMIN:
-            return order.unit_path.startswith(actor.unit_path or "(none)")
-        case Role.RESIDENT:
-            return actor.user_id in (order.resident_id, order.placed_by_id)
-        case Role.VOLUNTEER:
-            return (
-                order.placed_by_id == actor.user_id
-                or (order.assignee_volunteer_id is not None and order.assignee_volunteer_id == actor.volunteer_id)
-                or (order.status == Status.POOLED.value and in_region(actor, order))
-                or order.assignee_team_id in actor.team_ids
-                or (grabbing and was_published and in_region(actor, order))
-            )
-    return False
 
 
 def _bound(predicate: ColumnElement[bool], actor: Actor) -> ColumnElement[bool]:

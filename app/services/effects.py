@@ -1,0 +1,372 @@
+"""What each action does beyond the status change: one function per action, named in its spec
+(``app.workflow.ACTIONS``).
+
+An effect runs after the rule and guard were checked and before anything is written. It may read
+(each read its own prebuilt statement, ``Prepared``), refuse (a ``DomainError``: nothing is written),
+change the detached order in memory, and add parts to the one statement that writes the transition
+(``Change.add_write``: a service record, a rating), which then write only if the order is still at
+the version read. So an effect never writes on its own, and a transition that lost a race leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, array
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.dml import Insert
+
+from app.auth import Actor
+from app.domain import Role, Status
+from app.errors import Conflict, InvalidInput
+from app.models import (
+    HoursEntry,
+    Order,
+    OrgUnit,
+    PointsEntry,
+    Rating,
+    ServiceParticipant,
+    ServiceRecord,
+    Team,
+    Volunteer,
+)
+from app.models.base import table_of
+from app.prepared import Prepared, RawConnection
+from app.schemas.ledger import HoursKind, PointsKind
+from app.schemas.orders import CompleteBody, DispatchBody, PublishBody, RateBody, TransferBody
+from app.services import ledger
+from app.services.policies import Policy, policy_at
+
+OPEN_STATES = (Status.DISPATCHED.value, Status.ACCEPTED.value, Status.IN_SERVICE.value)
+FOLLOWUP_STARS = 2  # ratings at or below this flag the order for 回访
+
+# A part of the write statement: built from the condition "the order was written", it inserts rows.
+WritePart = Callable[[ColumnElement[bool]], Insert]
+
+
+@dataclass(slots=True)
+class Change:
+    """What one transition is doing, handed to the action's effect."""
+
+    db: RawConnection
+    order: Order
+    actor: Actor
+    body: BaseModel
+    now: datetime
+    policy: Policy  # in force at the order's unit (an effect that moves the order reads the new one)
+    read: Mapping[str, Any]  # the row the order was read in, with what the action's spec asked for
+    event_payload: dict[str, Any] = field(default_factory=dict)
+    deadline_minutes: int | None = None  # set by dispatch/publish when the request names one
+    writes: dict[WritePart, dict[str, Any]] = field(default_factory=dict)
+
+    def add_write(self, part: WritePart, params: dict[str, Any]) -> None:
+        """Write ``part`` (with ``params``) in the transition's one statement, if the order is written."""
+        self.writes[part] = params
+
+
+Effect = Callable[[Change], Awaitable[None]]
+
+
+# ---- moving the order between units -------------------------------------------------------------
+
+_child = aliased(OrgUnit)
+_PARENT = Prepared(
+    select(OrgUnit.id, OrgUnit.path)
+    .join(_child, _child.parent_id == OrgUnit.id)
+    .where(_child.id == bindparam("unit_id", type_=BigInteger))
+)
+_UNIT = Prepared(
+    select(OrgUnit.id, OrgUnit.path, OrgUnit.is_active).where(OrgUnit.id == bindparam("unit_id", type_=BigInteger))
+)
+
+
+async def _move(change: Change, unit_id: int, unit_path: str) -> None:
+    order = change.order
+    change.event_payload |= {"from_unit_id": order.unit_id, "to_unit_id": unit_id}
+    order.unit_id, order.unit_path = unit_id, unit_path
+    change.policy = await policy_at(change.db, unit_path)
+
+
+async def escalate(change: Change) -> None:
+    """上报: the owner becomes the parent unit."""
+    parent = await _PARENT.fetchrow(change.db, {"unit_id": change.order.unit_id})
+    if parent is None:
+        raise Conflict("已是最高一级单位, 无法上报", status=change.order.status)
+    await _move(change, parent["id"], parent["path"])
+
+
+async def transfer(change: Change) -> None:
+    """层层派单: hand the order to another unit in the actor's subtree."""
+    assert isinstance(change.body, TransferBody)
+    target_id = change.body.unit_id
+    target = await _UNIT.fetchrow(change.db, {"unit_id": target_id})
+    if target is None or not target["is_active"] or not change.actor.administers(target["path"]):
+        raise InvalidInput("目标单位不存在或不在本单位管辖范围内", unit_id=target_id)
+    if target["id"] == change.order.unit_id:
+        raise InvalidInput("订单已属于该单位", unit_id=target_id)
+    await _move(change, target["id"], target["path"])
+
+
+# ---- dispatching and taking -----------------------------------------------------------------------
+
+TEAM_PATH = (
+    select(OrgUnit.path.label("target_team_path"))
+    .join(Team, Team.unit_id == OrgUnit.id)
+    .where(Team.id == bindparam("target_team_id", type_=BigInteger), Team.is_active)
+)
+VOLUNTEER_PATH = (
+    select(OrgUnit.path.label("target_volunteer_path"))
+    .join(Volunteer, Volunteer.home_unit_id == OrgUnit.id)
+    .where(Volunteer.id == bindparam("target_volunteer_id", type_=BigInteger), Volunteer.status == "active")
+)
+
+
+async def dispatch(change: Change) -> None:
+    """指令性派单 to one team or one volunteer in the actor's jurisdiction, with an accept deadline.
+    The target's unit path was read with the order (``Read.DISPATCH_TARGET``)."""
+    assert isinstance(change.body, DispatchBody)
+    body, actor = change.body, change.actor
+    # Staff direct their own people; the system (auto-assign) stays within the order's unit.
+    jurisdiction = change.order.unit_path if actor.role is Role.SYSTEM else (actor.unit_path or "\0")
+    if body.team_id is not None:
+        path = change.read["target_team_path"]
+        if path is None or not path.startswith(jurisdiction):
+            raise InvalidInput("服务队不存在、已停用或不在管辖范围内", team_id=body.team_id)
+        change.order.assignee_team_id = body.team_id
+    else:
+        path = change.read["target_volunteer_path"]
+        if path is None or not path.startswith(jurisdiction):
+            raise InvalidInput("志愿者不存在、未激活或不在管辖范围内", volunteer_id=body.volunteer_id)
+        change.order.assignee_volunteer_id = body.volunteer_id
+    change.deadline_minutes = body.accept_within_minutes
+
+
+def dispatch_target_params(body: BaseModel) -> dict[str, Any]:
+    """The parameters of ``Read.DISPATCH_TARGET``'s columns."""
+    assert isinstance(body, DispatchBody)
+    return {"target_team_id": body.team_id, "target_volunteer_id": body.volunteer_id}
+
+
+async def publish(change: Change) -> None:
+    assert isinstance(change.body, PublishBody)
+    change.deadline_minutes = change.body.accept_within_minutes
+
+
+_IN_HAND = Prepared(
+    select(
+        Volunteer.max_open_orders,
+        select(func.count())
+        .where(
+            Order.assignee_volunteer_id == bindparam("volunteer_id", type_=BigInteger),
+            Order.status == any_(array(list(OPEN_STATES))),  # Prepared: no expanding IN
+        )
+        .scalar_subquery()
+        .label("in_hand"),
+    ).where(Volunteer.id == bindparam("volunteer_id", type_=BigInteger))
+)
+
+
+async def take(change: Change) -> None:
+    """接单 / 抢单: the calling volunteer now holds the order. A grab must respect the volunteer's limit
+    of orders in hand (staff may knowingly dispatch beyond it)."""
+    volunteer_id = change.actor.volunteer_id
+    if change.order.status == Status.POOLED.value:
+        row = await _IN_HAND.fetchrow(change.db, {"volunteer_id": volunteer_id})
+        assert row is not None  # the actor is this volunteer
+        if row["in_hand"] >= row["max_open_orders"]:
+            limit = row["max_open_orders"]
+            raise Conflict(f"同时服务的订单已达上限 ({limit})", status=change.order.status, limit=limit)
+    change.order.assignee_volunteer_id = volunteer_id
+    change.order.accepted_at = change.order.accepted_at or change.now
+
+
+async def check_in(change: Change) -> None:
+    change.order.checked_in_at = change.now
+
+
+# ---- completing: the service record and its hours and points ----------------------------------------
+
+_ACTIVE_VOLUNTEERS = Prepared(
+    select(Volunteer.id).where(
+        Volunteer.id == any_(bindparam("volunteer_ids", type_=ARRAY(BigInteger))), Volunteer.status == "active"
+    )
+)
+
+
+def _param(name: str, type_: Any) -> Any:
+    return bindparam(name, type_=type_)
+
+
+def _participants() -> Any:
+    """The participants of the record being written, one row each: volunteer id, hours, points."""
+    return func.unnest(
+        _param("record_volunteer_ids", ARRAY(BigInteger)),
+        _param("record_hours", ARRAY(Numeric(5, 1))),
+        _param("record_points", ARRAY(Integer)),
+        _param("record_points_reasons", ARRAY(Text)),
+    ).table_valued("volunteer_id", "hours", "points", "reason", name="participant")
+
+
+async def complete(change: Change) -> None:
+    """完成: the service record of this round, with each participant's hours, credited to the ledgers
+    (信用时长 and 积分) by the transition's one statement; hours beyond the check-in span are refused."""
+    assert isinstance(change.body, CompleteBody)
+    body, order = change.body, change.order
+    ids = [p.volunteer_id for p in body.participants]
+    if order.assignee_volunteer_id not in ids:
+        raise InvalidInput("参与者须包含接单志愿者本人", volunteer_id=order.assignee_volunteer_id)
+    found = {row["id"] for row in await _ACTIVE_VOLUNTEERS.fetch(change.db, {"volunteer_ids": ids})}
+    if missing := sorted(set(ids) - found):
+        raise InvalidInput("参与者中有不存在或未激活的志愿者", volunteer_ids=missing)
+    ledger.check_service_hours(order, body.participants, change.now)
+    rate = change.policy.points_per_hour
+    record_id: int = change.read["new_record_id"]
+    change.add_write(
+        _service_record_rows,
+        {
+            "record_id": record_id,
+            "record_order_id": order.id,
+            "record_round": order.round,
+            "record_summary": body.summary,
+            "record_served_count": body.served_count,
+            "record_photos": list(body.photos),
+            "record_actor_id": change.actor.user_id,
+            "record_volunteer_ids": ids,
+            "record_hours": [p.hours for p in body.participants],
+            "record_points": [ledger.earned_points(p.hours, rate) for p in body.participants],
+            "record_points_reasons": [f"服务 {p.hours} 小时 × {rate} 积分/小时" for p in body.participants],
+            "record_kind_service": HoursKind.SERVICE.value,
+            "record_kind_earned": PointsKind.EARNED.value,
+            "record_now": change.now,
+        },
+    )
+    order.completed_at = change.now
+    change.event_payload = {"record_id": record_id, "served_count": body.served_count, "participants": len(ids)}
+
+
+def _service_record_rows(written: ColumnElement[bool]) -> Insert:
+    """The completion's rows, written only if the order is: the service record, its participants,
+    and each participant's 信用时长 and 积分 entries (the ledgers; points only where there are any)."""
+    record = (
+        insert(table_of(ServiceRecord))
+        .from_select(
+            ["id", "order_id", "round", "summary", "served_count", "photos", "submitted_by_id"],
+            select(
+                _param("record_id", BigInteger),
+                _param("record_order_id", BigInteger),
+                _param("record_round", Integer),
+                _param("record_summary", Text),
+                _param("record_served_count", Integer),
+                _param("record_photos", ARRAY(Text)),
+                _param("record_actor_id", BigInteger),
+            ).where(written),
+        )
+        .returning(table_of(ServiceRecord).c.id)
+        .cte("record")
+    )
+    p = _participants().render_derived()
+    participants = (
+        insert(table_of(ServiceParticipant))
+        .from_select(["record_id", "volunteer_id", "hours"], select(record.c.id, p.c.volunteer_id, p.c.hours))
+        .cte("participants")
+    )
+    hours = (
+        insert(table_of(HoursEntry))
+        .from_select(
+            ["volunteer_id", "kind", "hours", "order_id", "record_id", "actor_id", "created_at"],
+            select(
+                p.c.volunteer_id,
+                _param("record_kind_service", String),
+                p.c.hours,
+                _param("record_order_id", BigInteger),
+                record.c.id,
+                _param("record_actor_id", BigInteger),
+                _param("record_now", table_of(HoursEntry).c.created_at.type),
+            ),
+        )
+        .cte("hours")
+    )
+    return (
+        insert(table_of(PointsEntry))
+        .from_select(
+            ["volunteer_id", "kind", "delta", "reason", "order_id", "created_at"],
+            select(
+                p.c.volunteer_id,
+                _param("record_kind_earned", String),
+                p.c.points,
+                p.c.reason,
+                _param("record_order_id", BigInteger),
+                _param("record_now", table_of(PointsEntry).c.created_at.type),
+            )
+            .select_from(record)
+            .where(p.c.points > 0),
+        )
+        .add_cte(participants, hours)
+    )
+
+
+# ---- rating and rework ------------------------------------------------------------------------------
+
+
+def _rating_row(written: ColumnElement[bool]) -> Insert:
+    return insert(table_of(Rating)).from_select(
+        ["order_id", "round", "stars", "tags", "comment", "rated_by_id", "by_proxy"],
+        select(
+            _param("rating_order_id", BigInteger),
+            _param("rating_round", Integer),
+            _param("rating_stars", Integer),
+            _param("rating_tags", ARRAY(String)),
+            _param("rating_comment", Text),
+            _param("rating_by_id", BigInteger),
+            _param("rating_by_proxy", table_of(Rating).c.by_proxy.type),
+        ).where(written),
+    )
+
+
+async def rate(change: Change) -> None:
+    """评单, marked 代评 when the proxy who placed the order rates it."""
+    assert isinstance(change.body, RateBody)
+    order, body = change.order, change.body
+    by_proxy = change.actor.user_id != order.resident_id
+    change.add_write(
+        _rating_row,
+        {
+            "rating_order_id": order.id,
+            "rating_round": order.round,
+            "rating_stars": body.stars,
+            "rating_tags": list(body.tags),
+            "rating_comment": body.comment,
+            "rating_by_id": change.actor.user_id,
+            "rating_by_proxy": by_proxy,
+        },
+    )
+    if body.stars <= FOLLOWUP_STARS:
+        order.needs_followup = True  # 差评回访
+    change.event_payload = {"stars": body.stars, "by_proxy": by_proxy}
+
+
+async def reopen(change: Change) -> None:
+    """返工: a new service round; the old record and rating stay on file."""
+    order = change.order
+    order.round += 1
+    order.assignee_team_id = order.assignee_volunteer_id = None
+    order.accepted_at = order.checked_in_at = order.completed_at = None
+    change.event_payload = {"round": order.round}
