@@ -5,10 +5,10 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 SIDAN_ENVIRONMENT=production
 WORKDIR /srv/sidan
 
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml requirements.lock README.md alembic.ini ./
 COPY app ./app
 COPY migrations ./migrations
-RUN pip install -e . && useradd --system --no-create-home sidan
+RUN pip install -c requirements.lock -e . && useradd --system --no-create-home sidan
 USER sidan
 
 EXPOSE 8000
