@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Final
 
 from pydantic import BaseModel
@@ -34,6 +33,7 @@ from app.schemas.orders import (
 )
 from app.services import effects
 from app.services.effects import Effect
+from app.services.statements import Read
 
 __all__ = ["ACTIONS", "TRANSITIONS", "USER_ACTIONS", "ActionSpec", "Guard", "Notify", "Read", "Rule"]
 
@@ -48,15 +48,6 @@ class Rule:
     reason_required: bool = False
     clears_assignment: bool = False  # the order goes back to staff: drop team, volunteer, deadline
     notify: tuple[Notify, ...] = ()
-
-
-class Read(StrEnum):
-    """What an action's read needs beside the caller, the order and its unit's policy (one query)."""
-
-    PUBLISHED_REGION = "published_region"  # grab: a volunteer of the region an order was ever published
-    # to sees it (and learns "already taken", 409) even once it left the pool
-    DISPATCH_TARGET = "dispatch_target"  # dispatch: the unit path of the named team or volunteer
-    NEW_RECORD_ID = "new_record_id"  # complete: the id the service record will have
 
 
 @dataclass(frozen=True, slots=True)

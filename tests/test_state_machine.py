@@ -134,3 +134,35 @@ async def test_reopen_starts_a_new_round_and_keeps_the_old_rating(world: World) 
     assert again["status"] == "rated"
     second = await world.act("r1", rated["id"], "rate", {"stars": 5})
     assert second.status_code == 409
+
+
+async def test_a_volunteer_who_sees_the_order_but_is_not_its_target_or_assignee_is_refused(
+    world: World, app: FastAPI
+) -> None:
+    """The guards, tried by someone scope lets through: v11b placed the order for r1 (代点单), so sees it,
+    but it was dispatched to v11a. Accepting, declining, checking in, completing, releasing are theirs
+    alone (403, nothing changes); v11b as the orderer may still cancel."""
+    order = await world.place("v11b", resident_id=world.users["r1"])
+    await world.ok("zhan11_admin", order["id"], "approve")
+    await world.ok("zhan11_admin", order["id"], "dispatch", {"volunteer_id": world.volunteers["v11a"]})
+    assert (await world.client.get(f"/orders/{order['id']}", headers=world.h("v11b"))).status_code == 200
+    for action, body in (("accept", {}), ("decline", {"reason": "没空"})):
+        before = await snapshot(app, order["id"])
+        response = await world.act("v11b", order["id"], action, body)
+        assert response.status_code == 403, (action, response.text)
+        assert await snapshot(app, order["id"]) == before
+    await world.ok("v11a", order["id"], "accept")
+    for action, body in (("check_in", {}), ("release", {"reason": "有事"})):
+        before = await snapshot(app, order["id"])
+        response = await world.act("v11b", order["id"], action, body)
+        assert response.status_code == 403, (action, response.text)
+        assert await snapshot(app, order["id"]) == before
+    await world.ok("v11a", order["id"], "check_in")
+    complete = {
+        "summary": "陪护",
+        "served_count": 1,
+        "participants": [{"volunteer_id": world.volunteers["v11b"], "hours": "0.5"}],
+    }
+    before = await snapshot(app, order["id"])
+    assert (await world.act("v11b", order["id"], "complete", complete)).status_code == 403
+    assert await snapshot(app, order["id"]) == before

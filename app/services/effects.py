@@ -19,47 +19,31 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import (
     BigInteger,
-    ColumnElement,
-    Integer,
-    Numeric,
-    String,
-    Text,
     any_,
     bindparam,
     func,
-    insert,
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.orm import aliased
-from sqlalchemy.sql.dml import Insert
 
 from app.auth import Actor
 from app.domain import Role, Status
 from app.errors import Conflict, InvalidInput
 from app.models import (
-    HoursEntry,
     Order,
     OrgUnit,
-    PointsEntry,
-    Rating,
-    ServiceParticipant,
-    ServiceRecord,
-    Team,
     Volunteer,
 )
-from app.models.base import table_of
 from app.prepared import Prepared, RawConnection
 from app.schemas.ledger import HoursKind, PointsKind
 from app.schemas.orders import CompleteBody, DispatchBody, PublishBody, RateBody, TransferBody
-from app.services import ledger
+from app.services import ledger, statements
 from app.services.policies import Policy, policy_at
+from app.services.statements import WritePart
 
 OPEN_STATES = (Status.DISPATCHED.value, Status.ACCEPTED.value, Status.IN_SERVICE.value)
 FOLLOWUP_STARS = 2  # ratings at or below this flag the order for 回访
-
-# A part of the write statement: built from the condition "the order was written", it inserts rows.
-WritePart = Callable[[ColumnElement[bool]], Insert]
 
 
 @dataclass(slots=True)
@@ -126,17 +110,6 @@ async def transfer(change: Change) -> None:
 
 
 # ---- dispatching and taking -----------------------------------------------------------------------
-
-TEAM_PATH = (
-    select(OrgUnit.path.label("target_team_path"))
-    .join(Team, Team.unit_id == OrgUnit.id)
-    .where(Team.id == bindparam("target_team_id", type_=BigInteger), Team.is_active)
-)
-VOLUNTEER_PATH = (
-    select(OrgUnit.path.label("target_volunteer_path"))
-    .join(Volunteer, Volunteer.home_unit_id == OrgUnit.id)
-    .where(Volunteer.id == bindparam("target_volunteer_id", type_=BigInteger), Volunteer.status == "active")
-)
 
 
 async def dispatch(change: Change) -> None:
@@ -211,20 +184,6 @@ _ACTIVE_VOLUNTEERS = Prepared(
 )
 
 
-def _param(name: str, type_: Any) -> Any:
-    return bindparam(name, type_=type_)
-
-
-def _participants() -> Any:
-    """The participants of the record being written, one row each: volunteer id, hours, points."""
-    return func.unnest(
-        _param("record_volunteer_ids", ARRAY(BigInteger)),
-        _param("record_hours", ARRAY(Numeric(5, 1))),
-        _param("record_points", ARRAY(Integer)),
-        _param("record_points_reasons", ARRAY(Text)),
-    ).table_valued("volunteer_id", "hours", "points", "reason", name="participant")
-
-
 async def complete(change: Change) -> None:
     """完成: the service record of this round, with each participant's hours, credited to the ledgers
     (信用时长 and 积分) by the transition's one statement; hours beyond the check-in span are refused."""
@@ -240,7 +199,7 @@ async def complete(change: Change) -> None:
     rate = change.policy.points_per_hour
     record_id: int = change.read["new_record_id"]
     change.add_write(
-        _service_record_rows,
+        statements.service_record_rows,
         {
             "record_id": record_id,
             "record_order_id": order.id,
@@ -262,83 +221,7 @@ async def complete(change: Change) -> None:
     change.event_payload = {"record_id": record_id, "served_count": body.served_count, "participants": len(ids)}
 
 
-def _service_record_rows(written: ColumnElement[bool]) -> Insert:
-    """The completion's rows, written only if the order is: the service record, its participants,
-    and each participant's 信用时长 and 积分 entries (the ledgers; points only where there are any)."""
-    record = (
-        insert(table_of(ServiceRecord))
-        .from_select(
-            ["id", "order_id", "round", "summary", "served_count", "photos", "submitted_by_id"],
-            select(
-                _param("record_id", BigInteger),
-                _param("record_order_id", BigInteger),
-                _param("record_round", Integer),
-                _param("record_summary", Text),
-                _param("record_served_count", Integer),
-                _param("record_photos", ARRAY(Text)),
-                _param("record_actor_id", BigInteger),
-            ).where(written),
-        )
-        .returning(table_of(ServiceRecord).c.id)
-        .cte("record")
-    )
-    p = _participants().render_derived()
-    participants = (
-        insert(table_of(ServiceParticipant))
-        .from_select(["record_id", "volunteer_id", "hours"], select(record.c.id, p.c.volunteer_id, p.c.hours))
-        .cte("participants")
-    )
-    hours = (
-        insert(table_of(HoursEntry))
-        .from_select(
-            ["volunteer_id", "kind", "hours", "order_id", "record_id", "actor_id", "created_at"],
-            select(
-                p.c.volunteer_id,
-                _param("record_kind_service", String),
-                p.c.hours,
-                _param("record_order_id", BigInteger),
-                record.c.id,
-                _param("record_actor_id", BigInteger),
-                _param("record_now", table_of(HoursEntry).c.created_at.type),
-            ),
-        )
-        .cte("hours")
-    )
-    return (
-        insert(table_of(PointsEntry))
-        .from_select(
-            ["volunteer_id", "kind", "delta", "reason", "order_id", "created_at"],
-            select(
-                p.c.volunteer_id,
-                _param("record_kind_earned", String),
-                p.c.points,
-                p.c.reason,
-                _param("record_order_id", BigInteger),
-                _param("record_now", table_of(PointsEntry).c.created_at.type),
-            )
-            .select_from(record)
-            .where(p.c.points > 0),
-        )
-        .add_cte(participants, hours)
-    )
-
-
 # ---- rating and rework ------------------------------------------------------------------------------
-
-
-def _rating_row(written: ColumnElement[bool]) -> Insert:
-    return insert(table_of(Rating)).from_select(
-        ["order_id", "round", "stars", "tags", "comment", "rated_by_id", "by_proxy"],
-        select(
-            _param("rating_order_id", BigInteger),
-            _param("rating_round", Integer),
-            _param("rating_stars", Integer),
-            _param("rating_tags", ARRAY(String)),
-            _param("rating_comment", Text),
-            _param("rating_by_id", BigInteger),
-            _param("rating_by_proxy", table_of(Rating).c.by_proxy.type),
-        ).where(written),
-    )
 
 
 async def rate(change: Change) -> None:
@@ -347,7 +230,7 @@ async def rate(change: Change) -> None:
     order, body = change.order, change.body
     by_proxy = change.actor.user_id != order.resident_id
     change.add_write(
-        _rating_row,
+        statements.rating_row,
         {
             "rating_order_id": order.id,
             "rating_round": order.round,

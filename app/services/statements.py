@@ -14,7 +14,8 @@ Statements are Core against the models, compiled once per shape and sent on asyn
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from enum import StrEnum
 from functools import cache
 from typing import Any
 
@@ -23,7 +24,9 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Label,
+    Numeric,
     String,
+    Text,
     and_,
     bindparam,
     exists,
@@ -33,27 +36,63 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 from app.auth import Actor, caller_columns
 from app.domain import Action, Role, Status
-from app.models import IdempotencyRecord, OrderEvent, Volunteer
+from app.models import (
+    HoursEntry,
+    IdempotencyRecord,
+    OrderEvent,
+    OrgUnit,
+    PointsEntry,
+    Rating,
+    ServiceParticipant,
+    ServiceRecord,
+    Team,
+    Volunteer,
+)
 from app.models.base import table_of
 from app.models.orders import Order
 from app.prepared import Prepared
 from app.services import outbox
-from app.services.effects import TEAM_PATH, VOLUNTEER_PATH, WritePart
 from app.services.policies import in_force_at
 from app.services.scope import visible_to_caller
-from app.workflow import Read
+
+
+class Read(StrEnum):
+    """What an action's read needs beside the caller, the order and its unit's policy (one query);
+    each action's spec (``app.workflow.ACTIONS``) names its own."""
+
+    PUBLISHED_REGION = "published_region"  # grab: a volunteer of the region an order was ever published
+    # to sees it (and learns "already taken", 409) even once it left the pool
+    DISPATCH_TARGET = "dispatch_target"  # dispatch: the unit path of the named team or volunteer
+    NEW_RECORD_ID = "new_record_id"  # complete: the id the service record will have
+
+
+# A part of the write statement an effect adds: built from the condition "the order was written",
+# it inserts rows (``effects.Change.add_write``).
+WritePart = Callable[[ColumnElement[bool]], Insert]
 
 CALLER = "caller_"  # the prefix of the caller's columns in the read
 _ORDERS = table_of(Order)
 _ORDER_KEYS = tuple(column.key for column in _ORDERS.c)
 _POLICY = in_force_at(Order.unit_path).lateral("policy")
 _IDEMPOTENCY = table_of(IdempotencyRecord)
+
+TEAM_PATH = (
+    select(OrgUnit.path.label("target_team_path"))
+    .join(Team, Team.unit_id == OrgUnit.id)
+    .where(Team.id == bindparam("target_team_id", type_=BigInteger), Team.is_active)
+)
+VOLUNTEER_PATH = (
+    select(OrgUnit.path.label("target_volunteer_path"))
+    .join(Volunteer, Volunteer.home_unit_id == OrgUnit.id)
+    .where(Volunteer.id == bindparam("target_volunteer_id", type_=BigInteger), Volunteer.status == "active")
+)
+
 
 _EXTRA: dict[Read, tuple[Label[Any], ...]] = {
     Read.DISPATCH_TARGET: (
@@ -216,3 +255,96 @@ async def record_event(session: AsyncSession, event: dict[str, Any]) -> None:
     deletes) outside a transition (placing an order, an hours correction, a 回访): a transition writes
     its event in its one write statement."""
     await session.execute(insert(table_of(OrderEvent)), event)
+
+
+# ---- the rows effects add to the write ---------------------------------------------------------------
+
+
+def _param(name: str, type_: Any) -> Any:
+    return bindparam(name, type_=type_)
+
+
+def _participants() -> Any:
+    """The participants of the record being written, one row each: volunteer id, hours, points."""
+    return func.unnest(
+        _param("record_volunteer_ids", ARRAY(BigInteger)),
+        _param("record_hours", ARRAY(Numeric(5, 1))),
+        _param("record_points", ARRAY(Integer)),
+        _param("record_points_reasons", ARRAY(Text)),
+    ).table_valued("volunteer_id", "hours", "points", "reason", name="participant")
+
+
+def service_record_rows(written: ColumnElement[bool]) -> Insert:
+    """The completion's rows, written only if the order is: the service record, its participants,
+    and each participant's 信用时长 and 积分 entries (the ledgers; points only where there are any)."""
+    record = (
+        insert(table_of(ServiceRecord))
+        .from_select(
+            ["id", "order_id", "round", "summary", "served_count", "photos", "submitted_by_id"],
+            select(
+                _param("record_id", BigInteger),
+                _param("record_order_id", BigInteger),
+                _param("record_round", Integer),
+                _param("record_summary", Text),
+                _param("record_served_count", Integer),
+                _param("record_photos", ARRAY(Text)),
+                _param("record_actor_id", BigInteger),
+            ).where(written),
+        )
+        .returning(table_of(ServiceRecord).c.id)
+        .cte("record")
+    )
+    p = _participants().render_derived()
+    participants = (
+        insert(table_of(ServiceParticipant))
+        .from_select(["record_id", "volunteer_id", "hours"], select(record.c.id, p.c.volunteer_id, p.c.hours))
+        .cte("participants")
+    )
+    hours = (
+        insert(table_of(HoursEntry))
+        .from_select(
+            ["volunteer_id", "kind", "hours", "order_id", "record_id", "actor_id", "created_at"],
+            select(
+                p.c.volunteer_id,
+                _param("record_kind_service", String),
+                p.c.hours,
+                _param("record_order_id", BigInteger),
+                record.c.id,
+                _param("record_actor_id", BigInteger),
+                _param("record_now", table_of(HoursEntry).c.created_at.type),
+            ),
+        )
+        .cte("hours")
+    )
+    return (
+        insert(table_of(PointsEntry))
+        .from_select(
+            ["volunteer_id", "kind", "delta", "reason", "order_id", "created_at"],
+            select(
+                p.c.volunteer_id,
+                _param("record_kind_earned", String),
+                p.c.points,
+                p.c.reason,
+                _param("record_order_id", BigInteger),
+                _param("record_now", table_of(PointsEntry).c.created_at.type),
+            )
+            .select_from(record)
+            .where(p.c.points > 0),
+        )
+        .add_cte(participants, hours)
+    )
+
+
+def rating_row(written: ColumnElement[bool]) -> Insert:
+    return insert(table_of(Rating)).from_select(
+        ["order_id", "round", "stars", "tags", "comment", "rated_by_id", "by_proxy"],
+        select(
+            _param("rating_order_id", BigInteger),
+            _param("rating_round", Integer),
+            _param("rating_stars", Integer),
+            _param("rating_tags", ARRAY(String)),
+            _param("rating_comment", Text),
+            _param("rating_by_id", BigInteger),
+            _param("rating_by_proxy", table_of(Rating).c.by_proxy.type),
+        ).where(written),
+    )

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     Float,
     Integer,
-    Row,
+    RowMapping,
     Select,
     String,
     and_,
@@ -281,8 +281,8 @@ def _durations(count: int, quantiles: list[float] | None) -> Durations:
     )
 
 
-def _figures(row: Row[Any] | None, honor: float | None) -> dict[str, Any]:
-    m: dict[str, Any] = dict(row._mapping) if row is not None else {}
+def _figures(row: RowMapping | None, honor: float | None) -> dict[str, Any]:
+    m: dict[str, Any] = dict(row) if row is not None else {}
 
     def n(name: str) -> int:
         return int(m.get(name) or 0)
@@ -381,13 +381,17 @@ async def center_stats(
             Order.created_at >= period.start,
             Order.created_at < period.end,
         )
-        rows = (await session.execute(_order_figures(order_scope, _order_key(group_by, unit.path), grouped))).all()
+        rows = (
+            (await session.execute(_order_figures(order_scope, _order_key(group_by, unit.path), grouped)))
+            .mappings()
+            .all()
+        )
         honor_rows = (await session.execute(_honor_figures(unit.path, period, group_by))).all()
-        slots = await _slots(session, unit, group_by, period, {r.g for r in rows}) if group_by else []
+        slots = await _slots(session, unit, group_by, period, {r["g"] for r in rows}) if group_by else []
 
-    overall_row = next((r for r in rows if r.total == 1), None)
+    overall_row = next((r for r in rows if r["total"] == 1), None)
     honor_overall = next((float(r.honor_hours) for r in honor_rows if r.total == 1), 0.0)
-    by_key = {r.g: r for r in rows if r.total == 0}
+    by_key = {r["g"]: r for r in rows if r["total"] == 0}
     honor_by_key = {r.g: float(r.honor_hours) for r in honor_rows if r.total == 0}
     groups = [
         StatsGroup(

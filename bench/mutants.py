@@ -1,0 +1,193 @@
+"""One-line mutants over the lines that carry a promise: does the test suite notice each one broken?
+
+    python -m bench.mutants [--only NAME] [--list]
+
+Each mutant replaces one exact text in one file (the run fails loudly if that text is gone, so the list
+cannot rot silently), runs the tests that guard that promise (stopping at the first failure) against
+``SIDAN_TEST_DATABASE_URL`` or the embedded PostgreSQL, and restores the file. A mutant the tests
+pass with *survived*: a promise nothing checks. Prints one line a mutant and the score.
+On demand, never in CI (a run takes several minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str
+    original: str
+    mutated: str
+    tests: tuple[str, ...]
+
+
+RACES = ("tests/test_concurrency.py",)
+GUARDS = ("tests/test_state_machine.py", "tests/test_authz_matrix.py", "tests/test_authorization.py")
+SCOPE = ("tests/test_scope.py", "tests/test_authz_matrix.py", "tests/test_authorization.py")
+SWEEPER = ("tests/test_dispatch_engine.py",)
+
+MUTANTS = (
+    Mutant(
+        "compare-and-set: the write ignores the version read",
+        "app/services/statements.py",
+        '.where(_ORDERS.c.id == order_id, _ORDERS.c.version == bindparam("transition_from_version", type_=BigInteger))',
+        ".where(_ORDERS.c.id == order_id)",
+        RACES,
+    ),
+    Mutant(
+        "a lost race is not read again",
+        "app/services/applying.py",
+        "            continue  # lost the race: read the new state and decide again",
+        "            raise Busy()",
+        RACES,
+    ),
+    Mutant(
+        "guard TARGET holds for everyone",
+        "app/services/guards.py",
+        "            if actor.volunteer_id is None or not actor.volunteer_active:\n                return False",
+        "            return True",
+        GUARDS,
+    ),
+    Mutant(
+        "guard ASSIGNEE holds for everyone",
+        "app/services/guards.py",
+        "            return actor.volunteer_id is not None and order.assignee_volunteer_id == actor.volunteer_id",
+        "            return True",
+        GUARDS,
+    ),
+    Mutant(
+        "guard ORDERER holds for everyone",
+        "app/services/guards.py",
+        "        case Guard.ORDERER:\n            return is_orderer(actor, order)",
+        "        case Guard.ORDERER:\n            return True",
+        GUARDS,
+    ),
+    Mutant(
+        "guard ADMIN_IN_SCOPE holds for every admin",
+        "app/services/guards.py",
+        "        case Guard.ADMIN_IN_SCOPE:\n            return actor.administers(order.unit_path)",
+        "        case Guard.ADMIN_IN_SCOPE:\n            return True",
+        GUARDS,
+    ),
+    Mutant(
+        "guard POOL_ELIGIBLE holds for every volunteer",
+        "app/services/guards.py",
+        "        case Guard.POOL_ELIGIBLE:\n            return in_region(actor, order)",
+        "        case Guard.POOL_ELIGIBLE:\n            return True",
+        GUARDS,
+    ),
+    Mutant(
+        "a role outside the action's roles is let through",
+        "app/services/applying.py",
+        "    if actor.role not in spec.roles:",
+        "    if False:",
+        GUARDS,
+    ),
+    Mutant(
+        "the transition's read finds every order (no scope)",
+        "app/services/scope.py",
+        "    if published_region:\n        visible = or_(visible, and_(region, WAS_PUBLISHED))\n    return visible",
+        "    return true()",
+        SCOPE,
+    ),
+    Mutant(
+        "an admin's scope is the whole deployment",
+        "app/services/scope.py",
+        "        Role.ADMIN: Order.unit_path.like(admin_subtree),",
+        "        Role.ADMIN: true(),",
+        SCOPE,
+    ),
+    Mutant(
+        "sweepers wait on rows another holds (no SKIP LOCKED)",
+        "app/services/sweeper.py",
+        ".with_for_update(skip_locked=True)",
+        ".with_for_update()",
+        SWEEPER,
+    ),
+    Mutant(
+        "a timer fires before its deadline",
+        "app/services/applying.py",
+        "    return order.deadline_at is not None and order.deadline_at <= now",
+        "    return True",
+        (*SWEEPER, "tests/test_state_machine.py"),
+    ),
+    Mutant(
+        "the idempotency record is not written",
+        "app/services/statements.py",
+        "    if idempotent:\n        ctes.append(",
+        "    if False:\n        ctes.append(",
+        ("tests/test_idempotency.py",),
+    ),
+    Mutant(
+        "hours beyond the check-in span are credited",
+        "app/services/ledger.py",
+        "    over = [p.volunteer_id for p in participants if p.hours > allowed]",
+        "    over: list[int] = []",
+        ("tests/test_ledger.py",),
+    ),
+    Mutant(
+        "one more order an hour than the limit",
+        "app/services/ordering.py",
+        "    if (placed or 0) >= settings.resident_orders_per_hour:",
+        "    if (placed or 0) > settings.resident_orders_per_hour:",
+        ("tests/test_limits.py",),
+    ),
+    Mutant(
+        "the reliability counter is not written",
+        "app/services/statements.py",
+        "    if counter is not None:\n        reliability = (",
+        "    if False:\n        reliability = (",
+        ("tests/test_candidates.py", "tests/test_concurrency.py"),
+    ),
+)
+
+
+def run(mutant: Mutant) -> tuple[bool, float]:
+    """(killed, seconds): apply the mutant, run its tests, restore the file whatever happens."""
+    path = ROOT / mutant.path
+    source = path.read_text()
+    if source.count(mutant.original) != 1:
+        raise SystemExit(f"{mutant.name}: the text to mutate is not in {mutant.path} exactly once; update the list")
+    started = time.monotonic()
+    try:
+        path.write_text(source.replace(mutant.original, mutant.mutated))
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        path.write_text(source)
+    return result.returncode != 0, time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", help="run the mutants whose name contains this text")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    args = parser.parse_args()
+    chosen = [m for m in MUTANTS if args.only is None or args.only in m.name]
+    if args.list:
+        for mutant in chosen:
+            print(f"{mutant.path}: {mutant.name}")
+        return
+    killed = 0
+    for mutant in chosen:
+        dead, seconds = run(mutant)
+        killed += dead
+        print(f"{'killed  ' if dead else 'SURVIVED'} {seconds:6.1f} s  {mutant.path}: {mutant.name}", flush=True)
+    print(f"score: {killed}/{len(chosen)} mutants killed")
+
+
+if __name__ == "__main__":
+    main()
