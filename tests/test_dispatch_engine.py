@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -244,9 +243,7 @@ async def test_a_sweeper_passes_over_a_row_another_holds_without_waiting(
     ids = await _due_orders(sessionmaker, world, 5)
     async with sessionmaker() as holder, holder.begin():
         await holder.execute(select(Order.id).where(Order.id == ids[0]).with_for_update())
-        started = time.monotonic()
+        # Waiting for the lock would take the 5 s lock_timeout and then fail: 4 s is a bound, not a timing.
         fired = await asyncio.wait_for(sweeper.sweep(sessionmaker), timeout=4)
-        waited = time.monotonic() - started
     assert fired == 4
-    assert waited < 2, waited
     assert await sweeper.sweep(sessionmaker) == 1  # free again: now it is fired
