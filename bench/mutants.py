@@ -71,13 +71,9 @@ MUTANTS = (
         "        case Guard.ORDERER:\n            return True",
         GUARDS,
     ),
-    Mutant(
-        "guard ADMIN_IN_SCOPE holds for every admin",
-        "app/services/guards.py",
-        "        case Guard.ADMIN_IN_SCOPE:\n            return actor.administers(order.unit_path)",
-        "        case Guard.ADMIN_IN_SCOPE:\n            return True",
-        GUARDS,
-    ),
+    # Not listed: "guard ADMIN_IN_SCOPE holds for every admin". It is the scope check itself (an admin sees
+    # exactly the orders of their subtree, ``scope.VISIBLE``), so no test can tell it broken: an
+    # equivalent mutant. The scope mutants below stand for it.
     Mutant(
         "guard POOL_ELIGIBLE holds for every volunteer",
         "app/services/guards.py",

@@ -136,33 +136,44 @@ async def test_reopen_starts_a_new_round_and_keeps_the_old_rating(world: World) 
     assert second.status_code == 409
 
 
+async def _refused(world: World, app: FastAPI, username: str, order_id: int, action: str, body: dict[str, Any]) -> None:
+    """``username`` may not ``action`` the order: 403, and nothing about it changed."""
+    before = await snapshot(app, order_id)
+    response = await world.act(username, order_id, action, body)
+    assert response.status_code == 403, (action, response.text)
+    assert await snapshot(app, order_id) == before
+
+
 async def test_a_volunteer_who_sees_the_order_but_is_not_its_target_or_assignee_is_refused(
     world: World, app: FastAPI
 ) -> None:
     """The guards, tried by someone scope lets through: v11b placed the order for r1 (代点单), so sees it,
-    but it was dispatched to v11a. Accepting, declining, checking in, completing, releasing are theirs
-    alone (403, nothing changes); v11b as the orderer may still cancel."""
+    but it was dispatched to v11a. Accepting, declining, checking in, releasing and completing are v11a's
+    alone."""
     order = await world.place("v11b", resident_id=world.users["r1"])
+    oid = order["id"]
+    await world.ok("zhan11_admin", oid, "approve")
+    await world.ok("zhan11_admin", oid, "dispatch", {"volunteer_id": world.volunteers["v11a"]})
+    assert (await world.client.get(f"/orders/{oid}", headers=world.h("v11b"))).status_code == 200
+    await _refused(world, app, "v11b", oid, "accept", {})
+    await _refused(world, app, "v11b", oid, "decline", {"reason": "没空"})
+    await world.ok("v11a", oid, "accept")
+    await _refused(world, app, "v11b", oid, "check_in", {})
+    await _refused(world, app, "v11b", oid, "release", {"reason": "有事"})
+    await world.ok("v11a", oid, "check_in")
+    hours = [{"volunteer_id": world.volunteers["v11b"], "hours": "0.5"}]
+    await _refused(world, app, "v11b", oid, "complete", {"summary": "陪护", "served_count": 1, "participants": hours})
+
+
+async def test_a_volunteer_who_sees_a_pooled_order_outside_their_region_may_not_grab_it(
+    world: World, app: FastAPI
+) -> None:
+    """POOL_ELIGIBLE, tried by someone scope lets through: v21 (站21) ordered for r1 at 站11 by proxy, so
+    sees the order in 站11's pool, but 站11 is not their region: 403, nothing changes. v11a, whose region
+    it is, grabs it."""
+    order = await world.place("v21", resident_id=world.users["r1"])
     await world.ok("zhan11_admin", order["id"], "approve")
-    await world.ok("zhan11_admin", order["id"], "dispatch", {"volunteer_id": world.volunteers["v11a"]})
-    assert (await world.client.get(f"/orders/{order['id']}", headers=world.h("v11b"))).status_code == 200
-    for action, body in (("accept", {}), ("decline", {"reason": "没空"})):
-        before = await snapshot(app, order["id"])
-        response = await world.act("v11b", order["id"], action, body)
-        assert response.status_code == 403, (action, response.text)
-        assert await snapshot(app, order["id"]) == before
-    await world.ok("v11a", order["id"], "accept")
-    for action, body in (("check_in", {}), ("release", {"reason": "有事"})):
-        before = await snapshot(app, order["id"])
-        response = await world.act("v11b", order["id"], action, body)
-        assert response.status_code == 403, (action, response.text)
-        assert await snapshot(app, order["id"]) == before
-    await world.ok("v11a", order["id"], "check_in")
-    complete = {
-        "summary": "陪护",
-        "served_count": 1,
-        "participants": [{"volunteer_id": world.volunteers["v11b"], "hours": "0.5"}],
-    }
-    before = await snapshot(app, order["id"])
-    assert (await world.act("v11b", order["id"], "complete", complete)).status_code == 403
-    assert await snapshot(app, order["id"]) == before
+    await world.ok("zhan11_admin", order["id"], "publish")
+    assert (await world.client.get(f"/orders/{order['id']}", headers=world.h("v21"))).status_code == 200
+    await _refused(world, app, "v21", order["id"], "grab", {})
+    assert (await world.ok("v11a", order["id"], "grab"))["assignee_volunteer_id"] == world.volunteers["v11a"]
