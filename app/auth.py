@@ -210,9 +210,14 @@ async def token_caller(
     """The caller a valid bearer token names (401 otherwise), without reading the account."""
     if credentials is None:
         raise Unauthorized("缺少令牌 (Authorization: Bearer …)")
-    settings: Settings = request.app.state.settings
-    user_id, token_version = token_subject(credentials.credentials, settings.token_secret)
-    request.state.user_id = user_id
+    caller = caller_from_token(credentials.credentials, request.app.state.settings)
+    request.state.user_id = caller.user_id
+    return caller
+
+
+def caller_from_token(token: str, settings: Settings) -> Caller:
+    """The caller a bearer token names, if valid and unexpired (``Unauthorized`` otherwise)."""
+    user_id, token_version = token_subject(token, settings.token_secret)
     return Caller(user_id, token_version)
 
 

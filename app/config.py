@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     wechat_secret: str = "wx-demo-secret"
     wechat_timeout_seconds: float = 5.0
 
+    # ``POST /orders/{id}/{action}`` parsed below FastAPI's routing (``app.lane``: transport only, the
+    # same parsing and ``apply``); off: every request goes through FastAPI's endpoint.
+    action_lane: bool = True
+
     # The background worker (deadline sweeper + notification sender) inside ``sidan serve``.
     run_worker: bool = True
     worker_interval_seconds: float = 5.0

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from app.config import Settings, get_settings
 from app.db import RequestSessions, create_engine, create_read_sessionmaker, create_sessionmaker, resolve_database_url
 from app.errors import install_error_handlers
+from app.lane import ActionLane
 from app.limits import BodySizeLimit
 from app.observability import ObservabilityMiddleware, process_exiting, watch_pool
 from app.routers import (
@@ -75,6 +76,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.state.login_throttle = LoginThrottle(
         settings.login_failures_per_account, settings.login_attempts_per_address, settings.login_window_seconds
     )
+    if settings.action_lane:  # transport only: the action endpoints' parsing and apply (app.lane)
+        app.add_middleware(ActionLane, api_prefix=API_PREFIX, routes=orders.router.routes)
     app.add_middleware(RequestSessions)  # closes the session ``get_session`` opened for the request
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth import Caller, CurrentCaller, CurrentUser
 from app.db import Session, read_only
@@ -81,8 +82,35 @@ def _describe(action: Action) -> str:
     return f"Transition `{action.value}` (from the state machine table):\n\n" + "\n".join(rows)
 
 
+async def perform_action(
+    engine: AsyncEngine,
+    order_id: int,
+    action: Action,
+    caller: Caller,
+    body: BaseModel,
+    idem: IdempotencyKey | None,
+    expected_version: int | None,
+) -> Response:
+    """Apply ``action`` on a connection of ``engine`` and answer with the order as JSON: what every
+    action request does once parsed (by FastAPI's endpoint below, or by ``app.lane``'s transport).
+
+    Once sent, the write statement runs to its end on the server whatever the client does: a client
+    that goes away does not cut the request short either (``asyncio.shield``), so the connection goes
+    back to the pool in order and the outcome is counted."""
+    applying = asyncio.ensure_future(_apply(engine, order_id, action, caller, body, idem, expected_version))
+    applying.add_done_callback(_outcome_seen)
+    result = await asyncio.shield(applying)
+    # Built by the service, so serialized straight to JSON (pydantic-core) without FastAPI validating
+    # it again; ``response_model`` still documents it.
+    return Response(result.model_dump_json(), media_type="application/json")
+
+
+def action_idempotency_key(key: str | None, path: str, body: BaseModel) -> IdempotencyKey | None:
+    return IdempotencyKey.from_request(key, "POST", path, body.model_dump(mode="json"))
+
+
 async def _apply(
-    request: Request,
+    engine: AsyncEngine,
     order_id: int,
     action: Action,
     caller: Caller,
@@ -90,7 +118,7 @@ async def _apply(
     idem: IdempotencyKey | None,
     expected_version: int | None,
 ) -> OrderOut:
-    async with request.app.state.engine.connect() as connection:
+    async with engine.connect() as connection:
         return await apply(
             connection,
             order_id=order_id,
@@ -121,16 +149,9 @@ def _action_endpoint(action: Action) -> Callable[..., Awaitable[Response]]:
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response:
         payload: BaseModel = body if body is not None else EmptyBody()
-        idem = IdempotencyKey.from_request(idempotency_key, "POST", request.url.path, payload.model_dump(mode="json"))
-        # Once sent, the write statement runs to its end on the server whatever the client does: a
-        # client that goes away does not cut the request short either (``asyncio.shield``), so the
-        # connection goes back to the pool in order and the outcome is counted.
-        applying = asyncio.ensure_future(_apply(request, order_id, action, caller, payload, idem, expected_version))
-        applying.add_done_callback(_outcome_seen)
-        result = await asyncio.shield(applying)
-        # Built by the service, so serialized straight to JSON (pydantic-core) without FastAPI
-        # validating it again; ``response_model`` below still documents it.
-        return Response(result.model_dump_json(), media_type="application/json")
+        idem = action_idempotency_key(idempotency_key, request.url.path, payload)
+        engine = request.app.state.engine
+        return await perform_action(engine, order_id, action, caller, payload, idem, expected_version)
 
     endpoint.__name__ = f"order_{action.value}"
     return endpoint

@@ -1,0 +1,100 @@
+"""The action lane (``app.lane``) is transport only: with it on, action requests are answered without
+FastAPI's routing, and every answer — successes, refusals, malformed requests, replays — is the one
+FastAPI's endpoint gives with it off."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.config import Settings
+from app.domain import Status
+from app.lane import ActionLane
+from app.main import create_app
+from tests.world import World
+
+
+def _lane_of(app: FastAPI) -> ActionLane | None:
+    """The lane in the app's middleware stack, if any (the stack is built on the first request)."""
+    node: Any = app.middleware_stack
+    while node is not None:
+        if isinstance(node, ActionLane):
+            return node
+        node = getattr(node, "app", None)
+    return None
+
+
+@pytest.fixture
+async def laneless(settings: Settings, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A second app on the same database with the lane switched off."""
+    application = create_app(settings.model_copy(update={"action_lane": False}), database_url=database_url)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test/api/v1") as http:
+            yield http
+        assert _lane_of(application) is None
+
+
+VOLATILE = {"id", "code", "created_at", "updated_at", "deadline_at", "checked_in_at", "completed_at"}
+
+
+def _comparable(response: httpx.Response) -> tuple[int, Any, str | None]:
+    body = response.json()
+    if isinstance(body, dict) and "error" not in body:
+        body = {k: v for k, v in body.items() if k not in VOLATILE}
+    elif isinstance(body, dict):
+        body["error"]["details"] = {k: v for k, v in (body["error"].get("details") or {}).items() if k != "order_id"}
+    return response.status_code, body, response.headers.get("retry-after")
+
+
+async def test_the_lane_serves_action_requests_and_answers_as_fastapi_does(
+    world: World, app: FastAPI, laneless: httpx.AsyncClient
+) -> None:
+    await world.client.get("/units")  # Starlette builds the middleware stack on the first request
+    lane = _lane_of(app)
+    assert lane is not None
+
+    async def both(username: str, action: str, body: Any = None, headers: dict[str, str] | None = None,
+                   content: bytes | None = None, state: Status = Status.SUBMITTED, lane_serves: bool = True,
+                   ) -> None:  # fmt: skip
+        answers = []
+        for client in (world.client, laneless):
+            order = await world.order_in(state) if state is not Status.SUBMITTED else await world.place()
+            served = lane.served
+            h = world.h(username) | (headers or {})
+            path = f"/orders/{order['id']}/{action.replace('_', '-')}"
+            if content is not None:
+                response = await client.post(path, content=content, headers=h | {"Content-Type": "application/json"})
+            else:
+                response = await client.post(path, json=body if body is not None else {}, headers=h)
+            answers.append(_comparable(response))
+            # The lane answered exactly the well-formed requests sent to the app that has it.
+            assert lane.served - served == (lane_serves and client is world.client), (action, answers)
+        assert answers[0] == answers[1], (action, answers)
+
+    await both("zhan11_admin", "approve")  # 200
+    await both("zhan11_admin", "publish", state=Status.APPROVED)  # 200
+    await both("v11a", "grab", state=Status.POOLED)  # 200
+    await both("r1", "approve")  # 403: the role may never
+    await both("zhan21_admin", "approve")  # 404: outside the admin's scope
+    await both("zhan11_admin", "dispatch", state=Status.SUBMITTED, body={"volunteer_id": 1})  # 409
+    await both("zhan11_admin", "reject", body={}, lane_serves=False)  # 422: a reason is required
+    await both("zhan11_admin", "reject", content=b"{not json", lane_serves=False)  # 422
+    await both("zhan11_admin", "approve", headers={"If-Match": "7"})  # 409 version mismatch
+    await both("zhan11_admin", "approve", headers={"If-Match": "x"}, lane_serves=False)  # 422
+    await both("zhan11_admin", "approve", headers={"Authorization": "Bearer forged"}, lane_serves=False)  # 401
+
+
+async def test_an_idempotent_retry_through_the_lane_replays(world: World, app: FastAPI) -> None:
+    order = await world.place()
+    key = {"Idempotency-Key": "approve-once"}
+    first = await world.act("zhan11_admin", order["id"], "approve", headers=key)
+    again = await world.act("zhan11_admin", order["id"], "approve", headers=key)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    lane = _lane_of(app)
+    assert lane is not None and lane.served >= 2
