@@ -11,10 +11,12 @@ from fastapi import FastAPI
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.domain import Status
+from app.domain import Action, Status
 from app.models import Order, OrderEvent, OrgUnit, Rating
+from app.schemas.orders import EmptyBody
 from app.services import applying, sweeper
 from app.services.ordering import new_order_code
+from tests.helpers import snapshot
 from tests.world import World
 
 
@@ -247,3 +249,19 @@ async def test_a_sweeper_passes_over_a_row_another_holds_without_waiting(
         fired = await asyncio.wait_for(sweeper.sweep(sessionmaker), timeout=4)
     assert fired == 4
     assert await sweeper.sweep(sessionmaker) == 1  # free again: now it is fired
+
+
+async def test_a_timer_action_is_not_done_before_its_deadline(world: World, app: FastAPI) -> None:
+    """``apply_as_system`` re-checks the deadline it reads: a sweeper whose list of due orders is out of
+    date (the order moved on and has a new deadline) fires nothing."""
+    order = await world.order_in(Status.DISPATCHED)
+    before = await snapshot(app, order["id"])
+    deadline = datetime.fromisoformat(order["deadline_at"])
+    async with app.state.engine.connect() as connection:
+        early = await applying.apply_as_system(
+            connection, order["id"], Action.EXPIRE, EmptyBody(), deadline - timedelta(seconds=1)
+        )
+        assert early is None
+        assert await snapshot(app, order["id"]) == before
+        due = await applying.apply_as_system(connection, order["id"], Action.EXPIRE, EmptyBody(), deadline)
+    assert due is not None and due.status == "approved"
