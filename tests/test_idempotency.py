@@ -77,3 +77,32 @@ async def test_bad_key_is_422(world: World, app: FastAPI) -> None:
     )
     assert response.status_code == 422
     assert await count(app, Order) == 0
+
+
+async def test_concurrent_retries_of_an_action_apply_it_once(world: World, app: FastAPI) -> None:
+    """Eight copies of one request with one key at once: one transition, eight identical answers."""
+    order = await world.place("r1")
+    headers = world.h("zhan11_admin") | {"Idempotency-Key": "approve-burst"}
+    url = f"/orders/{order['id']}/approve"
+    responses = await asyncio.gather(*(world.client.post(url, json={}, headers=headers) for _ in range(8)))
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.text for r in responses}) == 1
+    assert await count(app, OrderEvent) == 2  # place + one approve
+
+
+async def test_a_replay_shows_only_what_the_caller_may_see_now(world: World) -> None:
+    """A volunteer accepted with a key (holding the order, the phone was theirs to see), then released
+    it and replayed the key: the order is no longer theirs to see, so the replay is 404, not the stored
+    answer with the resident's phone."""
+    order = await world.order_in(Status.DISPATCHED)
+    phone = world.order_body()["contact_phone"]
+    headers = world.h("v11a") | {"Idempotency-Key": "accept-1"}
+    url = f"/orders/{order['id']}/accept"
+    first = await world.client.post(url, json={}, headers=headers)
+    assert first.status_code == 200 and first.json()["contact_phone"] == phone
+    again = await world.client.post(url, json={}, headers=headers)
+    assert again.status_code == 200 and again.json() == first.json()  # still holding it: the same answer
+    await world.ok("v11a", order["id"], "release", {"reason": "临时有事"})
+    replay = await world.client.post(url, json={}, headers=headers)
+    assert replay.status_code == 404
+    assert phone not in replay.text
