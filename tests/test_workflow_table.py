@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from app.domain import Action, Role, Status
+from app.models import Order, OrderRow
 from app.schemas.orders import ReasonBody
 from app.workflow import ACTIONS, TERMINAL_STATES, TRANSITIONS, USER_ACTIONS, mermaid
 
@@ -52,3 +54,10 @@ def test_readme_state_diagram_is_generated_from_the_table() -> None:
     assert f"```mermaid\n{mermaid()}\n```" in text, (
         "README state diagram is stale: paste the output of `python -m app.workflow`"
     )
+
+
+def test_a_transitions_order_row_holds_exactly_the_orders_columns() -> None:
+    """``OrderRow`` (what ``apply`` reads an order into) cannot drift from the ``orders`` table."""
+    columns = {column.key: column for column in Order.__table__.columns}
+    fields = {field.name for field in dataclasses.fields(OrderRow)}
+    assert fields == set(columns)

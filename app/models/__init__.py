@@ -15,7 +15,7 @@ from app.models.base import Base
 from app.models.infra import IdempotencyRecord, OutboxMessage
 from app.models.ledger import Goods, HoursEntry, PointsEntry, Redemption
 from app.models.menu import MenuCategory, MenuItem
-from app.models.orders import Order, OrderEvent, Rating, ServiceParticipant, ServiceRecord
+from app.models.orders import Order, OrderEvent, OrderRow, OrderView, Rating, ServiceParticipant, ServiceRecord
 from app.models.org import OrgUnit
 from app.models.policy import UnitPolicy
 from app.models.privacy import PiiAccess
@@ -31,6 +31,8 @@ __all__ = [
     "MenuItem",
     "Order",
     "OrderEvent",
+    "OrderRow",
+    "OrderView",
     "OrgUnit",
     "OutboxMessage",
     "PiiAccess",

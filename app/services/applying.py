@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from app.auth import SYSTEM_ACTOR, Actor, Caller, actor_from_row
 from app.domain import Action, Status
 from app.errors import Busy, Forbidden, IllegalTransition, InvalidInput, NotFound, VersionMismatch
-from app.models.orders import Order
+from app.models.orders import OrderRow
 from app.observability import count_transition
 from app.prepared import raw_of
 from app.schemas.orders import DispatchBody, OrderOut, PublishBody
@@ -70,7 +70,7 @@ async def apply(
 
 async def apply_as_system(
     connection: AsyncConnection, order_id: int, action: Action, body: BaseModel, now: datetime | None = None
-) -> Order | None:
+) -> OrderRow | None:
     """The system performs ``action`` (a timer, an automatic dispatch, 免审). A timer's action is only
     done once the order's deadline has passed, so several sweepers fire it once: ``None`` if it was
     not (any longer) due."""
@@ -87,7 +87,7 @@ async def _apply(
     idem: IdempotencyKey | None,
     expected_version: int | None,
     now: datetime | None,
-) -> tuple[Order, Actor, OrderOut | None] | None:
+) -> tuple[OrderRow, Actor, OrderOut | None] | None:
     db = await raw_of(connection)
     read = statements.read_statement(caller is None, spec.reads, idem is not None)
     params: dict[str, Any] = {"order_id": order_id}
@@ -136,11 +136,11 @@ def _actor(row: Mapping[str, Any] | None, caller: Caller | None, spec: ActionSpe
     return actor
 
 
-def _due(order: Order, now: datetime) -> bool:
+def _due(order: OrderRow, now: datetime) -> bool:
     return order.deadline_at is not None and order.deadline_at <= now
 
 
-def _checked_rule(order: Order, action: Action, actor: Actor, expected_version: int | None) -> Rule:
+def _checked_rule(order: OrderRow, action: Action, actor: Actor, expected_version: int | None) -> Rule:
     """The rule for ``action`` from the order's status, if ``actor`` may apply it to this version."""
     status = Status(order.status)
     if expected_version is not None and expected_version != order.version:
@@ -205,7 +205,7 @@ async def _write(
     return row is not None and row["written"] == 1, answer
 
 
-def _replay(row: Mapping[str, Any], idem: IdempotencyKey, order: Order, actor: Actor) -> OrderOut:
+def _replay(row: Mapping[str, Any], idem: IdempotencyKey, order: OrderRow, actor: Actor) -> OrderOut:
     """The stored answer to a retried ``Idempotency-Key``, the contact phone shown as the caller may see
     it now (a volunteer who has since released the order sees it masked)."""
     if row["idem_fingerprint"] != idem.fingerprint:
@@ -215,7 +215,9 @@ def _replay(row: Mapping[str, Any], idem: IdempotencyKey, order: Order, actor: A
     return answer.model_copy(update={"contact_phone": current.contact_phone})
 
 
-async def _dispatch_onward(connection: AsyncConnection, order: Order, policy: Policy, now: datetime) -> Order | None:
+async def _dispatch_onward(
+    connection: AsyncConnection, order: OrderRow, policy: Policy, now: datetime
+) -> OrderRow | None:
     """自动派单 after an action left the order at 待派单: ``auto_assign`` dispatches to the best
     candidate not yet tried this round, ``auto_pool`` publishes it; each is an action of the system's,
     applied like any other (so it loses to anyone who changed the order meanwhile)."""

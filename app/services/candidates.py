@@ -29,6 +29,7 @@ from app.domain import Action, Status
 from app.models import (
     Order,
     OrderEvent,
+    OrderView,
     OrgUnit,
     Rating,
     Team,
@@ -63,7 +64,7 @@ def distance_km(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     return 6371.0 * 2 * math.asin(math.sqrt(min(1.0, a)))
 
 
-def _distance_part(order: Order, lat: float | None, lng: float | None) -> tuple[float, float | None]:
+def _distance_part(order: OrderView, lat: float | None, lng: float | None) -> tuple[float, float | None]:
     if order.lat is None or order.lng is None or lat is None or lng is None:
         return 10.0, None
     km = distance_km(order.lat, order.lng, lat, lng)
@@ -74,7 +75,7 @@ def _rating_part(avg: Decimal | float | None) -> float:
     return 5.0 if avg is None else WEIGHTS["rating"] * (float(avg) - 1) / 4
 
 
-async def tried_this_round(session: AsyncSession, order: Order) -> set[int]:
+async def tried_this_round(session: AsyncSession, order: OrderView) -> set[int]:
     """Volunteers already offered this order since its last 返工 (dispatched to, declined, released, expired)."""
     last_reopen = (
         select(func.coalesce(func.max(OrderEvent.id), 0))
@@ -106,7 +107,7 @@ async def tried_this_round(session: AsyncSession, order: Order) -> set[int]:
     return tried
 
 
-async def volunteer_candidates(session: AsyncSession, order: Order) -> list[Candidate]:
+async def volunteer_candidates(session: AsyncSession, order: OrderView) -> list[Candidate]:
     open_load = (
         select(func.count())
         .where(Order.assignee_volunteer_id == Volunteer.id, Order.status.in_(OPEN_STATES))
@@ -172,7 +173,7 @@ async def volunteer_candidates(session: AsyncSession, order: Order) -> list[Cand
     return sorted(result, key=lambda c: (-c.score, c.id))
 
 
-async def team_candidates(session: AsyncSession, order: Order) -> list[Candidate]:
+async def team_candidates(session: AsyncSession, order: OrderView) -> list[Candidate]:
     open_load = (
         select(func.count()).where(Order.assignee_team_id == Team.id, Order.status.in_(OPEN_STATES)).scalar_subquery()
     )
@@ -218,7 +219,7 @@ async def team_candidates(session: AsyncSession, order: Order) -> list[Candidate
     return sorted(result, key=lambda c: (-c.score, c.id))
 
 
-async def best_volunteer(session: AsyncSession, order: Order) -> int | None:
+async def best_volunteer(session: AsyncSession, order: OrderView) -> int | None:
     """The top-ranked volunteer not yet offered this order in this round (auto-assign)."""
     for candidate in await volunteer_candidates(session, order):
         if not candidate.details["tried_this_round"]:

@@ -32,6 +32,7 @@ from app.domain import Role, Status
 from app.errors import Conflict, InvalidInput
 from app.models import (
     Order,
+    OrderRow,
     OrgUnit,
     Volunteer,
 )
@@ -51,7 +52,7 @@ class Change:
     """What one transition is doing, handed to the action's effect."""
 
     db: RawConnection
-    order: Order
+    order: OrderRow
     actor: Actor
     body: BaseModel
     now: datetime

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.auth import Actor
 from app.domain import Action, Role, Status
-from app.models import Order
+from app.models import OrderView
 from app.services.scope import in_region
 from app.workflow import TRANSITIONS, Guard, Rule
 
@@ -12,11 +12,11 @@ from app.workflow import TRANSITIONS, Guard, Rule
 HOLDING_STATES = frozenset({Status.ACCEPTED, Status.IN_SERVICE})
 
 
-def is_orderer(actor: Actor, order: Order) -> bool:
+def is_orderer(actor: Actor, order: OrderView) -> bool:
     return actor.user_id in (order.resident_id, order.placed_by_id)
 
 
-def guard_holds(guard: Guard, actor: Actor, order: Order) -> bool:
+def guard_holds(guard: Guard, actor: Actor, order: OrderView) -> bool:
     if actor.role is Role.SYSTEM:
         return True  # timers act for the whole deployment; the table already limits what they may do
     match guard:
@@ -46,7 +46,7 @@ _RULES_FROM: dict[Status, list[tuple[Action, Rule]]] = {
 }
 
 
-def allowed_actions(actor: Actor, order: Order) -> list[Action]:
+def allowed_actions(actor: Actor, order: OrderView) -> list[Action]:
     """The actions ``actor`` may take on ``order`` right now, straight from the table."""
     return [
         action
@@ -55,7 +55,7 @@ def allowed_actions(actor: Actor, order: Order) -> list[Action]:
     ]
 
 
-def may_see_phone(actor: Actor, order: Order) -> bool:
+def may_see_phone(actor: Actor, order: OrderView) -> bool:
     """The resident's phone: to the orderer, admins in scope, and the volunteer holding the order."""
     if actor.role is Role.SYSTEM or is_orderer(actor, order) or actor.administers(order.unit_path):
         return True

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import Actor
 from app.db import transaction
 from app.errors import InvalidInput, NotFound
-from app.models import HoursEntry, Order, PointsEntry, Rating, ServiceParticipant, ServiceRecord, Volunteer
+from app.models import HoursEntry, Order, OrderView, PointsEntry, Rating, ServiceParticipant, ServiceRecord, Volunteer
 from app.schemas.common import Page
 from app.schemas.ledger import (
     HoursEntryOut,
@@ -59,7 +59,7 @@ def earned_points(hours: Decimal, points_per_hour: int) -> int:
     return int((hours * points_per_hour).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def check_service_hours(order: Order, participants: Sequence[Participant], now: datetime) -> None:
+def check_service_hours(order: OrderView, participants: Sequence[Participant], now: datetime) -> None:
     """422 unless every participant's hours fit in the order's check-in → complete span."""
     if order.checked_in_at is None:
         raise InvalidInput("订单没有签到记录, 无法登记服务时长")

@@ -13,7 +13,7 @@ from app.config import Settings
 from app.db import transaction
 from app.domain import Action, Channel, Role, Status
 from app.errors import InvalidInput, NotFound, RateLimited
-from app.models import MenuItem, Order, OrderEvent, OrgUnit, User
+from app.models import MenuItem, Order, OrderEvent, OrderView, OrgUnit, User
 from app.models.org import ancestor_paths
 from app.schemas.common import Page
 from app.schemas.orders import EventOut, OrderCreate, OrderOut, ReasonBody
@@ -93,7 +93,7 @@ async def place_order(
         await record_event(session, event_row(order, Action.PLACE, None, actor, None, payload, now))
         await outbox.enqueue(session, order, Action.PLACE, place_rule.notify)
         await session.flush()
-        placed: Order = order
+        placed: OrderView = order
         if item is not None and item.auto_approve:
             auto = ReasonBody(reason="菜单项免审, 系统自动受理")
             connection = await session.connection()

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import Action, Notify, Role
-from app.models import Order, OutboxMessage, TeamMember, User, Volunteer
+from app.models import OrderView, OutboxMessage, TeamMember, User, Volunteer
 from app.models.base import table_of
 
 # Recipients resolved in SQL, and their rows written, by one prebuilt statement: the people named
@@ -74,7 +74,7 @@ ENQUEUE = enqueue_when(true())
 
 
 def enqueue_params(
-    order: Order,
+    order: OrderView,
     action: Action,
     audiences: tuple[Notify, ...],
     previous_target: tuple[int | None, int | None] = (None, None),
@@ -109,7 +109,7 @@ def enqueue_params(
 
 async def enqueue(
     session: AsyncSession,
-    order: Order,
+    order: OrderView,
     action: Action,
     audiences: tuple[Notify, ...],
     previous_target: tuple[int | None, int | None] = (None, None),

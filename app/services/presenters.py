@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from app.auth import Actor
 from app.domain import STATUS_LABELS, Status
-from app.models import Order
+from app.models import OrderView
 from app.schemas.common import mask_phone
 from app.schemas.orders import OrderOut
 from app.services.guards import allowed_actions, may_see_phone
 from app.services.privacy import logs_phone_read
 
 
-def present_order(order: Order, actor: Actor, *, answering_action: bool = False) -> OrderOut:
+def present_order(order: OrderView, actor: Actor, *, answering_action: bool = False) -> OrderOut:
     """``order`` as ``actor`` may see it. ``answering_action``: the answer to something the caller did
     to the order, where staff see the contact phone masked: an action needs no phone, and every
     unmasked read of it by staff is logged (``privacy.logs_phone_read``), reading the order

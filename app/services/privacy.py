@@ -11,12 +11,12 @@ from app import crypto
 from app.auth import Actor
 from app.db import transaction
 from app.domain import Role
-from app.models import Order, PiiAccess, User, Volunteer
+from app.models import Order, OrderView, PiiAccess, User, Volunteer
 from app.models.base import table_of
 from app.services.guards import is_orderer, may_see_phone
 
 
-def logs_phone_read(actor: Actor, order: Order) -> bool:
+def logs_phone_read(actor: Actor, order: OrderView) -> bool:
     """An admin about to see an order's contact phone unmasked (their own orders excepted) is logged."""
     return actor.role is Role.ADMIN and may_see_phone(actor, order) and not is_orderer(actor, order)
 

@@ -40,7 +40,7 @@ from sqlalchemy.sql.visitors import ExternallyTraversible, replacement_traverse
 
 from app.auth import Actor
 from app.domain import Action, Role, Status
-from app.models import Order, OrderEvent
+from app.models import Order, OrderEvent, OrderView
 from app.models.org import ancestor_paths
 
 
@@ -135,7 +135,7 @@ def scope_params(actor: Actor) -> dict[str, Any]:
     }
 
 
-def in_region(actor: Actor, order: Order) -> bool:
+def in_region(actor: Actor, order: OrderView) -> bool:
     """The Python twin of ``POOL_REGION`` (with ``scope_params(actor)``)."""
     return (
         actor.role is Role.VOLUNTEER

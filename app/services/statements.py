@@ -55,7 +55,7 @@ from app.models import (
     Volunteer,
 )
 from app.models.base import table_of
-from app.models.orders import Order
+from app.models.orders import Order, OrderRow, OrderView
 from app.prepared import Prepared
 from app.services import outbox
 from app.services.policies import in_force_at
@@ -138,9 +138,9 @@ def read_statement(by_system: bool, reads: frozenset[Read], idempotent: bool) ->
     )
 
 
-def order_from_row(row: Mapping[str, Any]) -> Order:
-    """A detached ``Order`` holding a row read with Core: effects change it, the write saves it."""
-    return Order(**{key: row[key] for key in _ORDER_KEYS})
+def order_from_row(row: Mapping[str, Any]) -> OrderRow:
+    """The order of a row read with Core, as plain values: effects change it, the write saves it."""
+    return OrderRow(**{key: row[key] for key in _ORDER_KEYS})
 
 
 # What a transition may change on the order row (everything else is fixed when the order is placed).
@@ -219,7 +219,7 @@ def write_statement(
     return Prepared(select(func.count().label("written")).select_from(changed).add_cte(*ctes))
 
 
-def write_params(order: Order, from_version: int, event: dict[str, Any]) -> dict[str, Any]:
+def write_params(order: OrderRow, from_version: int, event: dict[str, Any]) -> dict[str, Any]:
     """The write statement's parameters for the order's new state and its event."""
     params = {"transition_order_id": order.id, "transition_from_version": from_version}
     params.update({f"new_{name}": getattr(order, name) for name in MUTABLE})
@@ -228,7 +228,7 @@ def write_params(order: Order, from_version: int, event: dict[str, Any]) -> dict
 
 
 def event_row(
-    order: Order,
+    order: OrderView,
     action: Action,
     from_status: Status | None,
     actor: Actor,
