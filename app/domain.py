@@ -97,7 +97,7 @@ class Guard(StrEnum):
     TARGET = "target"  # the dispatched volunteer, or a member of the dispatched team
     POOL_ELIGIBLE = "pool_eligible"  # active volunteer whose home unit lies under the order's unit
     ASSIGNEE = "assignee"  # the volunteer holding the order
-    ORDERER = "orderer"  # the resident served, or whoever placed it for them (代点单)
+    RATER = "rater"  # the resident served, or whoever placed it for them (代点单), unless they served it
     ORDERER_OR_ADMIN = "orderer_or_admin"  # cancel: the orderer, or an admin in scope
 
 

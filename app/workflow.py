@@ -199,7 +199,7 @@ _SPECS = (
     ),
     ActionSpec(
         A.RATE,
-        {S.COMPLETED: _rule(S.RATED, *ANYONE, guard=Guard.ORDERER)},
+        {S.COMPLETED: _rule(S.RATED, *ANYONE, guard=Guard.RATER)},
         body=RateBody,
         effect=effects.rate,
     ),

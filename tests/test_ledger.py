@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.domain import Status
-from app.models import HoursEntry, Order, PiiAccess, PointsEntry, ServiceRecord
+from app.models import HoursEntry, Order, PiiAccess, PointsEntry, Rating, ServiceRecord, TeamMember
 from app.schemas.common import mask_phone
 from app.services.ledger import provable_hours
 from app.services.volunteering import star_level
@@ -456,3 +458,89 @@ async def test_ledgers_are_append_only(world: World, sessionmaker: Maker) -> Non
             with pytest.raises(DBAPIError, match="append-only"):
                 async with session.begin():
                     await session.execute(text(f"UPDATE {table} SET volunteer_id = volunteer_id"))
+
+
+# --- integrity: only those who could have served are credited; no one rates their own service ------
+
+
+async def test_only_people_who_could_have_served_are_credited(world: World, app: FastAPI, sessionmaker: Maker) -> None:
+    """Participants are the holder, members of the team it was dispatched to, and active volunteers of
+    the order's subtree. A volunteer of another 所 (v21) or a suspended one (v11x) is refused: 422, and
+    no record, hours or points are written."""
+    order = await world.order_in(Status.IN_SERVICE)
+    before = await ledger_rows(sessionmaker), await snapshot(app, order["id"])
+    for outsider in ("v21", "v11x"):
+        body = complete_body(world, {"v11a": "0.5", outsider: "0.5"})
+        response = await world.act("v11a", order["id"], "complete", body)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["details"]["volunteer_ids"] == [world.volunteers[outsider]]
+    assert (await ledger_rows(sessionmaker), await snapshot(app, order["id"])) == before
+    await world.ok("v11a", order["id"], "complete", complete_body(world, {"v11a": "0.5", "v11b": "0.5"}))
+
+
+async def test_an_hours_correction_needs_an_admin_of_the_volunteer_too_and_stays_in_the_window(
+    world: World, app: FastAPI, sessionmaker: Maker
+) -> None:
+    """v12 (站12) serves a 站11 order through team11, which they joined. 站11's admin sees the order
+    but v12 is not theirs: 404. 所1's admin (both) may correct, up to the check-in → completion
+    window (1.5 h here), not beyond it."""
+    async with sessionmaker() as session, session.begin():
+        session.add(TeamMember(team_id=world.teams["team11"], volunteer_id=world.volunteers["v12"]))
+    order = await world.order_in(Status.APPROVED)
+    await world.ok("zhan11_admin", order["id"], "dispatch", {"team_id": world.teams["team11"]})
+    await world.ok("v12", order["id"], "accept")
+    await world.ok("v12", order["id"], "check_in")
+    await check_in_ago(sessionmaker, order["id"], 80)
+    await world.ok("v12", order["id"], "complete", complete_body(world, {"v12": "1"}))
+    path = f"/admin/orders/{order['id']}/hours"
+    body = {"volunteer_id": world.volunteers["v12"], "hours": "1.5", "reason": "回访核实"}
+    before = await ledger_rows(sessionmaker)
+    assert (await world.client.post(path, json=body, headers=world.h("zhan11_admin"))).status_code == 404
+    too_long = await world.client.post(path, json=body | {"hours": "24"}, headers=world.h("suo1_admin"))
+    assert too_long.status_code == 422 and too_long.json()["error"]["details"]["allowed_hours"] == "1.5"
+    assert await ledger_rows(sessionmaker) == before
+    corrected = await post(world, path, "suo1_admin", body)
+    assert Decimal(corrected["hours"]) == Decimal("1.5")
+
+
+async def test_no_one_rates_their_own_service(world: World, app: FastAPI, sessionmaker: Maker) -> None:
+    """v11b ordered for r1 (代点单). Holding the order (dispatched to v11b), or credited as a participant
+    of v11a's round, v11b may not rate it: 403, nothing written. r1 may."""
+    for holder, credited in (("v11b", {"v11b": "0.5"}), ("v11a", {"v11a": "0.5", "v11b": "0.5"})):
+        order = await world.place("v11b", resident_id=world.users["r1"])
+        await world.ok("zhan11_admin", order["id"], "approve")
+        await world.ok("zhan11_admin", order["id"], "dispatch", {"volunteer_id": world.volunteers[holder]})
+        for action in ("accept", "check_in"):
+            await world.ok(holder, order["id"], action)
+        done = await world.ok(holder, order["id"], "complete", complete_body(world, credited))
+        if holder == "v11b":
+            assert "rate" not in done["allowed_actions"]
+        before = await snapshot(app, order["id"])
+        refused = await world.act("v11b", order["id"], "rate", {"stars": 5})
+        assert refused.status_code == 403, refused.text
+        assert await snapshot(app, order["id"]) == before
+        rated = await world.ok("r1", order["id"], "rate", {"stars": 4})
+        assert rated["status"] == "rated"
+    async with sessionmaker() as session:
+        raters = set((await session.execute(select(Rating.rated_by_id))).scalars())
+    assert raters == {world.users["r1"]}
+
+
+async def test_a_proxy_rating_is_marked_in_the_timeline_stats_and_exports(world: World) -> None:
+    """v11b ordered for r1 (代点单); v11a served; v11b, who did not serve, rates it: a 代评, counted apart
+    in the statistics and marked in the orders export."""
+    order = await world.place("v11b", resident_id=world.users["r1"])
+    await world.ok("zhan11_admin", order["id"], "approve")
+    await world.ok("zhan11_admin", order["id"], "dispatch", {"volunteer_id": world.volunteers["v11a"]})
+    for action in ("accept", "check_in"):
+        await world.ok("v11a", order["id"], action)
+    await world.ok("v11a", order["id"], "complete", complete_body(world, {"v11a": "0.5"}))
+    await world.ok("v11b", order["id"], "rate", {"stars": 5})
+    rated = (await events(world, order["id"]))[-1]
+    assert rated["action"] == "rate" and rated["payload"]["by_proxy"] is True
+    stats = await get(world, "/admin/stats", "zhan11_admin")
+    assert stats["overall"]["ratings"] == 1 and stats["overall"]["proxy_ratings"] == 1
+    response = await world.client.get("/admin/exports/orders.csv", headers=world.h("zhan11_admin"))
+    rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
+    row = dict(zip(rows[0], rows[1], strict=True))
+    assert row["评价星级"] == "5" and row["代评"] == "是" and row["代点单"] == "是"

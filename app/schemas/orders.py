@@ -102,6 +102,9 @@ class CheckInBody(BaseModel):
         return self
 
 
+MAX_PARTICIPANTS = 20  # people credited for one service round (参与者): a visit, not a 活动
+
+
 class Participant(BaseModel):
     volunteer_id: Id
     hours: Annotated[Decimal, Field(gt=0, le=24, max_digits=4, decimal_places=1)]
@@ -112,7 +115,10 @@ class CompleteBody(BaseModel):
 
     summary: Annotated[LongText, Field(min_length=1)]
     served_count: Annotated[int, Field(ge=0, le=100_000, strict=True)]
-    participants: Annotated[list[Participant], Field(min_length=1, max_length=200)]
+    participants: Annotated[
+        list[Participant],
+        Field(min_length=1, max_length=MAX_PARTICIPANTS, description=f"at most {MAX_PARTICIPANTS} per service record"),
+    ]
     photos: Annotated[list[Url], Field(max_length=20)] = []
 
     @model_validator(mode="after")

@@ -45,6 +45,9 @@ class Figures(BaseModel):
     honor_hours: float | None = Field(description="荣誉时长; null where it cannot be attributed (per category)")
     active_volunteers: int = Field(description="distinct volunteers who took part in a service record")
     ratings: int
+    proxy_ratings: int = Field(
+        description="代评: of ``ratings``, those given by whoever placed the order for the resident"
+    )
     rating_average: float | None
     satisfaction_rate: float | None = Field(description="share of ratings with 4–5 stars; null with no ratings")
     escalations: int = Field(description="上报 events (staff or deadline)")

@@ -17,25 +17,14 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import (
-    BigInteger,
-    any_,
-    bindparam,
-    func,
-    select,
-)
+from sqlalchemy import BigInteger, Integer, String, and_, any_, bindparam, exists, func, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.orm import aliased
 
 from app.auth import Actor
 from app.domain import Role, Status
-from app.errors import Conflict, InvalidInput
-from app.models import (
-    Order,
-    OrderRow,
-    OrgUnit,
-    Volunteer,
-)
+from app.errors import Conflict, Forbidden, InvalidInput
+from app.models import Order, OrderRow, OrgUnit, ServiceParticipant, ServiceRecord, TeamMember, Volunteer
 from app.prepared import Prepared, RawConnection
 from app.schemas.ledger import HoursKind, PointsKind
 from app.schemas.orders import CompleteBody, DispatchBody, PublishBody, RateBody, TransferBody
@@ -178,24 +167,51 @@ async def check_in(change: Change) -> None:
 
 # ---- completing: the service record and its hours and points ----------------------------------------
 
-_ACTIVE_VOLUNTEERS = Prepared(
-    select(Volunteer.id).where(
-        Volunteer.id == any_(bindparam("volunteer_ids", type_=ARRAY(BigInteger))), Volunteer.status == "active"
+# Who may be credited for serving an order (参与者): the volunteer holding it; active members of the team
+# it was dispatched to; active volunteers whose home unit lies in the order's unit's subtree, named by
+# the one holding it. Nobody else: hours and points go only to people who could have served.
+_PARTICIPANTS = Prepared(
+    select(Volunteer.id)
+    .join(OrgUnit, OrgUnit.id == Volunteer.home_unit_id)
+    .where(
+        Volunteer.id == any_(bindparam("volunteer_ids", type_=ARRAY(BigInteger))),
+        or_(
+            Volunteer.id == bindparam("assignee_id", type_=BigInteger),
+            and_(
+                Volunteer.status == "active",
+                or_(
+                    OrgUnit.path.startswith(bindparam("unit_path", type_=String)),
+                    exists().where(
+                        TeamMember.volunteer_id == Volunteer.id,
+                        TeamMember.team_id == bindparam("team_id", type_=BigInteger),
+                    ),
+                ),
+            ),
+        ),
     )
 )
 
 
 async def complete(change: Change) -> None:
     """完成: the service record of this round, with each participant's hours, credited to the ledgers
-    (信用时长 and 积分) by the transition's one statement; hours beyond the check-in span are refused."""
+    (信用时长 and 积分) by the transition's one statement. Refused (422, nothing written): a participant who
+    could not have served (``_PARTICIPANTS``), hours beyond the check-in span."""
     assert isinstance(change.body, CompleteBody)
     body, order = change.body, change.order
     ids = [p.volunteer_id for p in body.participants]
     if order.assignee_volunteer_id not in ids:
         raise InvalidInput("参与者须包含接单志愿者本人", volunteer_id=order.assignee_volunteer_id)
-    found = {row["id"] for row in await _ACTIVE_VOLUNTEERS.fetch(change.db, {"volunteer_ids": ids})}
+    params = {
+        "volunteer_ids": ids,
+        "assignee_id": order.assignee_volunteer_id,
+        "unit_path": order.unit_path,
+        "team_id": order.assignee_team_id,
+    }
+    found = {row["id"] for row in await _PARTICIPANTS.fetch(change.db, params)}
     if missing := sorted(set(ids) - found):
-        raise InvalidInput("参与者中有不存在或未激活的志愿者", volunteer_ids=missing)
+        raise InvalidInput(
+            "参与者须为接单志愿者、所派服务队的成员或本单位及下级单位的在册志愿者", volunteer_ids=missing
+        )
     ledger.check_service_hours(order, body.participants, change.now)
     rate = change.policy.points_per_hour
     record_id: int = change.read["new_record_id"]
@@ -219,16 +235,38 @@ async def complete(change: Change) -> None:
         },
     )
     order.completed_at = change.now
-    change.event_payload = {"record_id": record_id, "served_count": body.served_count, "participants": len(ids)}
+    change.event_payload = {
+        "record_id": record_id,
+        "served_count": body.served_count,
+        "participants": len(ids),
+        "checked_in_at": order.checked_in_at.isoformat() if order.checked_in_at else None,  # the service window
+    }
 
 
 # ---- rating and rework ------------------------------------------------------------------------------
 
 
+_SERVED_THE_ROUND = Prepared(
+    select(ServiceParticipant.volunteer_id)
+    .join(ServiceRecord, ServiceRecord.id == ServiceParticipant.record_id)
+    .where(
+        ServiceRecord.order_id == bindparam("order_id", type_=BigInteger),
+        ServiceRecord.round == bindparam("round", type_=Integer),
+        ServiceParticipant.volunteer_id == bindparam("volunteer_id", type_=BigInteger),
+    )
+)
+
+
 async def rate(change: Change) -> None:
-    """评单, marked 代评 when the proxy who placed the order rates it."""
+    """评单, marked 代评 when the proxy who placed the order rates it. Nobody credited for the round rates
+    it (a volunteer who placed the order for a neighbour and then served it): 403."""
     assert isinstance(change.body, RateBody)
     order, body = change.order, change.body
+    volunteer = change.actor.volunteer_id
+    if volunteer is not None:
+        params = {"order_id": order.id, "round": order.round, "volunteer_id": volunteer}
+        if await _SERVED_THE_ROUND.fetchrow(change.db, params) is not None:
+            raise Forbidden("参与服务的志愿者不能评价自己的服务", status=order.status)
     by_proxy = change.actor.user_id != order.resident_id
     change.add_write(
         statements.rating_row,

@@ -137,6 +137,7 @@ ORDER_HEADER: Final = (
     "完成时间",
     "服务轮次",
     "评价星级",
+    "代评",
 )
 
 
@@ -181,6 +182,7 @@ def _order_rows(ids: list[int]) -> Rows:
             local_time(Order.completed_at),
             Order.round,
             Rating.stars,
+            Rating.by_proxy,
         )
         .join(unit, unit.id == Order.unit_id)
         .outerjoin(MenuCategory, MenuCategory.id == Order.category_id)
@@ -192,7 +194,7 @@ def _order_rows(ids: list[int]) -> Rows:
 
 def _order_cells(row: Any) -> list[str | int]:
     code, status, title, category, unit, name, phone, address, beneficiaries, channel, proxy = row[:11]
-    created, accepted, completed, round_, stars = row[11:]
+    created, accepted, completed, round_, stars, rated_by_proxy = row[11:]
     return [
         safe_text(code),
         STATUS_LABELS[Status(status)],
@@ -210,6 +212,7 @@ def _order_cells(row: Any) -> list[str | int]:
         completed or "",
         round_,
         stars if stars is not None else "",
+        "" if rated_by_proxy is None else ("是" if rated_by_proxy else "否"),
     ]
 
 

@@ -34,8 +34,11 @@ def guard_holds(guard: Guard, actor: Actor, order: OrderView) -> bool:
             return in_region(actor, order)
         case Guard.ASSIGNEE:
             return actor.volunteer_id is not None and order.assignee_volunteer_id == actor.volunteer_id
-        case Guard.ORDERER:
-            return is_orderer(actor, order)
+        case Guard.RATER:
+            # No one rates their own service: not the volunteer who held it (nor, checked by the rate
+            # effect with the service record, anyone credited for it).
+            held = actor.volunteer_id is not None and actor.volunteer_id == order.assignee_volunteer_id
+            return is_orderer(actor, order) and not held
         case Guard.ORDERER_OR_ADMIN:
             return is_orderer(actor, order) or actor.administers(order.unit_path)
 

@@ -9,10 +9,11 @@ outside the admin's subtree answer 404.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
@@ -22,6 +23,7 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.models import (
     HoursEntry,
     Order,
+    OrderEvent,
     OrgUnit,
     PointsEntry,
     ServiceParticipant,
@@ -55,7 +57,6 @@ from app.services.volunteering import star_level
 
 # Hours may be corrected once the service is over, and only then.
 ADJUSTABLE = frozenset({Status.COMPLETED.value, Status.RATED.value, Status.CLOSED.value})
-MAX_HOURS_PER_ROUND = 24
 
 
 class TimelineNote(StrEnum):
@@ -92,6 +93,31 @@ async def _lock_order_in_scope(session: AsyncSession, actor: Actor, order_id: in
     return order
 
 
+async def _service_window_hours(session: AsyncSession, order_id: int, records: set[int]) -> Decimal:
+    """The hours one person could have served in the rounds whose service records are ``records``: each
+    round's check-in → completion span, rounded up to the half hour (as ``ledger.provable_hours``), from
+    the order's timeline (the completion records the check-in it was measured from)."""
+    events = await session.execute(
+        select(OrderEvent.action, OrderEvent.created_at, OrderEvent.payload)
+        .where(
+            OrderEvent.order_id == order_id,
+            OrderEvent.action.in_([Action.CHECK_IN.value, Action.COMPLETE.value]),
+        )
+        .order_by(OrderEvent.id)
+    )
+    total, checked_in = Decimal(0), None
+    for action, at, payload in events:
+        if action == Action.CHECK_IN.value:
+            checked_in = at
+        elif (payload or {}).get("record_id") in records:
+            measured_from = payload.get("checked_in_at")
+            start = datetime.fromisoformat(measured_from) if measured_from else checked_in
+            if start is not None:
+                total += ledger.provable_hours(start, at)
+            checked_in = None
+    return total
+
+
 async def _volunteer_in_scope(session: AsyncSession, actor: Actor, volunteer_id: int, *, lock: bool) -> Volunteer:
     query = (
         select(Volunteer)
@@ -123,17 +149,25 @@ async def adjust_order_hours(
         order = await _lock_order_in_scope(session, actor, order_id)
         if order.status not in ADJUSTABLE:
             raise Conflict("只能更正已完成订单的服务时长", status=order.status)
-        rounds = await session.scalar(
-            select(func.count())
-            .select_from(ServiceRecord)
-            .join(ServiceParticipant, ServiceParticipant.record_id == ServiceRecord.id)
-            .where(ServiceRecord.order_id == order.id, ServiceParticipant.volunteer_id == body.volunteer_id)
+        # The volunteer too must be the admin's (本级及下级): a 站 cannot re-credit another 所's people.
+        await _volunteer_in_scope(session, actor, body.volunteer_id, lock=True)
+        records = set(
+            (
+                await session.execute(
+                    select(ServiceRecord.id)
+                    .join(ServiceParticipant, ServiceParticipant.record_id == ServiceRecord.id)
+                    .where(ServiceRecord.order_id == order.id, ServiceParticipant.volunteer_id == body.volunteer_id)
+                )
+            ).scalars()
         )
-        if not rounds:
+        if not records:
             raise InvalidInput("该志愿者未参与此订单的服务", volunteer_id=body.volunteer_id)
-        if body.hours > MAX_HOURS_PER_ROUND * rounds:
-            raise InvalidInput(f"每轮服务最多 {MAX_HOURS_PER_ROUND} 小时", rounds=rounds)
-        await ledger.lock_volunteer(session, body.volunteer_id)
+        window = await _service_window_hours(session, order.id, records)
+        if body.hours > window:
+            raise InvalidInput(
+                f"更正后的时长不能超过服务时段 (签到至完成, 向上取整到半小时: {window} 小时)",
+                allowed_hours=str(window),
+            )
         previous = await ledger.order_hours(session, body.volunteer_id, order.id)
         delta = body.hours - previous
         if delta == 0:

@@ -223,6 +223,7 @@ def _order_figures(order_scope: ColumnElement[bool], key: ColumnElement[str], gr
             func.count().label("ratings"),
             func.avg(Rating.stars).label("rating_average"),
             func.count().filter(Rating.stars >= SATISFIED_STARS).label("satisfied"),
+            func.count().filter(Rating.by_proxy).label("proxy_ratings"),
         )
         .select_from(cohort)
         .join(Rating, Rating.order_id == c.id)
@@ -239,7 +240,7 @@ def _order_figures(order_scope: ColumnElement[bool], key: ColumnElement[str], gr
         *(events.c[n] for n in ("escalations", "expiries", "cancelled_after_review")),
         *(records.c[n] for n in ("service_events", "people_served")),
         *(hours.c[n] for n in ("credit_hours", "active_volunteers")),
-        *(ratings.c[n] for n in ("ratings", "rating_average", "satisfied")),
+        *(ratings.c[n] for n in ("ratings", "rating_average", "satisfied", "proxy_ratings")),
     ).select_from(joined)
 
 
@@ -307,6 +308,7 @@ def _figures(row: RowMapping | None, honor: float | None) -> dict[str, Any]:
         "honor_hours": honor,
         "active_volunteers": n("active_volunteers"),
         "ratings": n("ratings"),
+        "proxy_ratings": n("proxy_ratings"),
         "rating_average": round(float(average), 2) if average is not None else None,
         "satisfaction_rate": _ratio(n("satisfied"), n("ratings")),
         "escalations": n("escalations"),
