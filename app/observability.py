@@ -71,11 +71,11 @@ DB_POOL_CAPACITY = Gauge(
 _PENDING_TRANSITIONS: Final = "sidan_pending_transitions"
 
 
-def count_transition(connection: AsyncConnection, action: str) -> None:
+def count_transition(connection: AsyncConnection | None, action: str) -> None:
     """Count one committed transition (``sidan_transitions_total``): now, if its write statement was
-    its own transaction; else once the transaction open on ``connection`` commits (a rollback, even of
-    just the savepoint it ran in, forgets it)."""
-    sync = connection.sync_connection
+    its own transaction (``connection`` ``None`` or in none); else once the transaction open on
+    ``connection`` commits (a rollback, even of just the savepoint it ran in, forgets it)."""
+    sync = None if connection is None else connection.sync_connection
     if sync is None or not sync.in_transaction():
         _transitions(action).inc()
         return

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.auth import Caller, CurrentCaller, CurrentUser
 from app.db import Session, read_only
 from app.domain import Action, Role, Status
+from app.prepared import pooled
 from app.routers.deps import ExpectedVersion, IdempotencyKeyHeader, ObjectId, SettingsDep, errors
 from app.schemas.common import Page
 from app.schemas.orders import EmptyBody, EventOut, OrderCreate, OrderOut
@@ -118,7 +119,7 @@ async def _apply(
     idem: IdempotencyKey | None,
     expected_version: int | None,
 ) -> OrderOut:
-    async with engine.connect() as connection:
+    async with pooled(engine) as connection:
         return await apply(
             connection,
             order_id=order_id,

@@ -27,14 +27,14 @@ from typing import Any
 
 import asyncpg
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from app.auth import SYSTEM_ACTOR, Actor, Caller, actor_from_row
 from app.domain import Action, Status
 from app.errors import Busy, Forbidden, IllegalTransition, InvalidInput, NotFound, VersionMismatch
 from app.models.orders import OrderRow
 from app.observability import count_transition
-from app.prepared import raw_of
+from app.prepared import RawConnection, raw_of
 from app.schemas.orders import DispatchBody, OrderOut, PublishBody
 from app.services import candidates, outbox, statements
 from app.services.effects import Change, dispatch_target_params
@@ -48,8 +48,13 @@ from app.workflow import ACTIONS, TRANSITIONS, ActionSpec, Read, Rule
 CAS_ATTEMPTS = 3
 
 
+# Where a transition runs: a connection of SQLAlchemy's (in the transaction it has open, if any: the
+# sweeper's batch, placing an order) or one taken from the pool for this request alone (``pooled``).
+Connection = AsyncConnection | RawConnection
+
+
 async def apply(
-    connection: AsyncConnection,
+    connection: Connection,
     *,
     order_id: int,
     action: Action,
@@ -69,7 +74,7 @@ async def apply(
 
 
 async def apply_as_system(
-    connection: AsyncConnection, order_id: int, action: Action, body: BaseModel, now: datetime | None = None
+    connection: Connection, order_id: int, action: Action, body: BaseModel, now: datetime | None = None
 ) -> OrderRow | None:
     """The system performs ``action`` (a timer, an automatic dispatch, 免审). A timer's action is only
     done once the order's deadline has passed, so several sweepers fire it once: ``None`` if it was
@@ -79,7 +84,7 @@ async def apply_as_system(
 
 
 async def _apply(
-    connection: AsyncConnection,
+    connection: Connection,
     order_id: int,
     spec: ActionSpec,
     caller: Caller | None,
@@ -88,7 +93,7 @@ async def _apply(
     expected_version: int | None,
     now: datetime | None,
 ) -> tuple[OrderRow, Actor, OrderOut | None] | None:
-    db = await raw_of(connection)
+    db, outer = (connection, None) if isinstance(connection, RawConnection) else (await raw_of(connection), connection)
     read = statements.read_statement(caller is None, spec.reads, idem is not None)
     params: dict[str, Any] = {"order_id": order_id}
     if caller is not None:
@@ -118,9 +123,9 @@ async def _apply(
             continue  # the same key won a race a moment ago: read again and replay its answer
         if not written:
             continue  # lost the race: read the new state and decide again
-        count_transition(connection, spec.action.value)
+        count_transition(outer, spec.action.value)
         if spec.dispatches_onward and order.status == Status.APPROVED.value:
-            onward = await _dispatch_onward(connection, order, change.policy, at)
+            onward = await _dispatch_onward(connection, outer or db.engine, order, change.policy, at)
             if onward is not None:
                 order, answer = onward, None  # answered as it is now, dispatched on
         return order, actor, answer
@@ -216,7 +221,7 @@ def _replay(row: Mapping[str, Any], idem: IdempotencyKey, order: OrderRow, actor
 
 
 async def _dispatch_onward(
-    connection: AsyncConnection, order: OrderRow, policy: Policy, now: datetime
+    connection: Connection, reads: AsyncConnection | AsyncEngine | None, order: OrderRow, policy: Policy, now: datetime
 ) -> OrderRow | None:
     """自动派单 after an action left the order at 待派单: ``auto_assign`` dispatches to the best
     candidate not yet tried this round, ``auto_pool`` publishes it; each is an action of the system's,
@@ -225,7 +230,8 @@ async def _dispatch_onward(
         return None
     if policy.dispatch_mode is DispatchMode.AUTO_POOL:
         return await apply_as_system(connection, order.id, Action.PUBLISH, PublishBody(), now)
-    async with AsyncSession(bind=connection) as session:
+    assert reads is not None, "a pooled connection carries its engine"
+    async with AsyncSession(bind=reads) as session:  # the ranking reads, in the transaction if there is one
         best = await candidates.best_volunteer(session, order)
     if best is None:
         return None  # nobody left: the order waits for staff (and escalates when its review deadline passes)
