@@ -401,12 +401,13 @@ class _WechatStandIn(BaseHTTPRequestHandler):
         path = urlparse(self.path).path
         if path == "/sns/jscode2session":
             self._answer({"openid": "openid-logs", "session_key": "sk"})
-        else:  # /cgi-bin/token
-            self._answer({"access_token": ACCESS_TOKEN, "expires_in": 7200})
 
-    def do_POST(self) -> None:  # /cgi-bin/message/subscribe/send
+    def do_POST(self) -> None:  # /cgi-bin/stable_token, /cgi-bin/message/subscribe/send
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self._answer({"errcode": 0})
+        if urlparse(self.path).path == "/cgi-bin/stable_token":
+            self._answer({"access_token": ACCESS_TOKEN, "expires_in": 7200})
+        else:
+            self._answer({"errcode": 0})
 
     def _answer(self, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
@@ -443,7 +444,7 @@ async def test_wechat_credentials_never_reach_stderr(
     err = capsys.readouterr().err
     requests = [e["message"] for e in _json_lines(err.splitlines()) if e["logger"] == "httpx"]
     assert any("/sns/jscode2session?" in m and "secret=***" in m and "js_code=***" in m for m in requests), err
-    assert any("/cgi-bin/token?" in m and "secret=***" in m for m in requests), err
+    assert any("/cgi-bin/stable_token" in m for m in requests), err  # the AppSecret goes in its body
     assert any("/subscribe/send?access_token=***" in m for m in requests), err
     for secret in (APP_SECRET, ACCESS_TOKEN, LOGIN_CODE):
         assert secret not in err

@@ -79,27 +79,40 @@ class WechatSubscribeChannel:
     _token_expires: datetime = field(default=datetime.min.replace(tzinfo=UTC), repr=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
-    async def access_token(self, *, refresh: bool = False) -> str:
+    async def access_token(self, *, failed: str | None = None) -> str:
+        """The access token, from ``cgi-bin/stable_token``: every service instance fetching it in its
+        normal mode gets the same token while it is valid, so instances never knock out each other's
+        (``cgi-bin/token`` issues a new one on every call and voids the last). ``failed``: a token
+        WeChat just refused; a refresh is forced only if the normal fetch still returns that one."""
         async with self._lock:
-            if refresh or self._token is None or datetime.now(UTC) >= self._token_expires:
-                data = await self._call("GET", "/cgi-bin/token", params={
-                    "grant_type": "client_credential", "appid": self.appid, "secret": self.secret,
-                })  # fmt: skip
-                token = data.get("access_token")
-                if not isinstance(token, str) or not token:
-                    raise DeliveryError(f"wechat token: errcode {data.get('errcode')}")
-                lifetime = int(data.get("expires_in", 7200))
-                # Refresh five minutes early so a token never expires mid-send.
-                self._token, self._token_expires = token, datetime.now(UTC) + timedelta(seconds=lifetime - 300)
-            assert self._token is not None
-            return self._token
+            if failed is not None and self._token is not None and failed != self._token:
+                return self._token  # another send refreshed it meanwhile
+            if failed is None and self._token is not None and datetime.now(UTC) < self._token_expires:
+                return self._token
+            token, lifetime = await self._stable_token(force_refresh=False)
+            if failed is not None and token == failed:
+                token, lifetime = await self._stable_token(force_refresh=True)
+            # Fetched again five minutes early so a token never expires mid-send.
+            self._token, self._token_expires = token, datetime.now(UTC) + timedelta(seconds=lifetime - 300)
+            return token
+
+    async def _stable_token(self, *, force_refresh: bool) -> tuple[str, int]:
+        data = await self._call("POST", "/cgi-bin/stable_token", json={
+            "grant_type": "client_credential", "appid": self.appid, "secret": self.secret,
+            "force_refresh": force_refresh,
+        })  # fmt: skip
+        token = data.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise DeliveryError(f"wechat stable_token: errcode {data.get('errcode')}")
+        return token, int(data.get("expires_in", 7200))
 
     async def send(self, recipient: Recipient, message: OutboxMessage) -> bool:
         if not recipient.wechat_openid:
             return False
         body = self._message(recipient.wechat_openid, message)
-        for attempt in range(2):
-            token = await self.access_token(refresh=attempt > 0)
+        failed: str | None = None
+        for _ in range(2):
+            token = await self.access_token(failed=failed)
             data = await self._call(
                 "POST", "/cgi-bin/message/subscribe/send", params={"access_token": token}, json=body
             )
@@ -110,6 +123,7 @@ class WechatSubscribeChannel:
                 return False
             if errcode not in _TOKEN_ERRORS:
                 raise DeliveryError(f"wechat send: errcode {errcode} {data.get('errmsg', '')}")
+            failed = token
         raise DeliveryError("wechat send: access token refused twice")
 
     def _message(self, openid: str, message: OutboxMessage) -> dict[str, Any]:
