@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from app.db import Session
 from app.domain import Role
 from app.errors import Forbidden, Unauthorized
 from app.models import OrgUnit, TeamMember, User, Volunteer, team_categories, volunteer_categories
+from app.schemas.common import MAX_BIGINT
 
 _hasher = PasswordHasher()
 _bearer = HTTPBearer(auto_error=False, description="令牌: POST /api/v1/auth/login 或 /auth/wechat 返回")
@@ -162,13 +164,31 @@ async def load_actor(session: AsyncSession, user_id: int, token_version: int | N
     return actor_from_row(row, token_version)
 
 
+_USER_ID = re.compile(r"[1-9][0-9]{0,18}", re.ASCII)
+
+
+def _claimed_user_id(sub: Any) -> int:
+    """``sub`` as ``issue_token`` writes it: a user id in decimal, 1 … 2⁶³-1. A token signed with our
+    secret is still input: an id beyond bigint would overflow the query that reads the caller."""
+    if not isinstance(sub, str) or not _USER_ID.fullmatch(sub) or int(sub) > MAX_BIGINT:
+        raise ValueError("sub is not a user id")
+    return int(sub)
+
+
+def _claimed_version(tv: Any) -> int:
+    if type(tv) is not int or not 0 <= tv <= MAX_BIGINT:
+        raise ValueError("tv is not a token version")
+    return tv
+
+
 @lru_cache(maxsize=8192)
 def _verified_claims(token: str, secret: str) -> tuple[int, int, float, str]:
     """(user id, token version, expiry, role) of a token whose signature checks out. A client sends the
     same token on every request until it expires: the signature is checked once per process, the
     expiry (and, in ``actor_from_row``, the account and token version) on every request."""
-    claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp"]})
-    return int(claims["sub"]), int(claims["tv"]), float(claims["exp"]), str(claims.get("role", ""))
+    claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "sub"]})
+    user_id, token_version = _claimed_user_id(claims["sub"]), _claimed_version(claims["tv"])
+    return user_id, token_version, float(claims["exp"]), str(claims.get("role", ""))
 
 
 def token_claims(token: str, secret: str) -> tuple[int, int, str]:
@@ -176,7 +196,8 @@ def token_claims(token: str, secret: str) -> tuple[int, int, str]:
     otherwise. The role is a hint: the caller's role is the account's, read with the caller."""
     try:
         user_id, token_version, expires, role = _verified_claims(token, secret)
-    except (jwt.PyJWTError, KeyError, TypeError, ValueError) as exc:
+    # OverflowError: an ``exp`` too large for a float.
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError, OverflowError) as exc:
         raise Unauthorized("令牌无效或已过期") from exc
     if expires <= time.time():
         raise Unauthorized("令牌无效或已过期")

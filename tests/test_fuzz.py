@@ -17,6 +17,10 @@ is covered, including ones added after this file was written.
 Bounded for CI: at most ``SIDAN_FUZZ_EXAMPLES`` cases per operation and mode (default 10), sent
 round-robin over the operations; after ``MIN_ROUNDS`` rounds a run stops at ``SIDAN_FUZZ_SECONDS`` per
 role (default 45), so a slow machine fuzzes every operation a little less rather than some not at all.
+
+Edge values are drawn on purpose (``tests/edges.py``): dates and times at the ends of the calendar
+with extreme offsets, and, for every list, otherwise valid requests with a tampered ``cursor``.
+
 The draws are seeded, so the cases are the same every run; set ``SIDAN_FUZZ_SEED`` to explore others
 (``SIDAN_FUZZ_EXAMPLES=50 SIDAN_FUZZ_SECONDS=1e9 SIDAN_FUZZ_SEED=7`` is a good long run).
 """
@@ -50,6 +54,7 @@ from app.auth import issue_token
 from app.domain import Status
 from app.models import User
 from app.schemas.common import MAX_BIGINT
+from tests import edges
 from tests.world import World
 
 EXAMPLES = int(os.environ.get("SIDAN_FUZZ_EXAMPLES", "10"))  # per operation and mode, at most
@@ -86,6 +91,12 @@ ORDERS = [
     (Status.SUBMITTED, "r3", "zhan21"),
     (Status.POOLED, "r3", "zhan21"),
 ]
+
+# Every ``date`` / ``date-time`` a request carries (bodies and queries) is drawn a third of the time from
+# the whole calendar, its ends included, with extreme offsets (``tests/edges.py``): such values used to
+# overflow into 500s. The rest of the time it is an ordinary value, so requests still get through.
+schemathesis.openapi.format("date-time", edges.datetime_texts)
+schemathesis.openapi.format("date", edges.day_texts)
 
 AnyCase = Case[Any]
 Operation = schemathesis.APIOperation[Any, Any, Any, Any]
@@ -171,6 +182,15 @@ def _strategies(operation: Operation, token: str) -> Iterator[tuple[str, st.Sear
     ]
     yield "positive", st.one_of(positive)
     yield "negative", operation.as_strategy(GenerationMode.NEGATIVE, headers=auth)
+    if any(parameter.name == "cursor" for parameter in operation.query):
+        # Otherwise valid list requests with a cursor no page ever returned (``edges.tampered_cursors``).
+        yield "tampered cursor", st.tuples(positive[0], edges.tampered_cursors).map(_with_cursor)
+
+
+def _with_cursor(drawn: tuple[AnyCase, str]) -> AnyCase:
+    case, cursor = drawn
+    case.query = {**(case.query or {}), "cursor": cursor}
+    return case
 
 
 async def _send(http: httpx.AsyncClient, case: AnyCase, tokens: dict[str, str]) -> httpx.Response | None:

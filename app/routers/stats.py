@@ -6,6 +6,7 @@ time zone; ``to`` defaults to now and ``from`` to a year before it; at most five
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth import CurrentAdmin
 from app.db import Session
 from app.routers.deps import errors
-from app.schemas.common import Id
+from app.schemas.common import Id, PeriodBound
 from app.schemas.stats import GroupBy, StatsOut
 from app.services import exports, stats
 
@@ -23,12 +24,12 @@ router = APIRouter(prefix="/admin", tags=["admin: stats"])
 
 UnitQuery = Annotated[Id | None, Query(description="this unit and everything under it; default: the caller's unit")]
 FromQuery = Annotated[
-    str | None,
-    Query(alias="from", max_length=40, description="2025-01-01 or 2025-01-01T00:00:00+08:00 (inclusive)"),
+    PeriodBound | None,
+    Query(alias="from", description="2025-01-01 or 2025-01-01T00:00:00+08:00 (inclusive)"),
 ]
 ToQuery = Annotated[
-    str | None,
-    Query(alias="to", max_length=40, description="a date (that whole day included) or a timestamp (exclusive)"),
+    PeriodBound | None,
+    Query(alias="to", description="a date (that whole day included) or a timestamp (exclusive)"),
 ]
 CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {}}, "description": "UTF-8 CSV with BOM, streamed"},
@@ -46,8 +47,17 @@ async def center_stats(
     group_by: Annotated[GroupBy | None, Query(description="unit: direct children; category; month")] = None,
 ) -> StatsOut:
     """统计: orders, review, response times, service, hours, volunteers, satisfaction, escalations."""
-    period = stats.resolve_period(period_from, period_to)
+    period = requested_period(period_from, period_to)
     return await stats.center_stats(session, actor, unit_id=unit_id, period=period, group_by=group_by)
+
+
+def requested_period(period_from: date | datetime | None, period_to: date | datetime | None) -> stats.Period:
+    """The period ``from`` / ``to`` ask for (``stats.resolve_period``: defaults, order, length)."""
+    # ``resolve_period`` reads the bounds' ISO form; they are in the calendar ``PeriodBound`` allows, so
+    # its arithmetic (a day added, the conversion to UTC) stays in range.
+    return stats.resolve_period(
+        period_from.isoformat() if period_from else None, period_to.isoformat() if period_to else None
+    )
 
 
 def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
@@ -61,10 +71,10 @@ async def _export(
     actor: CurrentAdmin,
     kind: exports.ExportKind,
     unit_id: int | None,
-    period_from: str | None,
-    period_to: str | None,
+    period_from: date | datetime | None,
+    period_to: date | datetime | None,
 ) -> StreamingResponse:
-    period = stats.resolve_period(period_from, period_to)
+    period = requested_period(period_from, period_to)
     plan = await exports.plan_export(session, actor, kind, unit_id=unit_id, period=period)
     return StreamingResponse(
         exports.stream_csv(_sessionmaker(request), plan),

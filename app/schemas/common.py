@@ -1,9 +1,20 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Generic, TypeVar
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Final, Generic, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+)
+from pydantic import Tag as Variant
 
 MAX_BIGINT = 2**63 - 1
 
@@ -45,8 +56,70 @@ def _not_a_number(value: Any) -> Any:
     return value
 
 
-# In requests: ISO 8601 with a time zone (a naive time would be read as UTC), never a bare number.
-DateTime = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
+# The calendar requests may name: far wider than any schedule, period or cursor needs, and narrow
+# enough that converting to UTC (or adding a day) never leaves Python's range. Without it,
+# ``0001-01-01T00:00:00+05:00`` or ``9999-12-31T23:59:59-14:00`` passed validation and overflowed
+# on their way to the database (500).
+EARLIEST: Final = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(2200, 1, 1, tzinfo=UTC)  # exclusive
+_OUT_OF_CALENDAR = "须在 1900-01-01 与 2200-01-01 (UTC) 之间"
+
+
+def _in_calendar(value: datetime) -> datetime:
+    try:
+        instant = value.astimezone(UTC)
+    except OverflowError as exc:  # year 1 with a positive offset, year 9999 with a negative one
+        raise ValueError(_OUT_OF_CALENDAR) from exc
+    if not EARLIEST <= instant < LATEST:
+        raise ValueError(_OUT_OF_CALENDAR)
+    return value
+
+
+# In requests: ISO 8601 with a time zone (a naive time would be read as UTC), never a bare number,
+# within the calendar above. Every datetime a request carries, in a body or a query, is this type.
+DateTime = Annotated[AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_in_calendar)]
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+
+def _iso_date(value: Any) -> Any:
+    # Pydantic would also read a Unix timestamp, or a midnight in any zone, as a date.
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value.strip()):
+        return value.strip()
+    raise ValueError("须为日期, 如 2025-01-31")
+
+
+def _day_in_calendar(value: date) -> date:
+    if not EARLIEST.date() <= value < LATEST.date():
+        raise ValueError(_OUT_OF_CALENDAR)
+    return value
+
+
+# A calendar day (its zone is the endpoint's to say), within the calendar above.
+Day = Annotated[date, BeforeValidator(_iso_date), AfterValidator(_day_in_calendar)]
+
+_SPACED_OFFSET = re.compile(r" (\d{2}(:?\d{2})?)$")
+
+
+def _plus_restored(value: Any) -> Any:
+    # An unencoded "+08:00" in a query string arrives as " 08:00".
+    return _SPACED_OFFSET.sub(r"+\1", value.strip()) if isinstance(value, str) else value
+
+
+def _day_or_instant(value: Any) -> str:
+    # By its form, so a bad value gets the one message that fits it.
+    if isinstance(value, str):
+        return "day" if _ISO_DATE.fullmatch(value.strip()) else "instant"
+    return "day" if isinstance(value, date) and not isinstance(value, datetime) else "instant"
+
+
+# A bound of a reporting period in a query: a ``Day`` (2025-01-31) or a ``DateTime``.
+PeriodBound = Annotated[
+    Annotated[Day, Variant("day")] | Annotated[DateTime, BeforeValidator(_plus_restored), Variant("instant")],
+    Discriminator(_day_or_instant),
+]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
 
