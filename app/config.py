@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     login_failures_per_account: int = 5
     login_attempts_per_address: int = 30
     login_window_seconds: int = 15 * 60
-    resident_orders_per_hour: int = 10
+    resident_orders_per_hour: int = Field(default=10, ge=1)
 
     # Fernet keys for personal data at rest, comma-separated; the first encrypts, all decrypt (rotation).
     data_keys: str = DEV_DATA_KEY

@@ -97,6 +97,8 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
     body = {"error": {"code": code, "message": message, "details": details or {}}}
     # 503 and "busy" are transient: tell clients (and proxies) a retry is expected to work.
     headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 or code == Busy.code else None
+    if status == 429 and isinstance(details, dict) and "retry_after_seconds" in details:
+        headers = {"Retry-After": str(details["retry_after_seconds"])}  # when the limit lets them in again
     return JsonResponse(body, status_code=status, headers=headers)
 
 

@@ -1,4 +1,5 @@
-"""The background worker: the deadline sweeper and the notification sender, in a loop.
+"""The background worker: the deadline sweeper, the notification sender and the pruning of spent rate
+limit counters, in a loop.
 
 Runs inside ``sidan serve`` (one per process; many are safe together) and alone as ``sidan worker``.
 """
@@ -16,6 +17,7 @@ from app.config import Settings
 from app.observability import measure_backlog
 from app.services.delivery import Channel, default_channels, deliver_due
 from app.services.sweeper import sweep
+from app.services.throttle import prune_counters
 from app.workflow import DUE_ACTIONS
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ async def run_worker(
         try:
             fired = await sweep(sessionmaker)
             stats = await deliver_due(sessionmaker, channels)
+            await prune_counters(sessionmaker)
             if fired or stats.sent or stats.retried or stats.failed:
                 log.info("worker: %s due transitions, outbox %s", fired, stats)
         except Exception:  # the loop must survive a database blip; the next round retries

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import hash_password
-from app.models import Order, User
-from app.services.throttle import LoginThrottle, SlidingWindow
+from app.errors import RateLimited
+from app.models import Order, RateLimitCounter, User
+from app.services.throttle import LoginThrottle, count_attempt, prune_counters
 from tests.helpers import count
 from tests.world import World
 
@@ -78,13 +80,37 @@ async def test_login_is_throttled_per_address(app: FastAPI, world: World) -> Non
     assert codes == [401] * 5 + [429]
 
 
-def test_sliding_window_forgets_old_attempts() -> None:
-    window = SlidingWindow(limit=2, seconds=60)
-    window.hit("k", now=0)
-    window.hit("k", now=10)
-    with pytest.raises(Exception, match="尝试次数过多"):
-        window.check("k", now=30)
-    window.check("k", now=61)  # the first attempt left the window
+async def test_a_window_opens_with_the_first_attempt_and_closes_after_its_seconds(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+
+    async def attempt(at: timedelta) -> None:
+        async with sessionmaker() as session, session.begin():
+            await count_attempt(session, "k", limit=2, seconds=60, now=start + at)
+
+    await attempt(timedelta(0))
+    await attempt(timedelta(seconds=10))
+    with pytest.raises(RateLimited) as refused:
+        await attempt(timedelta(seconds=30))
+    assert refused.value.details["retry_after_seconds"] == 30
+    with pytest.raises(RateLimited):
+        await attempt(timedelta(seconds=59))  # refused attempts do not move the window
+    await attempt(timedelta(seconds=60))  # a new window
+    await attempt(timedelta(seconds=61))
+    with pytest.raises(RateLimited) as refused:
+        await attempt(timedelta(seconds=62))
+    assert refused.value.details["retry_after_seconds"] == 58
+
+
+async def test_counters_whose_window_passed_are_pruned(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    now = datetime.now(UTC)
+    async with sessionmaker() as session, session.begin():
+        await count_attempt(session, "spent", limit=5, seconds=60, now=now - timedelta(seconds=61))
+        await count_attempt(session, "live", limit=5, seconds=60, now=now - timedelta(seconds=59))
+    assert await prune_counters(sessionmaker, now=now) == 1
+    async with sessionmaker() as session:
+        assert list(await session.scalars(select(RateLimitCounter.key))) == ["live"]
 
 
 async def test_resident_orders_per_hour(world: World, app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ in flight. An audit record also should not hold up, or vanish with, what it name
 """
 
 from app.models.base import Base
-from app.models.infra import IdempotencyRecord, OutboxMessage
+from app.models.infra import IdempotencyRecord, OutboxMessage, RateLimitCounter
 from app.models.ledger import Goods, HoursEntry, PointsEntry, Redemption
 from app.models.menu import MenuCategory, MenuItem
 from app.models.orders import Order, OrderEvent, OrderRow, OrderView, Rating, ServiceParticipant, ServiceRecord
@@ -37,6 +37,7 @@ __all__ = [
     "OutboxMessage",
     "PiiAccess",
     "PointsEntry",
+    "RateLimitCounter",
     "Rating",
     "Redemption",
     "ServiceParticipant",

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -43,3 +43,18 @@ class OutboxMessage(IdMixin, CreatedAtMixin, Base):
     channel: Mapped[str | None] = mapped_column(String(16))  # the channel that delivered it
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None]
+
+
+class RateLimitCounter(Base):
+    """限流计数: attempts counted under one key (a login account, a client address) until ``expires_at``.
+
+    In the database so that every instance of the service counts against the same limit, one row per
+    key so that one upsert both counts an attempt and answers whether it is allowed
+    (``app.services.throttle``). Rows whose window has passed are deleted by the worker."""
+
+    __tablename__ = "rate_limit_counters"
+    __table_args__ = (Index("ix_rate_limit_counters_expires_at", "expires_at"),)
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime]

@@ -28,14 +28,15 @@ async def login(
     session: AsyncSession, settings: Settings, throttle: LoginThrottle, username: str, password: str, address: str
 ) -> TokenOut:
     """用户名密码登录, throttled per account and per client address (429 past the limit)."""
-    throttle.before(username, address)
     async with transaction(session):
+        # Counted and committed before the password is checked: concurrent guesses see each other.
+        await throttle.attempt(session, username, address)
         user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
     ok = await verify_password(user.password_hash if user and user.password_hash else _DUMMY_HASH, password)
     if user is None or not ok or not user.is_active:
-        throttle.failed(username)
         raise Unauthorized("用户名或密码错误")
-    throttle.succeeded(username)
+    async with transaction(session):
+        await throttle.succeeded(session, username)
     return token_response(settings, user)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +28,7 @@ from app.services.scope import order_visible_to
 from app.services.statements import event_row, record_event
 from app.workflow import ACTIONS
 
+_ORDER_WINDOW = timedelta(hours=1)  # of resident_orders_per_hour
 _CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud over the hotline
 
 
@@ -105,12 +107,25 @@ async def place_order(
 
 
 async def _check_hourly_limit(session: AsyncSession, settings: Settings, actor: Actor, now: datetime) -> None:
-    """A resident places at most ``resident_orders_per_hour`` orders an hour (staff ordering for others, not)."""
-    placed = await session.scalar(
-        select(func.count()).where(Order.placed_by_id == actor.user_id, Order.created_at > now - timedelta(hours=1))
+    """A resident places at most ``resident_orders_per_hour`` orders an hour (staff ordering for others, not).
+
+    Takes a lock on the resident for the rest of the order's transaction first: counting their orders
+    of the last hour and inserting this one are then one step for every request on every instance (a
+    concurrent order waits here, and counts this one once it is committed)."""
+    lock_key = func.hashtextextended(f"orders-per-hour:{actor.user_id}", 0)
+    await session.execute(select(func.pg_advisory_xact_lock(lock_key)))
+    limit = settings.resident_orders_per_hour
+    # The hour's ``limit``-th newest order: while it is in the window, the limit is reached.
+    nth_newest = await session.scalar(
+        select(Order.created_at)
+        .where(Order.placed_by_id == actor.user_id, Order.created_at > now - _ORDER_WINDOW)
+        .order_by(Order.created_at.desc())
+        .offset(limit - 1)
+        .limit(1)
     )
-    if (placed or 0) >= settings.resident_orders_per_hour:
-        raise RateLimited(f"每小时最多点单 {settings.resident_orders_per_hour} 次, 请稍后再试")
+    if nth_newest is not None:
+        retry_after = max(1, math.ceil((nth_newest + _ORDER_WINDOW - now).total_seconds()))
+        raise RateLimited(f"每小时最多点单 {limit} 次, 请稍后再试", retry_after_seconds=retry_after)
 
 
 async def _resident_served(session: AsyncSession, actor: Actor, body: OrderCreate) -> int | None:

@@ -1,62 +1,81 @@
-"""Login throttling (登录限流): a sliding window of attempts per account and per client address.
+"""Login throttling (登录限流): attempts per account and per client address, counted in PostgreSQL.
 
-Kept in process memory: each service instance limits on its own, so N instances allow at most N times
-the limit — still a hard ceiling on password guessing, with no database write per failed login.
+Every instance of the service counts against the same limit, and an attempt is counted by the same
+statement that decides whether it may go ahead (``count_attempt``), so no number of concurrent requests
+on any number of instances gets past a limit. A limit's window opens with the first attempt under its
+key and lasts ``seconds``; the next attempt after it passed opens a new one.
 """
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict, deque
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, bindparam, case, delete, func
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import RateLimited
+from app.models import RateLimitCounter
+from app.models.base import table_of
+
+_COUNTERS = table_of(RateLimitCounter)
+_NEW = insert(_COUNTERS).values(key=bindparam("key"), hits=1, expires_at=bindparam("expires_at"))
+_EXPIRED = _COUNTERS.c.expires_at <= bindparam("now")
+# One statement counts the attempt and returns the count: the upsert locks the key's row, so concurrent
+# attempts are counted one after the other. Past the limit the count stays at ``limit + 1``.
+_COUNT_ATTEMPT = _NEW.on_conflict_do_update(
+    index_elements=[_COUNTERS.c.key],
+    set_={
+        "hits": case((_EXPIRED, 1), else_=func.least(_COUNTERS.c.hits, bindparam("limit")) + 1),
+        "expires_at": case((_EXPIRED, _NEW.excluded.expires_at), else_=_COUNTERS.c.expires_at),
+    },
+).returning(_COUNTERS.c.hits, _COUNTERS.c.expires_at)
 
 
-class SlidingWindow:
-    def __init__(self, limit: int, seconds: float) -> None:
-        self.limit, self.seconds = limit, seconds
-        self._hits: dict[str, deque[float]] = defaultdict(deque)
+async def count_attempt(session: AsyncSession, key: str, limit: int, seconds: float, now: datetime) -> None:
+    """Count one attempt under ``key``; 429 if it is beyond ``limit`` in the current window.
 
-    def _trim(self, key: str, now: float) -> deque[float]:
-        hits = self._hits[key]
-        while hits and hits[0] <= now - self.seconds:
-            hits.popleft()
-        if not hits:
-            del self._hits[key]
-            return deque()
-        return hits
+    Runs in the caller's transaction: committed, the attempt counts; rolled back (as it is when this
+    raises), it does not — a refused attempt leaves the count at the limit."""
+    params = {"key": key, "limit": limit, "now": now, "expires_at": now + timedelta(seconds=seconds)}
+    hits, expires_at = (await session.execute(_COUNT_ATTEMPT, params)).one()
+    if hits > limit:
+        # Clamped: a request that read the clock before the one opening the window sees it end later.
+        retry_after = min(max(1, math.ceil((expires_at - now).total_seconds())), math.ceil(seconds))
+        raise RateLimited("尝试次数过多, 请稍后再试", retry_after_seconds=retry_after)
 
-    def check(self, key: str, now: float | None = None) -> None:
-        """Raise 429 if ``key`` already used up its window."""
-        now = time.monotonic() if now is None else now
-        hits = self._trim(key, now)
-        if len(hits) >= self.limit:
-            retry_after = int(hits[0] + self.seconds - now) + 1
-            raise RateLimited("尝试次数过多, 请稍后再试", retry_after_seconds=retry_after)
 
-    def hit(self, key: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        self._trim(key, now)
-        self._hits[key].append(now)
-
-    def clear(self, key: str) -> None:
-        self._hits.pop(key, None)
+async def prune_counters(sessionmaker: async_sessionmaker[AsyncSession], now: datetime | None = None) -> int:
+    """Delete the counters whose window has passed (the worker, every round); how many went."""
+    now = now or datetime.now(UTC)
+    async with sessionmaker() as session, session.begin():
+        result = await session.execute(delete(RateLimitCounter).where(RateLimitCounter.expires_at <= now))
+    return cast(CursorResult[Any], result).rowcount
 
 
 class LoginThrottle:
-    """Failed logins per account (5 per 15 min) and all logins per client address (30 per 15 min)."""
+    """Failed logins per account (5 per 15 min) and all logins per client address (30 per 15 min).
+
+    An attempt is counted against the account before its password is checked (so concurrent guesses
+    cannot all slip in while the first are being verified) and the count is cleared when one succeeds:
+    what stays counted is failures."""
 
     def __init__(self, per_account: int = 5, per_address: int = 30, seconds: float = 15 * 60) -> None:
-        self.accounts = SlidingWindow(per_account, seconds)
-        self.addresses = SlidingWindow(per_address, seconds)
+        self.per_account, self.per_address, self.seconds = per_account, per_address, seconds
 
-    def before(self, username: str, address: str) -> None:
-        self.addresses.check(address)
-        self.accounts.check(username.lower())
-        self.addresses.hit(address)
+    async def attempt(self, session: AsyncSession, username: str, address: str, now: datetime | None = None) -> None:
+        """Count a login attempt from ``address`` for ``username`` in the session's transaction; 429
+        past either limit (an attempt refused for the account does not count against the address)."""
+        now = now or datetime.now(UTC)
+        await count_attempt(session, f"login:address:{address}", self.per_address, self.seconds, now)
+        await count_attempt(session, _account_key(username), self.per_account, self.seconds, now)
 
-    def failed(self, username: str) -> None:
-        self.accounts.hit(username.lower())
+    async def succeeded(self, session: AsyncSession, username: str) -> None:
+        """The password was right: the account's failures are forgotten."""
+        await session.execute(delete(RateLimitCounter).where(RateLimitCounter.key == _account_key(username)))
 
-    def succeeded(self, username: str) -> None:
-        self.accounts.clear(username.lower())
+
+def _account_key(username: str) -> str:
+    return f"login:account:{username.lower()}"
