@@ -140,7 +140,7 @@ MUTANTS = (
     Mutant(
         "anyone in the county may be credited as a participant",
         "app/services/effects.py",
-        "    found = {row[\"id\"] for row in await _PARTICIPANTS.fetch(change.db, params)}",
+        '    found = {row["id"] for row in await _PARTICIPANTS.fetch(change.db, params)}',
         "    found = set(ids)",
         ("tests/test_ledger.py",),
     ),
@@ -157,6 +157,13 @@ MUTANTS = (
         "        if body.hours > window:",
         "        if False:",
         ("tests/test_ledger.py",),
+    ),
+    Mutant(
+        "the database lets a grab pass the volunteer's limit",
+        "migrations/versions/20261203_5e1f0c2a7b9d_grab_within_the_volunteers_limit.py",
+        "AND NEW.status = 'accepted' AND",
+        "AND NEW.status = 'never' AND",
+        RACES,
     ),
     Mutant(
         "hours beyond the check-in span are credited",

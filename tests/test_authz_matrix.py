@@ -64,12 +64,19 @@ def fixed(kind: str, name: str) -> Make:
 
 
 def order(
-    status: Status, unit: str = "zhan11", *, placer: str | None = None, for_resident: str | None = None, stars: int = 5
+    status: Status,
+    unit: str = "zhan11",
+    *,
+    placer: str | None = None,
+    for_resident: str | None = None,
+    stars: int = 5,
+    holder: str | None = None,
 ) -> Make:
     """A fresh order at ``unit`` driven through the API into ``status``.
 
     Placed by the unit's resident (r1 in 站11, r3 in 站21) unless ``placer`` places it for
-    ``for_resident`` (代点单). Orders are held by v11a in 站11 and by v21 in 站21; ``stars`` rates it.
+    ``for_resident`` (代点单). Orders are held by ``holder``, else v11a in 站11 and v21 in 站21;
+    ``stars`` rates it.
     """
 
     async def make(world: World) -> int:
@@ -77,7 +84,7 @@ def order(
         who = placer or resident
         proxy = {"resident_id": world.users[for_resident], "channel": "offline"} if for_resident else {}
         oid: int = (await world.place(who, unit=unit, **proxy))["id"]
-        admin, volunteer = f"{unit}_admin", "v21" if unit == "zhan21" else "v11a"
+        admin, volunteer = f"{unit}_admin", holder or ("v21" if unit == "zhan21" else "v11a")
         steps: list[tuple[Status, str, str, dict[str, Any]]] = [
             (Status.APPROVED, admin, "approve", {}),
             (Status.DISPATCHED, admin, "dispatch", {"volunteer_id": world.volunteers[volunteer]}),
@@ -242,9 +249,10 @@ RULES: Final[dict[str, Rule]] = {
     "POST /orders/{order_id}/rate": Rule(
         body=lambda w: {"stars": 4},
         resident=Scope(order(Status.COMPLETED), (order(Status.COMPLETED, "zhan21"),)),
-        # 代点单: whoever placed the order rates it.
+        # 代点单: whoever placed the order rates it (unless they served it: v11b holds it here).
         volunteer=Scope(
-            order(Status.COMPLETED, placer="v11a", for_resident="r2"), (order(Status.COMPLETED, "zhan21"),)
+            order(Status.COMPLETED, placer="v11a", for_resident="r2", holder="v11b"),
+            (order(Status.COMPLETED, "zhan21"),),
         ),
         admin=Scope(
             order(Status.COMPLETED, placer="suo1_admin", for_resident="r2"), (order(Status.COMPLETED, "zhan21"),)
@@ -259,7 +267,8 @@ RULES: Final[dict[str, Rule]] = {
     # --- admin: dispatch support, ledger, 回访 ---
     "GET /admin/orders/{order_id}/candidates": Rule(admin=_admin(Status.APPROVED)),
     "POST /admin/orders/{order_id}/hours": Rule(
-        body=lambda w: {"volunteer_id": w.volunteers["v11a"], "hours": "1.5", "reason": "补录"},
+        # Within the round's window (check-in → completion: half an hour here), not what was reported.
+        body=lambda w: {"volunteer_id": w.volunteers["v11a"], "hours": "0.3", "reason": "核减"},
         admin=Scope(order(Status.COMPLETED), (order(Status.COMPLETED, "zhan21"),)),
     ),
     "POST /admin/orders/{order_id}/followup": Rule(

@@ -248,3 +248,29 @@ async def test_two_completes_of_one_order_credit_hours_once(
         assert await session.scalar(select(func.count()).select_from(ServiceRecord)) == 1
         assert await session.scalar(select(func.count()).select_from(HoursEntry)) == 1
         assert await session.scalar(select(func.count()).select_from(PointsEntry)) == 1
+
+
+async def test_two_grabs_by_one_volunteer_never_pass_their_limit(
+    world: World, sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """v11a may hold one order. Two pooled orders, grabbed by v11a at once, each grab having read "none
+    in hand" before either wrote: the database's own check lets one through (409 for the other, nothing
+    written for it). Without it both would be taken."""
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Volunteer).where(Volunteer.id == world.volunteers["v11a"]).values(max_open_orders=1)
+        )
+    first, second = await world.order_in(Status.POOLED), await world.order_in(Status.POOLED)
+    _all_read_before_any_writes(monkeypatch, 2)
+    responses = await asyncio.gather(world.act("v11a", first["id"], "grab"), world.act("v11a", second["id"], "grab"))
+    assert sorted(r.status_code for r in responses) == [200, 409], [r.text for r in responses]
+    refused = next(r for r in responses if r.status_code == 409)
+    assert "上限" in refused.json()["error"]["message"]
+    async with sessionmaker() as session:
+        held = await session.scalar(
+            select(func.count()).where(
+                Order.assignee_volunteer_id == world.volunteers["v11a"], Order.status == "accepted"
+            )
+        )
+        grabs = await session.scalar(select(func.count()).where(OrderEvent.action == "grab"))
+    assert held == 1 and grabs == 1

@@ -28,11 +28,10 @@ from app.models import Order, OrderRow, OrgUnit, ServiceParticipant, ServiceReco
 from app.prepared import Prepared, RawConnection
 from app.schemas.ledger import HoursKind, PointsKind
 from app.schemas.orders import CompleteBody, DispatchBody, PublishBody, RateBody, TransferBody
-from app.services import ledger, statements
+from app.services import candidates, ledger, statements
 from app.services.policies import Policy, policy_at
 from app.services.statements import WritePart
 
-OPEN_STATES = (Status.DISPATCHED.value, Status.ACCEPTED.value, Status.IN_SERVICE.value)
 FOLLOWUP_STARS = 2  # ratings at or below this flag the order for 回访
 
 
@@ -139,12 +138,22 @@ _IN_HAND = Prepared(
         select(func.count())
         .where(
             Order.assignee_volunteer_id == bindparam("volunteer_id", type_=BigInteger),
-            Order.status == any_(array(list(OPEN_STATES))),  # Prepared: no expanding IN
+            Order.status == any_(array(list(candidates.OPEN_STATES))),  # Prepared: no expanding IN
         )
         .scalar_subquery()
         .label("in_hand"),
     ).where(Volunteer.id == bindparam("volunteer_id", type_=BigInteger))
 )
+
+
+# The SQLSTATE of the database's own check of that limit (migration 5e1f0c2a7b9d): two grabs by one
+# volunteer each read the count before the other wrote; the statement of the second one fails.
+OVER_THE_LIMIT = "SD001"
+
+
+def over_the_limit(status: str, limit: int | None = None) -> Conflict:
+    shown = f" ({limit})" if limit is not None else ""
+    return Conflict(f"同时服务的订单已达上限{shown}", status=status, limit=limit)
 
 
 async def take(change: Change) -> None:
@@ -155,8 +164,7 @@ async def take(change: Change) -> None:
         row = await _IN_HAND.fetchrow(change.db, {"volunteer_id": volunteer_id})
         assert row is not None  # the actor is this volunteer
         if row["in_hand"] >= row["max_open_orders"]:
-            limit = row["max_open_orders"]
-            raise Conflict(f"同时服务的订单已达上限 ({limit})", status=change.order.status, limit=limit)
+            raise over_the_limit(change.order.status, row["max_open_orders"])
     change.order.assignee_volunteer_id = volunteer_id
     change.order.accepted_at = change.order.accepted_at or change.now
 
