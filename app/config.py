@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     environment: Literal["development", "test", "production"] = "development"
     # ``DATABASE_URL`` (the conventional name) or ``SIDAN_DATABASE_URL``; empty = embedded PostgreSQL.
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("SIDAN_DATABASE_URL", "DATABASE_URL"))
+    # Statistics and exports read here when set (a streaming replica; read-only is fine), else the main one.
+    read_database_url: str | None = None
     data_dir: Path = Path(".sidan")
     # A fixed pool: SQLAlchemy closes an overflow connection as soon as it is returned, so under a
     # burst every request past the pool size paid for a new connection (connect, TLS attempt, type

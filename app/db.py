@@ -186,10 +186,27 @@ class RequestSessions:
         try:
             await self.app(scope, receive, send)
         finally:
-            session: AsyncSession | None = scope.get("state", {}).get(_SESSION)
-            if session is not None:
-                with anyio.CancelScope(shield=True):
-                    await session.close()
+            state = scope.get("state", {})
+            for key in (_SESSION, _REPORT_SESSION):
+                session: AsyncSession | None = state.get(key)
+                if session is not None:
+                    with anyio.CancelScope(shield=True):
+                        await session.close()
 
 
 Session = Annotated[AsyncSession, Depends(get_session)]
+
+_REPORT_SESSION = "db_report_session"
+
+
+async def get_report_session(request: Request) -> AsyncSession:
+    """The request's session for statistics and exports: on ``SIDAN_READ_DATABASE_URL`` (a streaming
+    replica, say) when set, else on the main database; nothing read through it is ever written."""
+    session: AsyncSession | None = getattr(request.state, _REPORT_SESSION, None)
+    if session is None:
+        session = request.app.state.report_sessionmaker()
+        setattr(request.state, _REPORT_SESSION, session)
+    return session
+
+
+ReportSession = Annotated[AsyncSession, Depends(get_report_session)]

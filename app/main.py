@@ -10,7 +10,14 @@ import httpx
 from fastapi import FastAPI
 
 from app.config import Settings, get_settings
-from app.db import RequestSessions, create_engine, create_read_sessionmaker, create_sessionmaker, resolve_database_url
+from app.db import (
+    RequestSessions,
+    create_engine,
+    create_read_sessionmaker,
+    create_sessionmaker,
+    resolve_database_url,
+    to_async_url,
+)
 from app.errors import install_error_handlers
 from app.lane import ActionLane
 from app.limits import BodySizeLimit
@@ -45,6 +52,12 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         pool_gauges = asyncio.create_task(watch_pool(engine, settings))
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_read_sessionmaker(engine)
+        # Statistics and exports: a replica's own pool when SIDAN_READ_DATABASE_URL names one.
+        reports = (
+            create_engine(to_async_url(settings.read_database_url), settings) if settings.read_database_url else engine
+        )
+        app.state.report_engine = reports
+        app.state.report_sessionmaker = create_sessionmaker(reports)
         app.state.http = httpx.AsyncClient()
         stop = asyncio.Event()
         worker = (
@@ -60,6 +73,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             if worker is not None:
                 await worker
             await app.state.http.aclose()
+            if reports is not engine:
+                await reports.dispose()
             await engine.dispose()
             process_exiting()
 

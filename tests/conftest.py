@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import asyncpg
@@ -26,6 +28,7 @@ from app.db import start_embedded_postgres, stop_embedded_postgres, to_async_url
 from app.main import create_app
 from app.migrate import upgrade
 from app.models import Base
+from tests.wechat_standin import StandInWechat
 from tests.world import World, build_world
 
 
@@ -114,3 +117,16 @@ async def _clean_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
 async def world(sessionmaker: async_sessionmaker[AsyncSession], client: httpx.AsyncClient) -> World:
     """A small county: 中心 → 2 所 → 3 站, with admins, volunteers, teams, residents and a menu."""
     return await build_world(sessionmaker, client)
+
+
+@pytest.fixture
+def wechat_server() -> Iterator[str]:
+    StandInWechat.sends, StandInWechat.attempts, StandInWechat.token_calls = [], 0, 0
+    StandInWechat.fail_next, StandInWechat.expire_token_once = 0, False
+    StandInWechat.valid, StandInWechat.current, StandInWechat.forced_refreshes = set(), None, 0
+    StandInWechat.issued, StandInWechat.refuse = 0, None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StandInWechat)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import CurrentAdmin
-from app.db import Session
+from app.db import ReportSession
 from app.routers.deps import errors
 from app.schemas.common import Id, PeriodBound
 from app.schemas.stats import GroupBy, StatsOut
@@ -39,7 +39,7 @@ CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.get("/stats", response_model=StatsOut, responses=errors(401, 403, 404, 422))
 async def center_stats(
-    session: Session,
+    session: ReportSession,
     actor: CurrentAdmin,
     unit_id: UnitQuery = None,
     period_from: FromQuery = None,
@@ -61,7 +61,7 @@ def requested_period(period_from: date | datetime | None, period_to: date | date
 
 
 def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
-    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    maker: async_sessionmaker[AsyncSession] = request.app.state.report_sessionmaker
     return maker
 
 
@@ -86,7 +86,7 @@ async def _export(
 @router.get("/exports/orders.csv", response_class=StreamingResponse, responses=CSV_RESPONSES)
 async def export_orders(
     request: Request,
-    session: Session,
+    session: ReportSession,
     actor: CurrentAdmin,
     unit_id: UnitQuery = None,
     period_from: FromQuery = None,
@@ -103,7 +103,7 @@ async def export_orders(
 )
 async def export_service_records(
     request: Request,
-    session: Session,
+    session: ReportSession,
     actor: CurrentAdmin,
     unit_id: UnitQuery = None,
     period_from: FromQuery = None,
@@ -120,7 +120,7 @@ async def export_service_records(
 )
 async def export_volunteer_hours(
     request: Request,
-    session: Session,
+    session: ReportSession,
     actor: CurrentAdmin,
     unit_id: UnitQuery = None,
     period_from: FromQuery = None,
