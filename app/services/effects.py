@@ -28,7 +28,7 @@ from app.models import Order, OrderRow, OrgUnit, ServiceParticipant, ServiceReco
 from app.prepared import Prepared, RawConnection
 from app.schemas.ledger import HoursKind, PointsKind
 from app.schemas.orders import CompleteBody, DispatchBody, PublishBody, RateBody, TransferBody
-from app.services import candidates, ledger, statements
+from app.services import candidates, effect_rows, ledger
 from app.services.policies import Policy, policy_at
 from app.services.statements import WritePart
 
@@ -224,7 +224,7 @@ async def complete(change: Change) -> None:
     rate = change.policy.points_per_hour
     record_id: int = change.read["new_record_id"]
     change.add_write(
-        statements.service_record_rows,
+        effect_rows.service_record_rows,
         {
             "record_id": record_id,
             "record_order_id": order.id,
@@ -277,7 +277,7 @@ async def rate(change: Change) -> None:
             raise Forbidden("参与服务的志愿者不能评价自己的服务", status=order.status)
     by_proxy = change.actor.user_id != order.resident_id
     change.add_write(
-        statements.rating_row,
+        effect_rows.rating_row,
         {
             "rating_order_id": order.id,
             "rating_round": order.round,

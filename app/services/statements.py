@@ -6,8 +6,8 @@
   (``app.workflow.Read``). For the system (timers, automatic dispatch) the order and policy alone.
 - **The write**: everything a transition writes, in one statement, all of it only if the order is still
   at the version read (compare-and-set): the order's new state, its timeline event, one outbox row per
-  recipient, the reliability counter, the idempotency record, and the effect's rows (a service
-  record, a rating).
+  recipient, the reliability counter, the idempotency record, and the effect's rows (``effect_rows``: a
+  service record, a rating).
 
 Statements are Core against the models, compiled once per shape and sent on asyncpg (``Prepared``).
 """
@@ -24,9 +24,7 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Label,
-    Numeric,
     String,
-    Text,
     and_,
     bindparam,
     exists,
@@ -36,21 +34,16 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 from app.auth import Actor, caller_columns
 from app.domain import Action, Role, Status
 from app.models import (
-    HoursEntry,
     IdempotencyRecord,
     OrderEvent,
     OrgUnit,
-    PointsEntry,
-    Rating,
-    ServiceParticipant,
-    ServiceRecord,
     Team,
     Volunteer,
 )
@@ -255,96 +248,3 @@ async def record_event(session: AsyncSession, event: dict[str, Any]) -> None:
     deletes) outside a transition (placing an order, an hours correction, a 回访): a transition writes
     its event in its one write statement."""
     await session.execute(insert(table_of(OrderEvent)), event)
-
-
-# ---- the rows effects add to the write ---------------------------------------------------------------
-
-
-def _param(name: str, type_: Any) -> Any:
-    return bindparam(name, type_=type_)
-
-
-def _participants() -> Any:
-    """The participants of the record being written, one row each: volunteer id, hours, points."""
-    return func.unnest(
-        _param("record_volunteer_ids", ARRAY(BigInteger)),
-        _param("record_hours", ARRAY(Numeric(5, 1))),
-        _param("record_points", ARRAY(Integer)),
-        _param("record_points_reasons", ARRAY(Text)),
-    ).table_valued("volunteer_id", "hours", "points", "reason", name="participant")
-
-
-def service_record_rows(written: ColumnElement[bool]) -> Insert:
-    """The completion's rows, written only if the order is: the service record, its participants,
-    and each participant's 信用时长 and 积分 entries (the ledgers; points only where there are any)."""
-    record = (
-        insert(table_of(ServiceRecord))
-        .from_select(
-            ["id", "order_id", "round", "summary", "served_count", "photos", "submitted_by_id"],
-            select(
-                _param("record_id", BigInteger),
-                _param("record_order_id", BigInteger),
-                _param("record_round", Integer),
-                _param("record_summary", Text),
-                _param("record_served_count", Integer),
-                _param("record_photos", ARRAY(Text)),
-                _param("record_actor_id", BigInteger),
-            ).where(written),
-        )
-        .returning(table_of(ServiceRecord).c.id)
-        .cte("record")
-    )
-    p = _participants().render_derived()
-    participants = (
-        insert(table_of(ServiceParticipant))
-        .from_select(["record_id", "volunteer_id", "hours"], select(record.c.id, p.c.volunteer_id, p.c.hours))
-        .cte("participants")
-    )
-    hours = (
-        insert(table_of(HoursEntry))
-        .from_select(
-            ["volunteer_id", "kind", "hours", "order_id", "record_id", "actor_id", "created_at"],
-            select(
-                p.c.volunteer_id,
-                _param("record_kind_service", String),
-                p.c.hours,
-                _param("record_order_id", BigInteger),
-                record.c.id,
-                _param("record_actor_id", BigInteger),
-                _param("record_now", table_of(HoursEntry).c.created_at.type),
-            ),
-        )
-        .cte("hours")
-    )
-    return (
-        insert(table_of(PointsEntry))
-        .from_select(
-            ["volunteer_id", "kind", "delta", "reason", "order_id", "created_at"],
-            select(
-                p.c.volunteer_id,
-                _param("record_kind_earned", String),
-                p.c.points,
-                p.c.reason,
-                _param("record_order_id", BigInteger),
-                _param("record_now", table_of(PointsEntry).c.created_at.type),
-            )
-            .select_from(record)
-            .where(p.c.points > 0),
-        )
-        .add_cte(participants, hours)
-    )
-
-
-def rating_row(written: ColumnElement[bool]) -> Insert:
-    return insert(table_of(Rating)).from_select(
-        ["order_id", "round", "stars", "tags", "comment", "rated_by_id", "by_proxy"],
-        select(
-            _param("rating_order_id", BigInteger),
-            _param("rating_round", Integer),
-            _param("rating_stars", Integer),
-            _param("rating_tags", ARRAY(String)),
-            _param("rating_comment", Text),
-            _param("rating_by_id", BigInteger),
-            _param("rating_by_proxy", table_of(Rating).c.by_proxy.type),
-        ).where(written),
-    )
