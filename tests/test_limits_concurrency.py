@@ -157,3 +157,29 @@ async def test_concurrent_orders_by_one_resident_create_only_the_hourly_limit(
     # Another resident's orders are theirs to place.
     other = await _send(apps[-1], "POST", "/orders", json=world.order_body(), headers=world.h("r2"))
     assert other.status_code == 201
+
+
+@pytest.mark.parametrize("n_instances", [1, 3])
+async def test_concurrent_password_changes_with_a_stolen_token_try_only_the_limit(
+    world: World,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    instances: Instances,
+    tried: list[str],
+    n_instances: int,
+) -> None:
+    """A token alone buys no unlimited guesses at the account's password: 20 password changes with wrong
+    old passwords at once, over the instances, check only 5 (422), the rest 429, and then even the right
+    old password waits for the window."""
+    apps = await instances(n_instances, login_failures_per_account=5)
+    await set_password(sessionmaker, "zhan11_admin", "right-password")
+    wrong = {"old_password": "guess", "new_password": "a-new-password-1"}
+    headers = world.h("zhan11_admin")
+    responses = await _all_at_once(
+        apps, 20, lambda client, _: client.post("/auth/password", json=wrong, headers=headers)
+    )
+    assert sorted(r.status_code for r in responses) == [422] * 5 + [429] * 15
+    assert len(tried) == 5
+    right = wrong | {"old_password": "right-password"}
+    _retry_after(await _send(apps[0], "POST", "/auth/password", json=right, headers=headers), most=900)
+    await _let_the_windows_pass(sessionmaker)
+    assert (await _send(apps[-1], "POST", "/auth/password", json=right, headers=headers)).status_code == 200

@@ -31,12 +31,16 @@ async def refresh(actor: CurrentUser, session: Session, settings: SettingsDep) -
     return await accounts.refresh(session, settings, actor.user_id)
 
 
-@router.post("/auth/password", response_model=TokenOut, responses=errors(401, 422))
+@router.post("/auth/password", response_model=TokenOut, responses=errors(401, 422, 429))
 async def change_password(
-    body: PasswordChangeIn, actor: CurrentUser, session: Session, settings: SettingsDep
+    body: PasswordChangeIn, request: Request, actor: CurrentUser, session: Session, settings: SettingsDep
 ) -> TokenOut:
-    """修改密码: all earlier tokens stop working; use the returned one."""
-    return await accounts.change_password(session, settings, actor.user_id, body.old_password, body.new_password)
+    """修改密码: all earlier tokens stop working; use the returned one. Wrong old passwords count like
+    failed logins (429 past ``SIDAN_LOGIN_FAILURES_PER_ACCOUNT`` in the window)."""
+    throttle = request.app.state.login_throttle
+    return await accounts.change_password(
+        session, settings, throttle, actor.user_id, body.old_password, body.new_password
+    )
 
 
 @router.post("/auth/wechat", response_model=TokenOut, responses=errors(401, 422, 503))

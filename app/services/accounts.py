@@ -50,15 +50,24 @@ async def refresh(session: AsyncSession, settings: Settings, user_id: int) -> To
 
 
 async def change_password(
-    session: AsyncSession, settings: Settings, user_id: int, old_password: str, new_password: str
+    session: AsyncSession,
+    settings: Settings,
+    throttle: LoginThrottle,
+    user_id: int,
+    old_password: str,
+    new_password: str,
 ) -> TokenOut:
-    """修改密码: every token issued before stops working; the answer carries a new one."""
+    """修改密码: every token issued before stops working; the answer carries a new one. Throttled like
+    logins: each attempt is counted (and committed) before the old password is checked."""
+    async with transaction(session):
+        await throttle.password_attempt(session, user_id)
     async with transaction(session):
         user = (await session.execute(select(User).where(User.id == user_id).with_for_update())).scalar_one_or_none()
         if user is None or not user.password_hash or not await verify_password(user.password_hash, old_password):
             raise InvalidInput("原密码不正确")
         user.password_hash = await hash_password(new_password)
         user.token_version += 1
+        await throttle.password_succeeded(session, user_id)
     return token_response(settings, user)
 
 

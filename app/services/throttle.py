@@ -76,6 +76,19 @@ class LoginThrottle:
         """The password was right: the account's failures are forgotten."""
         await session.execute(delete(RateLimitCounter).where(RateLimitCounter.key == _account_key(username)))
 
+    async def password_attempt(self, session: AsyncSession, user_id: int, now: datetime | None = None) -> None:
+        """Count a password change (its old password about to be checked) for ``user_id``; 429 past the
+        per-account limit: a stolen token must not buy unlimited guesses at the password."""
+        now = now or datetime.now(UTC)
+        await count_attempt(session, _password_key(user_id), self.per_account, self.seconds, now)
+
+    async def password_succeeded(self, session: AsyncSession, user_id: int) -> None:
+        await session.execute(delete(RateLimitCounter).where(RateLimitCounter.key == _password_key(user_id)))
+
+
+def _password_key(user_id: int) -> str:
+    return f"password:user:{user_id}"
+
 
 def _account_key(username: str) -> str:
     return f"login:account:{username.lower()}"
