@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from app.errors import connection_lost
+from app.errors import classify_database_error, connection_lost
 
 Processor = Callable[[Any], Any] | None
 T = TypeVar("T")
@@ -52,7 +52,15 @@ async def pooled(engine: AsyncEngine) -> AsyncIterator[RawConnection]:
     18 µs (measured, loop of 20,000). SQLAlchemy begins no transaction on it, so giving it back sends
     nothing. A connection cut short mid-statement (cancelled) or left in a transaction is closed by
     the pool instead of handed on."""
-    proxied = await engine.raw_connection()
+    try:
+        proxied = await engine.raw_connection()
+    except Exception as exc:
+        # Without a SQLAlchemy ``Connection`` a failed connect surfaces as the driver adapter's own
+        # error, not wrapped in ``DBAPIError``: the same classification answers it (503, 409 busy).
+        refused = classify_database_error(exc)
+        if refused is None:
+            raise
+        raise refused from exc
     driver = proxied.driver_connection
     assert isinstance(driver, asyncpg.Connection)
 
