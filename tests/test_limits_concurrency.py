@@ -5,8 +5,10 @@ limit through."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -21,7 +23,7 @@ from app.main import create_app
 from app.models import Order, RateLimitCounter
 from app.services import accounts
 from tests.helpers import count
-from tests.test_auth import set_password
+from tests.test_auth import FakeWechat, set_password
 from tests.world import World
 
 Instances = Callable[..., Awaitable[list[FastAPI]]]
@@ -183,3 +185,28 @@ async def test_concurrent_password_changes_with_a_stolen_token_try_only_the_limi
     _retry_after(await _send(apps[0], "POST", "/auth/password", json=right, headers=headers), most=900)
     await _let_the_windows_pass(sessionmaker)
     assert (await _send(apps[-1], "POST", "/auth/password", json=right, headers=headers)).status_code == 200
+
+
+@pytest.mark.parametrize("n_instances", [1, 3])
+async def test_concurrent_wechat_logins_from_one_address_ask_wechat_only_the_limit(
+    world: World, instances: Instances, n_instances: int
+) -> None:
+    """WeChat logins name no account: they count against the client address, shared with password
+    logins. 20 at once from one address over the instances: 5 reach code2session, 15 are 429."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeWechat)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    FakeWechat.calls.clear()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        apps = await instances(n_instances, login_attempts_per_address=5, wechat_base_url=base)
+        responses = await _all_at_once(
+            apps,
+            20,
+            lambda client, i: client.post("/auth/wechat", json={"code": f"good-{i}"}),
+            address=lambda _: "203.0.113.9",
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sorted(r.status_code for r in responses) == [200] * 5 + [429] * 15
+    assert len(FakeWechat.calls) == 5

@@ -20,9 +20,13 @@ router = APIRouter(tags=["auth"])
 @router.post("/auth/login", response_model=TokenOut, responses=errors(401, 422, 429))
 async def login(body: LoginIn, request: Request, session: Session, settings: SettingsDep) -> TokenOut:
     """用户名密码登录 (工作人员、志愿者). Repeated failures are refused with 429 for a while."""
-    address = request.client.host if request.client else "unknown"
     throttle = request.app.state.login_throttle
-    return await accounts.login(session, settings, throttle, body.username, body.password, address)
+    return await accounts.login(session, settings, throttle, body.username, body.password, client_address(request))
+
+
+def client_address(request: Request) -> str:
+    """The address logins are counted against (the direct peer: a proxy in front sets its own)."""
+    return request.client.host if request.client else "unknown"
 
 
 @router.post("/auth/refresh", response_model=TokenOut, responses=errors(401))
@@ -43,10 +47,11 @@ async def change_password(
     )
 
 
-@router.post("/auth/wechat", response_model=TokenOut, responses=errors(401, 422, 503))
+@router.post("/auth/wechat", response_model=TokenOut, responses=errors(401, 422, 429, 503))
 async def wechat_login(body: WechatLoginIn, request: Request, session: Session, settings: SettingsDep) -> TokenOut:
     """微信小程序登录: ``code`` from ``wx.login()``; residents are created on first login."""
-    return await accounts.wechat_login(session, settings, request.app.state.http, body.code)
+    throttle, address = request.app.state.login_throttle, client_address(request)
+    return await accounts.wechat_login(session, settings, throttle, request.app.state.http, body.code, address)
 
 
 @router.get("/me", response_model=MeOut, responses=errors(401))

@@ -71,8 +71,18 @@ async def change_password(
     return token_response(settings, user)
 
 
-async def wechat_login(session: AsyncSession, settings: Settings, http: httpx.AsyncClient, code: str) -> TokenOut:
-    """小程序登录: exchange ``code`` at code2session for the openid; first login creates the resident."""
+async def wechat_login(
+    session: AsyncSession,
+    settings: Settings,
+    throttle: LoginThrottle,
+    http: httpx.AsyncClient,
+    code: str,
+    address: str,
+) -> TokenOut:
+    """小程序登录: exchange ``code`` at code2session for the openid; first login creates the resident.
+    Counted against the client address like any login (429 past the limit), before WeChat is asked."""
+    async with transaction(session):
+        await throttle.address_attempt(session, address)
     try:
         response = await http.get(
             f"{settings.wechat_base_url.rstrip('/')}/sns/jscode2session",

@@ -76,6 +76,12 @@ class LoginThrottle:
         """The password was right: the account's failures are forgotten."""
         await session.execute(delete(RateLimitCounter).where(RateLimitCounter.key == _account_key(username)))
 
+    async def address_attempt(self, session: AsyncSession, address: str, now: datetime | None = None) -> None:
+        """Count a login with no account named (WeChat's ``code``) against the client address; 429 past
+        the per-address limit, which it shares with password logins."""
+        now = now or datetime.now(UTC)
+        await count_attempt(session, f"login:address:{address}", self.per_address, self.seconds, now)
+
     async def password_attempt(self, session: AsyncSession, user_id: int, now: datetime | None = None) -> None:
         """Count a password change (its old password about to be checked) for ``user_id``; 429 past the
         per-account limit: a stolen token must not buy unlimited guesses at the password."""
