@@ -520,22 +520,25 @@ async def test_no_one_rates_their_own_service(world: World, app: FastAPI, sessio
         assert refused.status_code == 403, refused.text
         assert await snapshot(app, order["id"]) == before
         rated = await world.ok("r1", order["id"], "rate", {"stars": 4})
-        assert rated["status"] == "rated"
+        assert rated["status"] == "rated" and rated["rating"]["by_proxy"] is False  # the resident's own
     async with sessionmaker() as session:
         raters = set((await session.execute(select(Rating.rated_by_id))).scalars())
     assert raters == {world.users["r1"]}
 
 
-async def test_a_proxy_rating_is_marked_in_the_timeline_stats_and_exports(world: World) -> None:
-    """v11b ordered for r1 (代点单); v11a served; v11b, who did not serve, rates it: a 代评, counted apart
-    in the statistics and marked in the orders export."""
+async def test_a_proxy_rating_is_marked_in_the_answer_timeline_stats_and_exports(world: World) -> None:
+    """v11b ordered for r1 (代点单); v11a served; v11b, who did not serve, rates it: a 代评, marked in the
+    answer and the order, the timeline, counted apart in the statistics and marked in the orders export."""
     order = await world.place("v11b", resident_id=world.users["r1"])
     await world.ok("zhan11_admin", order["id"], "approve")
     await world.ok("zhan11_admin", order["id"], "dispatch", {"volunteer_id": world.volunteers["v11a"]})
     for action in ("accept", "check_in"):
         await world.ok("v11a", order["id"], action)
     await world.ok("v11a", order["id"], "complete", complete_body(world, {"v11a": "0.5"}))
-    await world.ok("v11b", order["id"], "rate", {"stars": 5})
+    answer = await world.ok("v11b", order["id"], "rate", {"stars": 5})
+    assert answer["rating"]["stars"] == 5 and answer["rating"]["by_proxy"] is True
+    detail = await get(world, f"/orders/{order['id']}", "r1")
+    assert detail["rating"]["by_proxy"] is True and detail["rating"]["stars"] == 5
     rated = (await events(world, order["id"]))[-1]
     assert rated["action"] == "rate" and rated["payload"]["by_proxy"] is True
     stats = await get(world, "/admin/stats", "zhan11_admin")

@@ -135,6 +135,14 @@ class RateBody(BaseModel):
     tags: Annotated[list[Tag], Field(max_length=10)] = []
 
 
+class OrderRating(Schema):
+    """评单: the rating of the order's current round."""
+
+    stars: int
+    by_proxy: bool = Field(description="代评: given by whoever placed the order for the resident, not the resident")
+    rated_at: datetime
+
+
 class OrderOut(Schema):
     id: int
     code: str
@@ -169,6 +177,10 @@ class OrderOut(Schema):
     allowed_actions: list[Action] = Field(description="actions the caller may take now")
     # Defaulted so responses stored for Idempotency-Key replays before this field existed still load.
     needs_followup: bool = Field(default=False, description="差评待回访: a 1–2 star rating not yet followed up")
+    rating: OrderRating | None = Field(
+        default=None,
+        description="the current round's rating, in GET /orders/{id} and in the answer to rate; lists leave it out",
+    )
 
 
 class EventOut(Schema):

@@ -191,7 +191,7 @@ async def _write(
     if spec.reliability is not None:
         # Reliability is the acting volunteer's; an expiry counts against the one who let it pass.
         params["reliability_volunteer_id"] = previous_target[1] if spec.action is Action.EXPIRE else actor.volunteer_id
-    answer = None if actor is SYSTEM_ACTOR else present_order(order, actor, answering_action=True)
+    answer = None if actor is SYSTEM_ACTOR else present_order(order, actor, answering_action=True, rating=change.rating)
     if idem is not None:
         assert answer is not None
         params |= {

@@ -27,7 +27,7 @@ from app.errors import Conflict, Forbidden, InvalidInput
 from app.models import Order, OrderRow, OrgUnit, ServiceParticipant, ServiceRecord, TeamMember, Volunteer
 from app.prepared import Prepared, RawConnection
 from app.schemas.ledger import HoursKind, PointsKind
-from app.schemas.orders import CompleteBody, DispatchBody, PublishBody, RateBody, TransferBody
+from app.schemas.orders import CompleteBody, DispatchBody, OrderRating, PublishBody, RateBody, TransferBody
 from app.services import candidates, effect_rows, ledger
 from app.services.policies import Policy, policy_at
 from app.services.statements import WritePart
@@ -49,6 +49,7 @@ class Change:
     event_payload: dict[str, Any] = field(default_factory=dict)
     deadline_minutes: int | None = None  # set by dispatch/publish when the request names one
     writes: dict[WritePart, dict[str, Any]] = field(default_factory=dict)
+    rating: OrderRating | None = None  # set by rate: shown in the answer
 
     def add_write(self, part: WritePart, params: dict[str, Any]) -> None:
         """Write ``part`` (with ``params``) in the transition's one statement, if the order is written."""
@@ -290,6 +291,7 @@ async def rate(change: Change) -> None:
     )
     if body.stars <= FOLLOWUP_STARS:
         order.needs_followup = True  # 差评回访
+    change.rating = OrderRating(stars=body.stars, by_proxy=by_proxy, rated_at=change.now)
     change.event_payload = {"stars": body.stars, "by_proxy": by_proxy}
 
 

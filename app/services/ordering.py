@@ -14,10 +14,10 @@ from app.config import Settings
 from app.db import transaction
 from app.domain import Action, Channel, Role, Status
 from app.errors import InvalidInput, NotFound, RateLimited
-from app.models import MenuItem, Order, OrderEvent, OrderView, OrgUnit, User
+from app.models import MenuItem, Order, OrderEvent, OrderView, OrgUnit, Rating, User
 from app.models.org import ancestor_paths
 from app.schemas.common import Page
-from app.schemas.orders import EventOut, OrderCreate, OrderOut, ReasonBody
+from app.schemas.orders import EventOut, OrderCreate, OrderOut, OrderRating, ReasonBody
 from app.services import idempotency, outbox
 from app.services.applying import apply_as_system
 from app.services.pagination import newest_first, page_of, page_params
@@ -171,7 +171,14 @@ async def get_order(session: AsyncSession, actor: Actor, order_id: int) -> Order
     async with transaction(session):
         order = await _visible_order(session, actor, order_id)
         await record_phone_reads(session, actor, [order], "GET /orders/{id}")
-        return present_order(order, actor)
+        rating = (
+            await session.execute(
+                select(Rating.stars, Rating.by_proxy, Rating.created_at.label("rated_at")).where(
+                    Rating.order_id == order.id, Rating.round == order.round
+                )
+            )
+        ).one_or_none()
+        return present_order(order, actor, rating=None if rating is None else OrderRating.model_validate(rating))
 
 
 async def order_events(session: AsyncSession, actor: Actor, order_id: int) -> list[EventOut]:

@@ -6,12 +6,14 @@ from app.auth import Actor
 from app.domain import STATUS_LABELS, Status
 from app.models import OrderView
 from app.schemas.common import mask_phone
-from app.schemas.orders import OrderOut
+from app.schemas.orders import OrderOut, OrderRating
 from app.services.guards import allowed_actions, may_see_phone
 from app.services.privacy import logs_phone_read
 
 
-def present_order(order: OrderView, actor: Actor, *, answering_action: bool = False) -> OrderOut:
+def present_order(
+    order: OrderView, actor: Actor, *, answering_action: bool = False, rating: OrderRating | None = None
+) -> OrderOut:
     """``order`` as ``actor`` may see it. ``answering_action``: the answer to something the caller did
     to the order, where staff see the contact phone masked: an action needs no phone, and every
     unmasked read of it by staff is logged (``privacy.logs_phone_read``), reading the order
@@ -51,4 +53,5 @@ def present_order(order: OrderView, actor: Actor, *, answering_action: bool = Fa
         updated_at=order.updated_at,
         allowed_actions=allowed_actions(actor, order),
         needs_followup=order.needs_followup,
+        rating=rating,
     )
