@@ -157,7 +157,7 @@ _SPECS = (
         {S.POOLED: _rule(S.ACCEPTED, R.VOLUNTEER, guard=Guard.POOL_ELIGIBLE, notify=(Notify.RESIDENT,))},
         effect=effects.take,
         reliability="accepted_count",
-        reads=frozenset({Read.PUBLISHED_REGION}),
+        reads=frozenset({Read.PUBLISHED_REGION, Read.IN_HAND}),
     ),
     ActionSpec(
         A.WITHDRAW,

@@ -17,18 +17,18 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import BigInteger, Integer, String, and_, any_, bindparam, exists, func, or_, select
-from sqlalchemy.dialects.postgresql import ARRAY, array
+from sqlalchemy import BigInteger, Integer, String, and_, any_, bindparam, exists, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
 
 from app.auth import Actor
 from app.domain import Role, Status
 from app.errors import Conflict, Forbidden, InvalidInput
-from app.models import Order, OrderRow, OrgUnit, ServiceParticipant, ServiceRecord, TeamMember, Volunteer
+from app.models import OrderRow, OrgUnit, ServiceParticipant, ServiceRecord, TeamMember, Volunteer
 from app.prepared import Prepared, RawConnection
 from app.schemas.ledger import HoursKind, PointsKind
 from app.schemas.orders import CompleteBody, DispatchBody, OrderRating, PublishBody, RateBody, TransferBody
-from app.services import candidates, effect_rows, ledger
+from app.services import effect_rows, ledger
 from app.services.policies import Policy, policy_at
 from app.services.statements import WritePart
 
@@ -133,20 +133,6 @@ async def publish(change: Change) -> None:
     change.deadline_minutes = change.body.accept_within_minutes
 
 
-_IN_HAND = Prepared(
-    select(
-        Volunteer.max_open_orders,
-        select(func.count())
-        .where(
-            Order.assignee_volunteer_id == bindparam("volunteer_id", type_=BigInteger),
-            Order.status == any_(array(list(candidates.OPEN_STATES))),  # Prepared: no expanding IN
-        )
-        .scalar_subquery()
-        .label("in_hand"),
-    ).where(Volunteer.id == bindparam("volunteer_id", type_=BigInteger))
-)
-
-
 # The SQLSTATE of the database's own check of that limit (migration 5e1f0c2a7b9d): two grabs by one
 # volunteer each read the count before the other wrote; the statement of the second one fails.
 OVER_THE_LIMIT = "SD001"
@@ -159,13 +145,13 @@ def over_the_limit(status: str, limit: int | None = None) -> Conflict:
 
 async def take(change: Change) -> None:
     """接单 / 抢单: the calling volunteer now holds the order. A grab must respect the volunteer's limit
-    of orders in hand (staff may knowingly dispatch beyond it)."""
+    of orders in hand (staff may knowingly dispatch beyond it): the count read with the order
+    (``Read.IN_HAND``) refuses early, the database's check at the write is the guarantee."""
     volunteer_id = change.actor.volunteer_id
     if change.order.status == Status.POOLED.value:
-        row = await _IN_HAND.fetchrow(change.db, {"volunteer_id": volunteer_id})
-        assert row is not None  # the actor is this volunteer
-        if row["in_hand"] >= row["max_open_orders"]:
-            raise over_the_limit(change.order.status, row["max_open_orders"])
+        most = change.read["caller_max_open_orders"]
+        if most is not None and change.read["caller_in_hand"] >= most:
+            raise over_the_limit(change.order.status, most)
     change.order.assignee_volunteer_id = volunteer_id
     change.order.accepted_at = change.order.accepted_at or change.now
 

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Label,
     String,
     and_,
+    any_,
     bindparam,
     exists,
     func,
@@ -34,7 +35,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, array
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
@@ -51,6 +52,7 @@ from app.models.base import table_of
 from app.models.orders import Order, OrderRow, OrderView
 from app.prepared import Prepared
 from app.services import outbox
+from app.services.candidates import OPEN_STATES
 from app.services.policies import in_force_at
 from app.services.scope import visible_to_caller
 
@@ -63,6 +65,9 @@ class Read(StrEnum):
     # to sees it (and learns "already taken", 409) even once it left the pool
     DISPATCH_TARGET = "dispatch_target"  # dispatch: the unit path of the named team or volunteer
     NEW_RECORD_ID = "new_record_id"  # complete: the id the service record will have
+    IN_HAND = (
+        "in_hand"  # grab: the caller's open orders and their limit (``caller_in_hand``, ``caller_max_open_orders``)
+    )
 
 
 # A part of the write statement an effect adds: built from the condition "the order was written",
@@ -94,7 +99,27 @@ _EXTRA: dict[Read, tuple[Label[Any], ...]] = {
     ),
     Read.NEW_RECORD_ID: (func.nextval(func.pg_get_serial_sequence("service_records", "id")).label("new_record_id"),),
     Read.PUBLISHED_REGION: (),  # widens what the caller may see, below
+    Read.IN_HAND: (),  # the caller's: below
 }
+_HELD = table_of(Order).alias("held")
+
+
+def _in_hand(caller: Any) -> tuple[Label[Any], ...]:
+    """``Read.IN_HAND`` for the caller read in the same query."""
+    return (
+        select(func.count())
+        .select_from(_HELD)
+        .where(
+            _HELD.c.assignee_volunteer_id == caller.c.volunteer_id,
+            _HELD.c.status == any_(array(list(OPEN_STATES))),  # Prepared: no expanding IN
+        )
+        .scalar_subquery()
+        .label("caller_in_hand"),
+        select(Volunteer.max_open_orders)
+        .where(Volunteer.id == caller.c.volunteer_id)
+        .scalar_subquery()
+        .label("caller_max_open_orders"),
+    )
 
 
 def _stored_answer() -> tuple[Label[Any], ...]:
@@ -123,6 +148,8 @@ def read_statement(by_system: bool, reads: frozenset[Read], idempotent: bool) ->
         statement = select(*_ORDERS.c, *_POLICY.c, *extra).select_from(_ORDERS.outerjoin(_POLICY, true()))
         return Prepared(statement.where(order_id))
     caller, columns = caller_columns(CALLER)
+    if Read.IN_HAND in reads:
+        extra.extend(_in_hand(caller))
     visible = visible_to_caller(caller, published_region=Read.PUBLISHED_REGION in reads)
     return Prepared(
         select(*columns, *_ORDERS.c, *_POLICY.c, *extra).select_from(
