@@ -34,7 +34,7 @@ STATUS_CHECK = (
 class Order(IdMixin, CreatedAtMixin, Base):
     """服务订单: one resident need, from 点单 to 评单.
 
-    ``status`` changes only through ``app.services.transitions.apply_action``; ``unit_path`` copies
+    ``status`` changes only through ``app.services.applying.apply``; ``unit_path`` copies
     the owning unit's materialized path so subtree scopes are one indexed predicate.
     """
 
