@@ -98,7 +98,20 @@ async def perform_action(
     Once sent, the write statement runs to its end on the server whatever the client does: a client
     that goes away does not cut the request short either (``asyncio.shield``), so the connection goes
     back to the pool in order and the outcome is counted."""
-    applying = asyncio.ensure_future(_apply(engine, order_id, action, caller, body, idem, expected_version))
+
+    async def applied() -> OrderOut:
+        async with pooled(engine) as connection:
+            return await apply(
+                connection,
+                order_id=order_id,
+                action=action,
+                caller=caller,
+                body=body,
+                idem=idem,
+                expected_version=expected_version,
+            )
+
+    applying = asyncio.ensure_future(applied())
     applying.add_done_callback(_outcome_seen)
     result = await asyncio.shield(applying)
     # Built by the service, so serialized straight to JSON (pydantic-core) without FastAPI validating
@@ -108,27 +121,6 @@ async def perform_action(
 
 def action_idempotency_key(key: str | None, path: str, body: BaseModel) -> IdempotencyKey | None:
     return IdempotencyKey.from_request(key, "POST", path, body.model_dump(mode="json"))
-
-
-async def _apply(
-    engine: AsyncEngine,
-    order_id: int,
-    action: Action,
-    caller: Caller,
-    body: BaseModel,
-    idem: IdempotencyKey | None,
-    expected_version: int | None,
-) -> OrderOut:
-    async with pooled(engine) as connection:
-        return await apply(
-            connection,
-            order_id=order_id,
-            action=action,
-            caller=caller,
-            body=body,
-            idem=idem,
-            expected_version=expected_version,
-        )
 
 
 def _outcome_seen(task: asyncio.Future[OrderOut]) -> None:
