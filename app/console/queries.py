@@ -135,13 +135,13 @@ async def names(
         )
         team_rows = await session.execute(select(Team.id, Team.name).where(Team.id.in_(ids(teams))))
         user_rows = await session.execute(
-            select(User.id, func.coalesce(User.display_name, User.username)).where(User.id.in_(ids(users)))
+            select(User.id, func.coalesce(func.nullif(User.display_name, ""), User.username)).where(User.id.in_(ids(users)))
         )
         cat_rows = await session.execute(select(MenuCategory.id, MenuCategory.name))
         return Names(
-            units=dict(unit_rows.tuples().all()),
-            volunteers=dict(vol_rows.tuples().all()),
-            teams=dict(team_rows.tuples().all()),
-            users={k: v or "" for k, v in user_rows.tuples().all()},
-            categories=dict(cat_rows.tuples().all()),
+            units={r[0]: r[1] for r in unit_rows},
+            volunteers={r[0]: r[1] for r in vol_rows},
+            teams={r[0]: r[1] for r in team_rows},
+            users={r[0]: r[1] or "" for r in user_rows},
+            categories={r[0]: r[1] for r in cat_rows},
         )

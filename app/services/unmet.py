@@ -159,13 +159,13 @@ async def unmet_demand(
                 .group_by(unmet.c.g, unmet.c.category_id)
             )
         ).all()
-        arrivals = _grid(list((await session.execute(_heat(cohort, cohort.c.created_at))).tuples()))
-        acceptances = _grid(list((await session.execute(_heat(cohort, cohort.c.accepted_at))).tuples()))
+        arrivals = _grid(list(await session.execute(_heat(cohort, cohort.c.created_at))))
+        acceptances = _grid(list(await session.execute(_heat(cohort, cohort.c.accepted_at))))
         volunteers = {(g, cat): int(n) for g, cat, n in (await session.execute(_volunteers_per_category(unit))).all()}
-        children = dict(
-            (await session.execute(select(OrgUnit.id, OrgUnit.name).where(OrgUnit.parent_id == unit.id))).tuples().all()
-        )
-        categories = dict((await session.execute(select(MenuCategory.id, MenuCategory.name))).tuples().all())
+        child_rows = await session.execute(select(OrgUnit.id, OrgUnit.name).where(OrgUnit.parent_id == unit.id))
+        children: dict[int, str] = {r[0]: r[1] for r in child_rows}
+        category_rows = await session.execute(select(MenuCategory.id, MenuCategory.name))
+        categories: dict[int, str] = {r[0]: r[1] for r in category_rows}
 
     by_cell = {(r[0], r[1]): r for r in unmet_rows}
     cells = []
