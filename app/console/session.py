@@ -130,7 +130,9 @@ async def console_user(request: Request, session: AsyncSession) -> ConsoleUser:
     if actor.role is not Role.ADMIN:
         raise Forbidden("工作台仅供中心/所/站工作人员使用")
     request.state.user_id = actor.user_id
-    return ConsoleUser(actor=actor, caller=caller, csrf=csrf_for(token, settings))
+    user = ConsoleUser(actor=actor, caller=caller, csrf=csrf_for(token, settings))
+    request.state.console_user = user  # error pages keep the navigation
+    return user
 
 
 def check_csrf(request: Request, user: ConsoleUser, form: dict[str, str]) -> None:

@@ -143,7 +143,7 @@ def page(endpoint: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Re
         except DomainError as exc:
             request = kwargs.get("request")
             assert isinstance(request, Request)
-            return error_page(request, exc)
+            return error_page(request, exc, getattr(request.state, "console_user", None))
 
     return wrapper
 

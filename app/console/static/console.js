@@ -17,10 +17,10 @@
   function heat(title, data, max) {
     var o = base(title);
     o.tooltip = { position: "top" };
-    o.grid = { left: 44, right: 14, top: 36, bottom: 60 };
+    o.grid = { left: 44, right: 14, top: 36, bottom: 64 };
     o.xAxis = { type: "category", data: hours, splitArea: { show: true }, axisLabel: { fontSize: 10 } };
     o.yAxis = { type: "category", data: days, splitArea: { show: true } };
-    o.visualMap = { min: 0, max: max, calculable: true, orient: "horizontal", left: "center", bottom: 4, itemHeight: 80, inRange: { color: ["#fff7ec", "#fdbb84", "#b71c1c"] } };
+    o.visualMap = { min: 0, max: max, calculable: false, orient: "horizontal", left: "center", bottom: 4, itemHeight: 80, itemWidth: 12, text: ["多", "少"], textStyle: { fontSize: 11 }, inRange: { color: ["#fff7ec", "#fdbb84", "#b71c1c"] } };
     o.series = [{ type: "heatmap", data: data, label: { show: false } }];
     return o;
   }
