@@ -120,9 +120,7 @@ async def test_another_stations_order_is_not_found(web: httpx.AsyncClient, world
     own = await web.get(f"/console/orders/{mine['id']}")
     assert own.status_code == 200 and mine["code"] in own.text
     before = await snapshot(app, theirs["id"])
-    post = await web.post(
-        f"/console/orders/{theirs['id']}/actions/approve", data={"csrf_token": csrf_of(own.text)}
-    )
+    post = await web.post(f"/console/orders/{theirs['id']}/actions/approve", data={"csrf_token": csrf_of(own.text)})
     assert post.status_code == 404
     assert await snapshot(app, theirs["id"]) == before
     board = await web.get("/console/orders?status=all")
@@ -263,5 +261,7 @@ async def test_export_has_a_bom(web: httpx.AsyncClient, world: World) -> None:
     assert response.status_code == 200
     assert response.content.startswith(b"\xef\xbb\xbf")
     assert "attachment" in response.headers["content-disposition"]
-    other = await signed_in(web, world, "zhan21_admin").get(f"/console/exports/orders.csv?unit_id={world.units['zhan11']}")
+    other = await signed_in(web, world, "zhan21_admin").get(
+        f"/console/exports/orders.csv?unit_id={world.units['zhan11']}"
+    )
     assert other.status_code == 404

@@ -161,16 +161,19 @@ async def signed_in_page(browser: Any, server: Server, username: str) -> Any:
 
 async def shot(page: Any, name: str) -> None:
     assert not PAGE_ERRORS, PAGE_ERRORS
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(ARTIFACTS.mkdir, parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
-def api_token(server: Server, username: str) -> dict[str, str]:
-    response = httpx.post(
-        f"{server.base_url}/api/v1/auth/login", json={"username": username, "password": DEMO_PASSWORD}, timeout=10
-    )
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+async def api_get(server: Server, username: str, path: str, **params: Any) -> Any:
+    """``GET /api/v1{path}`` as ``username`` (logged in through the API): what the console must agree with."""
+    async with httpx.AsyncClient(base_url=f"{server.base_url}/api/v1", timeout=10) as http:
+        login = await http.post("/auth/login", json={"username": username, "password": DEMO_PASSWORD})
+        assert login.status_code == 200, login.text
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        response = await http.get(path, params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        return response.json()
 
 
 async def test_zhan_admin_approves_dispatches_and_sees_the_order_move(browser: Any, server: Server) -> None:
@@ -189,9 +192,7 @@ async def test_zhan_admin_approves_dispatches_and_sees_the_order_move(browser: A
     assert (await page.inner_text("#order-status")).strip() == "待派单"
     await shot(page, "04-order-approved-candidates")
     # The top candidate is the first row, checked by default, with its score parts.
-    candidates = httpx.get(
-        f"{server.base_url}/api/v1/admin/orders/{order_id}/candidates", headers=api_token(server, "zhan_admin")
-    ).json()
+    candidates = await api_get(server, "zhan_admin", f"/admin/orders/{order_id}/candidates")
     ranked = candidates["volunteers"] or candidates["teams"]
     top = ranked[0]
     radio = page.locator("form.act-dispatch input[name=target]").first
@@ -206,10 +207,14 @@ async def test_zhan_admin_approves_dispatches_and_sees_the_order_move(browser: A
     await shot(page, "06-board-dispatched")
     await page.goto(f"{server.base_url}/console/orders?status=submitted")
     assert await page.locator(f"#board-rows tr[data-order='{order_id}']").count() == 0
-    api = httpx.get(f"{server.base_url}/api/v1/orders/{order_id}", headers=api_token(server, "zhan_admin")).json()
+    api = await api_get(server, "zhan_admin", f"/orders/{order_id}")
     assert api["status"] == "dispatched" and api["code"] == code
     assert api["assignee_volunteer_id" if top["kind"] == "volunteer" else "assignee_team_id"] == top["id"]
-    for path, name in (("/console/people", "07-people"), ("/console/market", "08-market"), ("/console/settings", "09-settings")):
+    for path, name in (
+        ("/console/people", "07-people"),
+        ("/console/market", "08-market"),
+        ("/console/settings", "09-settings"),
+    ):
         await page.goto(f"{server.base_url}{path}")
         await shot(page, name)
 
@@ -236,13 +241,15 @@ async def test_center_admin_sees_charts_and_downloads_a_csv_with_a_bom(browser: 
         chart = charts.nth(i)
         ink = await chart.evaluate(CANVAS_INK)
         assert ink > 200, f"chart {await chart.get_attribute('data-chart')} is blank ({ink} inked pixels)"
-    blank = await page.evaluate("() => document.querySelector('canvas').toDataURL() === document.createElement('canvas').toDataURL()")
+    blank = await page.evaluate(
+        "() => document.querySelector('canvas').toDataURL() === document.createElement('canvas').toDataURL()"
+    )
     assert not blank
     await shot(page, "10-stats-center_admin")
     async with page.expect_download() as info:
         await page.click("#export-orders")
     download = await info.value
-    content = Path(await download.path()).read_bytes()
+    content = await asyncio.to_thread(Path(await download.path()).read_bytes)
     assert content.startswith(b"\xef\xbb\xbf"), content[:20]
     assert len(content.decode("utf-8-sig").splitlines()) > 1  # the header and the county's orders
     await page.goto(f"{server.base_url}/console/unmet")
@@ -258,10 +265,8 @@ async def test_center_admin_sees_charts_and_downloads_a_csv_with_a_bom(browser: 
 
 
 async def test_a_station_admin_typing_another_stations_order_gets_not_found(browser: Any, server: Server) -> None:
-    me = httpx.get(f"{server.base_url}/api/v1/me", headers=api_token(server, "zhan_admin")).json()
-    orders = httpx.get(
-        f"{server.base_url}/api/v1/admin/orders", params={"limit": 200}, headers=api_token(server, "center_admin")
-    ).json()["items"]
+    me = await api_get(server, "zhan_admin", "/me")
+    orders = (await api_get(server, "center_admin", "/admin/orders", limit=200))["items"]
     theirs = next(o for o in orders if o["unit_id"] != me["unit_id"])
     page = await signed_in_page(browser, server, "zhan_admin")
     response = await page.goto(f"{server.base_url}/console/orders/{theirs['id']}")
@@ -289,7 +294,7 @@ async def test_a_form_posted_without_its_csrf_token_is_refused(browser: Any, ser
     await page.wait_for_load_state()
     assert "CSRF" in await page.inner_text("main")
     await shot(page, "15-csrf-refused")
-    api = httpx.get(f"{server.base_url}/api/v1/orders/{order_id}", headers=api_token(server, "zhan_admin")).json()
+    api = await api_get(server, "zhan_admin", f"/orders/{order_id}")
     assert api["status"] == "submitted"
 
 

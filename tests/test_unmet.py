@@ -39,7 +39,8 @@ async def _seed(world: World, app: FastAPI) -> dict[str, int]:
 def _cell(body: dict[str, Any], unit_id: int) -> dict[str, Any]:
     cells = [c for c in body["cells"] if c["unit_id"] == unit_id]
     assert len(cells) == 1, body["cells"]
-    return cells[0]
+    cell: dict[str, Any] = cells[0]
+    return cell
 
 
 async def test_unmet_counts_match_the_orders(world: World, app: FastAPI) -> None:
@@ -54,7 +55,12 @@ async def test_unmet_counts_match_the_orders(world: World, app: FastAPI) -> None
     assert center["category_id"] == lecture and center["active_volunteers"] == 0
     suo1 = _cell(body, world.units["suo1"])
     assert suo1["placed"] == 7
-    assert (suo1["rejected"], suo1["cancelled_before_accept"], suo1["expired"], suo1["escalated_to_top"]) == (1, 1, 1, 0)
+    assert (suo1["rejected"], suo1["cancelled_before_accept"], suo1["expired"], suo1["escalated_to_top"]) == (
+        1,
+        1,
+        1,
+        0,
+    )
     assert suo1["unmet"] == 3 and suo1["unmet_rate"] == pytest.approx(3 / 7)
     assert suo1["wait_median_seconds"] is not None and suo1["wait_median_seconds"] >= 0
     assert suo1["wait_p90_seconds"] >= suo1["wait_median_seconds"]

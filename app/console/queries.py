@@ -135,7 +135,9 @@ async def names(
         )
         team_rows = await session.execute(select(Team.id, Team.name).where(Team.id.in_(ids(teams))))
         user_rows = await session.execute(
-            select(User.id, func.coalesce(func.nullif(User.display_name, ""), User.username)).where(User.id.in_(ids(users)))
+            select(User.id, func.coalesce(func.nullif(User.display_name, ""), User.username)).where(
+                User.id.in_(ids(users))
+            )
         )
         cat_rows = await session.execute(select(MenuCategory.id, MenuCategory.name))
         return Names(

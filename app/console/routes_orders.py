@@ -126,7 +126,7 @@ async def board(request: Request, session: Session) -> Response:
         teams=[o.assignee_team_id for o in result.items],
     )
     params = {k: v for k, v in q.items() if k not in ("cursor", "status") and v}
-    context = dict(
+    context: dict[str, Any] = dict(
         orders=result.items,
         next_cursor=result.next_cursor,
         status=status_raw,
