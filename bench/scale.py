@@ -391,6 +391,8 @@ async def measure(url: str, runs: int, only: str | None = None) -> None:
                 ("orders station, first page", get("/admin/orders", station["id"])),
                 ("orders province, first page", get("/admin/orders", 1)),
                 ("export county orders.csv 2025", get("/admin/exports/orders.csv", county["id"], **YEAR)),
+                ("unmet  county 2025", get("/admin/stats/unmet", county["id"], **YEAR)),
+                ("unmet  city 2025", get("/admin/stats/unmet", city["id"], **YEAR)),
             ]
             print(
                 f"county {county['id']} holds {county['n']:,} orders (all years); "
@@ -414,6 +416,8 @@ def _describe(response: httpx.Response) -> str:
             f"placed {o['placed']:,}, completed {o['completed']:,}, median accept "
             f"{(o['time_to_accept']['median_seconds'] or 0) / 3600:.1f} h, groups {len(body['groups'])}"
         )
+    if "cells" in body:
+        return f"placed {body['placed']:,}, unmet {body['unmet']:,}, cells {len(body['cells'])}"
     return f"{len(body['items'])} items"
 
 

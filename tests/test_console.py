@@ -265,3 +265,73 @@ async def test_export_has_a_bom(web: httpx.AsyncClient, world: World) -> None:
         f"/console/exports/orders.csv?unit_id={world.units['zhan11']}"
     )
     assert other.status_code == 404
+
+
+async def test_the_desk_lists_each_queue_with_links_to_its_orders(web: httpx.AsyncClient, world: World) -> None:
+    waiting = await world.order_in(Status.SUBMITTED)
+    dispatched = await world.order_in(Status.DISPATCHED)  # its notification waits in the outbox
+    rated = await world.order_in(Status.RATED, resident="r2")
+    low = await world.order_in(Status.COMPLETED)
+    await world.ok("r1", low["id"], "rate", {"stars": 1, "comment": "没人来"})
+    theirs = await world.order_in(Status.SUBMITTED, resident="r3", unit="zhan21")
+    page = (await signed_in(web, world, "zhan11_admin").get("/console/")).text
+
+    def section(title: str) -> str:
+        start = page.index(f"<h2>{title}")
+        return page[start : page.find("</section>", start)]
+
+    link = '/console/orders/{}"'.format
+    assert link(waiting["id"]) in section("待审核") and link(dispatched["id"]) not in section("待审核")
+    assert link(dispatched["id"]) in section("即将到期")  # its accept deadline is within two hours
+    assert link(low["id"]) in section("差评待回访") and link(rated["id"]) not in section("差评待回访")
+    assert link(dispatched["id"]) in section("待发送通知")
+    for title in ("今日新订单", "待审核"):
+        assert link(waiting["id"]) in section("今日新订单")
+        assert link(theirs["id"]) not in section(title)
+    followed = await web.post(
+        f"/console/orders/{low['id']}/followup", data={"csrf_token": csrf_of(page), "note": "已电话致歉并安排返工"}
+    )
+    assert followed.status_code == 303
+    api = (await world.client.get(f"/orders/{low['id']}", headers=world.h("zhan11_admin"))).json()
+    assert api["needs_followup"] is False
+    events = (await world.client.get(f"/orders/{low['id']}/events", headers=world.h("zhan11_admin"))).json()
+    assert events[-1]["action"] == "followup" and events[-1]["reason"] == "已电话致歉并安排返工"
+
+
+async def test_hours_correction_and_policy_go_through_the_apis_services(web: httpx.AsyncClient, world: World) -> None:
+    order = await world.order_in(Status.RATED)
+    signed_in(web, world, "zhan11_admin")
+    page = (await web.get(f"/console/orders/{order['id']}")).text
+    assert "时长更正" in page
+    volunteer = world.volunteers["v11a"]
+    corrected = await web.post(
+        f"/console/orders/{order['id']}/hours",
+        data={
+            "csrf_token": csrf_of(page),
+            "volunteer_id": str(volunteer),
+            "hours": "0.3",
+            "reason": "核实后减去等候时间",
+        },
+    )
+    assert corrected.status_code == 303
+    events = (await world.client.get(f"/orders/{order['id']}/events", headers=world.h("zhan11_admin"))).json()
+    assert events[-1]["action"] == "adjust_hours" and events[-1]["reason"] == "核实后减去等候时间"
+    too_many = await web.post(
+        f"/console/orders/{order['id']}/hours",
+        data={"csrf_token": csrf_of(page), "volunteer_id": str(volunteer), "hours": "abc", "reason": "x"},
+    )
+    assert too_many.status_code == 422
+    settings_page = (await web.get("/console/settings")).text
+    saved = await web.post(
+        "/console/settings/policy",
+        data={"csrf_token": csrf_of(settings_page), "accept_minutes": "45", "dispatch_mode": "auto_pool"},
+    )
+    assert saved.status_code == 303
+    policy = (
+        await world.client.get(f"/admin/units/{world.units['zhan11']}/policy", headers=world.h("zhan11_admin"))
+    ).json()
+    assert (policy["accept_minutes"], policy["dispatch_mode"]) == (45, "auto_pool")
+    refused = await web.post(
+        "/console/settings/policy", data={"csrf_token": csrf_of(settings_page), "accept_minutes": "0"}
+    )
+    assert refused.status_code == 422

@@ -41,7 +41,7 @@ class Desk:
     deadlines: Queue
     followups: Queue
     outbox_pending: int
-    outbox_failed: int
+    outbox_oldest: list[Any]  # (order id, order code, topic, attempts, last error, queued at)
     now: datetime
 
 
@@ -69,19 +69,24 @@ async def desk(session: AsyncSession, actor: Actor, now: datetime, day_start: da
             order_by=(Order.deadline_at, Order.id),
         )
         followups = await _queue(session, actor, Order.needs_followup.is_(True), order_by=(Order.updated_at, Order.id))
-        scoped_ids = select(Order.id).where(order_visible_to(actor))
-        outbox = dict(
-            (
-                await session.execute(
-                    select(OutboxMessage.status, func.count())
-                    .where(OutboxMessage.order_id.in_(scoped_ids), OutboxMessage.status.in_(("pending", "failed")))
-                    .group_by(OutboxMessage.status)
-                )
-            ).all()
+        # Pending notifications only: the partial index ``ix_outbox_messages_due`` holds exactly these.
+        pending = (
+            select(
+                Order.id,
+                Order.code,
+                OutboxMessage.topic,
+                OutboxMessage.attempts,
+                OutboxMessage.last_error,
+                OutboxMessage.created_at,
+            )
+            .join(Order, Order.id == OutboxMessage.order_id)
+            .where(OutboxMessage.status == "pending", order_visible_to(actor))
         )
-    return Desk(
-        today, to_review, deadlines, followups, int(outbox.get("pending", 0)), int(outbox.get("failed", 0)), now
-    )
+        outbox_total = (await session.execute(select(func.count()).select_from(pending.subquery()))).scalar_one()
+        outbox_oldest = list(
+            (await session.execute(pending.order_by(OutboxMessage.next_attempt_at).limit(QUEUE_ROWS))).all()
+        )
+    return Desk(today, to_review, deadlines, followups, int(outbox_total), outbox_oldest, now)
 
 
 async def status_counts(session: AsyncSession, actor: Actor, *filters: Any) -> dict[str, int]:
