@@ -335,3 +335,51 @@ async def test_hours_correction_and_policy_go_through_the_apis_services(web: htt
         "/console/settings/policy", data={"csrf_token": csrf_of(settings_page), "accept_minutes": "0"}
     )
     assert refused.status_code == 422
+
+
+async def test_the_board_pages_with_the_keyset_cursor(web: httpx.AsyncClient, world: World) -> None:
+    placed = [(await world.place())["code"] for _ in range(21)]
+    signed_in(web, world, "zhan11_admin")
+    first = (await web.get("/console/orders?status=submitted")).text
+    assert first.count("data-order=") == 20 and 'id="more-row"' in first
+    assert placed[-1] in first and placed[0] not in first  # newest first
+    cursor = re.search(r"cursor=([^\"&]+)\" class=\"muted\"", first)
+    assert cursor
+    more = await web.get(
+        f"/console/orders?status=submitted&cursor={cursor[1]}", headers={"HX-Request": "true", "HX-Target": "more-row"}
+    )
+    assert more.status_code == 200
+    assert "<html" not in more.text  # rows to swap in, not a page
+    assert more.text.count("data-order=") == 1 and placed[0] in more.text and 'id="more-row"' not in more.text
+    assert (await web.get("/console/orders?status=submitted&cursor=bm90LWEtY3Vyc29y")).status_code == 422
+
+
+async def test_redemptions_are_collected_through_the_supermarket_service(web: httpx.AsyncClient, world: World) -> None:
+    admin = world.h("zhan11_admin")
+    goods = await world.client.post(
+        "/admin/goods",
+        json={"unit_id": world.units["zhan11"], "name": "保温杯", "points_price": 30, "stock": 5},
+        headers=admin,
+    )
+    assert goods.status_code == 201, goods.text
+    volunteer = world.volunteers["v11a"]
+    bonus = await world.client.post(
+        f"/admin/volunteers/{volunteer}/points", json={"delta": 50, "reason": "表彰"}, headers=admin
+    )
+    assert bonus.status_code == 201, bonus.text
+    redeemed = await world.client.post(
+        "/volunteer/redemptions", json={"goods_id": goods.json()["id"]}, headers=world.h("v11a")
+    )
+    assert redeemed.status_code == 201, redeemed.text
+    page = (await signed_in(web, world, "zhan11_admin").get("/console/market")).text
+    assert "保温杯" in page and "志愿者v11a" in page
+    path = f"/console/market/redemptions/{redeemed.json()['id']}/collect"
+    assert (await web.post(path, data={})).status_code == 403
+    assert (await web.post(path, data={"csrf_token": csrf_of(page)})).status_code == 303
+    assert (await web.post(path, data={"csrf_token": csrf_of(page)})).status_code == 409  # collected already
+    listed = await world.client.get("/admin/redemptions", params={"status": "collected"}, headers=admin)
+    assert [r["id"] for r in listed.json()["items"]] == [redeemed.json()["id"]]
+    other = await signed_in(web, world, "zhan21_admin").post(
+        path, data={"csrf_token": csrf_of((await web.get("/console/market")).text)}
+    )
+    assert other.status_code == 404
