@@ -69,7 +69,7 @@ def _day(raw: str, name: str) -> date | None:
         raise InvalidInput(f"{name} 须为日期, 如 2026-12-01") from exc
 
 
-def _int(raw: str, name: str) -> int | None:
+def id_param(raw: str, name: str) -> int | None:
     if not raw:
         return None
     if not raw.isdigit() or len(raw) > 18:
@@ -88,7 +88,7 @@ async def board(request: Request, session: Session) -> Response:
     status = Status(status_raw) if status_raw in {s.value for s in Status} else None
     if status is None and status_raw != "all":
         raise InvalidInput("状态无效")
-    unit_id, category_id = _int(q.get("unit_id", ""), "单位"), _int(q.get("category_id", ""), "类别")
+    unit_id, category_id = id_param(q.get("unit_id", ""), "单位"), id_param(q.get("category_id", ""), "类别")
     day_from, day_to = _day(q.get("from", ""), "开始日期"), _day(q.get("to", ""), "结束日期")
     created_from = datetime.combine(day_from, time(), LOCAL) if day_from else None
     created_to = datetime.combine(day_to + timedelta(days=1), time(), LOCAL) if day_to else None

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from app.console import queries
-from app.console.routes_orders import _int
+from app.console.routes_orders import id_param
 from app.console.session import console_user
 from app.console.web import page, render
 from app.db import ReportSession, Session
@@ -24,7 +24,7 @@ router = APIRouter()
 def _filters(request: Request) -> tuple[int | None, stats.Period, dict[str, str]]:
     """The unit and period the page's filter form asks for (the API's period rules: ``resolve_period``)."""
     q = request.query_params
-    unit_id = _int(q.get("unit_id", ""), "单位")
+    unit_id = id_param(q.get("unit_id", ""), "单位")
     period = stats.resolve_period(q.get("from") or None, q.get("to") or None)
     shown = {
         "unit_id": str(unit_id) if unit_id else "",
