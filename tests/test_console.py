@@ -383,3 +383,44 @@ async def test_redemptions_are_collected_through_the_supermarket_service(web: ht
         path, data={"csrf_token": csrf_of((await web.get("/console/market")).text)}
     )
     assert other.status_code == 404
+
+
+async def test_the_menu_is_managed_through_the_directory_service(web: httpx.AsyncClient, world: World) -> None:
+    signed_in(web, world, "zhan11_admin")
+    page = (await web.get("/console/settings")).text
+    token = csrf_of(page)
+    added = await web.post(
+        "/console/settings/items",
+        data={
+            "csrf_token": token,
+            "unit_id": str(world.units["zhan11"]),
+            "category_id": str(world.categories["health"]),
+            "name": "代购药品",
+        },
+    )
+    assert added.status_code == 303
+    menu = (await world.client.get("/menu", params={"unit_id": world.units["zhan11"]})).json()
+    item = next(i for s in menu["sections"] for i in s["items"] if i["name"] == "代购药品")
+    assert item["auto_approve"] is False
+    off = await web.post(f"/console/settings/items/{item['id']}", data={"csrf_token": token, "is_active": "0"})
+    assert off.status_code == 303
+    menu = (await world.client.get("/menu", params={"unit_id": world.units["zhan11"]})).json()
+    assert all(i["name"] != "代购药品" for s in menu["sections"] for i in s["items"])
+    # The county's item is on the 站's menu but not the 站's to change; another 站 is out of reach.
+    county = await web.post(
+        f"/console/settings/items/{world.items['center_lecture']}", data={"csrf_token": token, "is_active": "0"}
+    )
+    assert county.status_code == 404
+    elsewhere = await web.post(
+        "/console/settings/items",
+        data={
+            "csrf_token": token,
+            "unit_id": str(world.units["zhan21"]),
+            "category_id": str(world.categories["health"]),
+            "name": "x",
+        },
+    )
+    assert elsewhere.status_code == 422  # as the API answers a unit it may not reference
+    theirs = (await world.client.get("/menu", params={"unit_id": world.units["zhan21"]})).json()
+    assert all(i["name"] != "x" for s in theirs["sections"] for i in s["items"])
+    assert (await web.post("/console/settings/items", data={"unit_id": "1"})).status_code == 403

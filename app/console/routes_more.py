@@ -12,8 +12,9 @@ from app.console.web import page, render, validation_message
 from app.db import Session
 from app.errors import InvalidInput
 from app.routers.deps import ObjectId
+from app.schemas.directory import ItemCreate, ItemUpdate
 from app.schemas.dispatching import PolicyIn
-from app.services import catalog, directory_people, dispatching, ledger_admin, supermarket
+from app.services import catalog, directory_people, directory_units, dispatching, ledger_admin, supermarket
 
 router = APIRouter()
 PEOPLE_ROWS = 20
@@ -86,13 +87,20 @@ async def settings_page(request: Request, session: Session) -> Response:
     unit_id = user.actor.unit_id or 0
     policy = await dispatching.get_policy(session, user.actor, unit_id)
     menu = await catalog.menu_for_unit(session, unit_id)  # what the unit's residents order from
-    names = await queries.names(session, units=[unit_id, *(i.unit_id for s in menu.sections for i in s.items)])
+    own_items = await directory_units.list_items(session, user.actor, None)  # what the caller may edit
+    categories = await directory_units.list_categories(session)
+    names = await queries.names(
+        session, units=[unit_id, *(i.unit_id for s in menu.sections for i in s.items), *(i.unit_id for i in own_items)]
+    )
     return render(
         request,
         "settings.html",
         user,
         policy=policy,
         menu=menu,
+        own_items=own_items,
+        categories=categories,
+        units=await queries.units_in_scope(session, user.actor),
         names=names,
         done=request.query_params.get("done", ""),
     )
@@ -112,3 +120,33 @@ async def save_policy(request: Request, session: Session) -> Response:
         raise InvalidInput(validation_message(exc)) from exc
     await dispatching.set_policy(session, user.actor, user.actor.unit_id or 0, body)
     return RedirectResponse("/console/settings?done=policy", status_code=303)
+
+
+@router.post("/settings/items")
+@page
+async def add_item(request: Request, session: Session) -> Response:
+    """新增菜单项 through ``directory_units.create_item`` (a unit of the caller's subtree)."""
+    user = await console_user(request, session)
+    form = await read_form(request)
+    check_csrf(request, user, form)
+    fields = {k: form.get(k, "").strip() for k in ("unit_id", "category_id", "name", "description")}
+    try:
+        body = ItemCreate.model_validate({**fields, "auto_approve": form.get("auto_approve") == "1"})
+    except ValidationError as exc:
+        raise InvalidInput(validation_message(exc)) from exc
+    await directory_units.create_item(session, user.actor, body)
+    return RedirectResponse("/console/settings?done=item", status_code=303)
+
+
+@router.post("/settings/items/{item_id}")
+@page
+async def change_item(request: Request, session: Session, item_id: ObjectId) -> Response:
+    """上架/下架 and 免审 of a menu item through ``directory_units.update_item`` (404 outside the subtree)."""
+    user = await console_user(request, session)
+    form = await read_form(request)
+    check_csrf(request, user, form)
+    changes = {k: form[k] == "1" for k in ("is_active", "auto_approve") if k in form}
+    if not changes:
+        raise InvalidInput("没有要修改的内容")
+    await directory_units.update_item(session, user.actor, item_id, ItemUpdate.model_validate(changes))
+    return RedirectResponse("/console/settings?done=item", status_code=303)
