@@ -424,3 +424,18 @@ async def test_the_menu_is_managed_through_the_directory_service(web: httpx.Asyn
     theirs = (await world.client.get("/menu", params={"unit_id": world.units["zhan21"]})).json()
     assert all(i["name"] != "x" for s in theirs["sections"] for i in s["items"])
     assert (await web.post("/console/settings/items", data={"unit_id": "1"})).status_code == 403
+
+
+async def test_console_root_and_bad_forms(web: httpx.AsyncClient, world: World) -> None:
+    root = await web.get("/console")
+    assert root.status_code in (301, 307, 308) and root.headers["location"].endswith("/console/")
+    order = await world.order_in(Status.SUBMITTED)
+    signed_in(web, world, "zhan11_admin")
+    bad = await web.post(
+        f"/console/orders/{order['id']}/actions/approve",
+        content=b"csrf_token=\xff\xfe",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert bad.status_code == 422
+    unknown = await web.post(f"/console/orders/{order['id']}/actions/grab", data={})
+    assert unknown.status_code == 403  # no token: refused before anything else

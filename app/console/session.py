@@ -28,7 +28,7 @@ from app.auth import Actor, Caller, caller_from_token, load_actor
 from app.config import Settings
 from app.db import transaction
 from app.domain import Role
-from app.errors import DomainError, Forbidden, Unauthorized
+from app.errors import DomainError, Forbidden, InvalidInput, Unauthorized
 from app.models import User
 
 SESSION_COOKIE = "sidan_console"
@@ -100,11 +100,11 @@ async def read_form(request: Request) -> dict[str, str]:
     field wins. Bodies past ``MAX_FORM_BYTES`` are refused before parsing."""
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
-        raise Forbidden("表单过大")
+        raise InvalidInput("表单过大")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise Forbidden("表单编码无效") from exc
+        raise InvalidInput("表单编码无效 (须为 UTF-8)") from exc
     return dict(parse_qsl(text, keep_blank_values=True))
 
 
