@@ -28,6 +28,7 @@ from app.routers import (
     admin_dispatch,
     auth,
     ledger,
+    notifications,
     ops,
     orders,
     public,
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     install_error_handlers(app)
     for module in (auth, public, orders, volunteer, admin, admin_dispatch, admin_directory, ledger, supermarket, stats):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(notifications.router, prefix=API_PREFIX)  # WeChat subscription consents
     if settings.enable_dev_token and settings.environment != "production":
         app.include_router(auth.dev_router, prefix=API_PREFIX)
     app.include_router(ops.router)

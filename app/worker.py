@@ -30,7 +30,7 @@ async def run_worker(
     stop: asyncio.Event,
     channels: list[Channel] | None = None,
 ) -> None:
-    channels = channels if channels is not None else default_channels(settings, http)
+    channels = channels if channels is not None else default_channels(settings, http, sessionmaker)
     while not stop.is_set():
         try:
             fired = await sweep(sessionmaker)
