@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.observability import measure_backlog
 from app.services.delivery import Channel, default_channels, deliver_due
+from app.services.sms_state import prune_daily_counts
 from app.services.sweeper import sweep
 from app.services.throttle import prune_counters
 from app.workflow import DUE_ACTIONS
@@ -36,6 +39,8 @@ async def run_worker(
             fired = await sweep(sessionmaker)
             stats = await deliver_due(sessionmaker, channels)
             await prune_counters(sessionmaker)
+            if settings.sms_enabled:  # the per-phone SMS counts of days gone by
+                await prune_daily_counts(sessionmaker, datetime.now(ZoneInfo(settings.sms_timezone)).date())
             if fired or stats.sent or stats.retried or stats.failed:
                 log.info("worker: %s due transitions, outbox %s", fired, stats)
         except Exception:  # the loop must survive a database blip; the next round retries

@@ -20,7 +20,7 @@ from app.domain import Status
 from app.models import OutboxMessage, SmsDailyCount, SmsDelivery, User
 from app.services.delivery import Channel, default_channels, deliver_due
 from app.services.sms_channel import TencentSmsChannel, quiet_until
-from app.services.sms_state import SmsBook, e164, key_from_data_key
+from app.services.sms_state import SmsBook, e164, key_from_data_key, prune_daily_counts
 from tests.sms_standin import SDK_APP_ID, SECRET_ID, SECRET_KEY, StandInSms, serve_sms
 from tests.world import World
 
@@ -274,3 +274,27 @@ async def test_a_kind_without_a_template_and_a_user_without_a_phone_skip_sms(
     await deliver_due(sessionmaker, channels)
     assert [r["body"]["PhoneNumberSet"] for r in StandInSms.received] == [["+8613812345678"]]
     assert "order.place" not in {r.kind for r in await deliveries(sessionmaker)}  # no template: never by SMS
+
+
+async def test_an_unreachable_provider_holds_up_no_transition_and_is_retried(
+    world: World, sessionmaker: Sessions, wechat_server: str, http: httpx.AsyncClient
+) -> None:
+    settings = sms_settings(wechat_server, "http://127.0.0.1:9/")
+    channels = with_clock(default_channels(settings, http, sessionmaker), lambda: DAY)
+    order = await world.order_in(Status.COMPLETED)
+    assert (await world.ok("r1", order["id"], "rate", {"stars": 5}))["status"] == "rated"
+    stats = await deliver_due(sessionmaker, channels)
+    assert stats.retried == 2  # grab and complete wait for the provider (rate notifies no one)
+    assert {r.state for r in await deliveries(sessionmaker)} == {"failed"}
+    async with sessionmaker() as session:  # slots of unsent messages were given back
+        assert await session.scalar(select(func.sum(SmsDailyCount.sent))) == 0
+
+
+async def test_counts_of_past_days_are_pruned(sessionmaker: Sessions) -> None:
+    today = DAY.astimezone(SHANGHAI).date()
+    async with sessionmaker() as session, session.begin():
+        session.add_all(SmsDailyCount(phone_key=f"k{i}", day=today - timedelta(days=i), sent=1) for i in range(4))
+    await prune_daily_counts(sessionmaker, today)
+    async with sessionmaker() as session:
+        days = sorted((await session.execute(select(SmsDailyCount.day))).scalars())
+    assert days == [today - timedelta(days=1), today]
