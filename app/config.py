@@ -17,6 +17,16 @@ from app.crypto import DEV_DATA_KEY
 DEFAULT_TOKEN_SECRET = "sidan-dev-secret-change-me-0123456789abcdef"
 
 
+# What a notification template may name (``app.services.channels.message_fields``).
+NOTIFICATION_FIELDS = frozenset({"code", "title", "status", "status_label", "action", "order_id"})
+
+
+def _known_fields(names: list[str], setting: str) -> None:
+    unknown = sorted(set(names) - NOTIFICATION_FIELDS)
+    if unknown:
+        raise ValueError(f"{setting}: unknown field(s) {unknown}; known: {sorted(NOTIFICATION_FIELDS)}")
+
+
 class SmsTemplate(BaseModel):
     """One SMS template (短信模板) approved in the Tencent Cloud console: its id, the notification fields
     filling its ``{1}``, ``{2}`` … in order, and whether it may be sent during the quiet hours."""
@@ -24,6 +34,12 @@ class SmsTemplate(BaseModel):
     template_id: str = Field(min_length=1)
     params: list[str] = []
     urgent: bool = False
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, value: list[str]) -> list[str]:
+        _known_fields(value, "SIDAN_SMS_TEMPLATES")
+        return value
 
 
 class Settings(BaseSettings):
@@ -118,6 +134,12 @@ class Settings(BaseSettings):
                 Fernet(key)
             except ValueError as exc:
                 raise ValueError("SIDAN_DATA_KEYS: each key must be a Fernet key (Fernet.generate_key())") from exc
+        return value
+
+    @field_validator("wechat_template_fields")
+    @classmethod
+    def _known_keyword_sources(cls, value: dict[str, str]) -> dict[str, str]:
+        _known_fields(list(value.values()), "SIDAN_WECHAT_TEMPLATE_FIELDS")
         return value
 
     @field_validator("sms_timezone")

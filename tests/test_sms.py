@@ -298,3 +298,12 @@ async def test_counts_of_past_days_are_pruned(sessionmaker: Sessions) -> None:
     async with sessionmaker() as session:
         days = sorted((await session.execute(select(SmsDailyCount.day))).scalars())
     assert days == [today - timedelta(days=1), today]
+
+
+def test_templates_name_only_known_fields() -> None:
+    with pytest.raises(ValidationError, match="unknown field"):
+        Settings(sms_templates={"order.grab": {"template_id": "1", "params": ["cod"]}})
+    with pytest.raises(ValidationError, match="unknown field"):
+        Settings(wechat_template_fields={"thing2": "titel"})
+    with pytest.raises(ValidationError, match="SIDAN_SMS_TIMEZONE"):
+        Settings(sms_timezone="Mars/Base")

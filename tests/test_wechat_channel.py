@@ -15,9 +15,10 @@ from fastapi import FastAPI
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.config import Settings
+from app.config import NOTIFICATION_FIELDS, Settings
 from app.domain import Status
 from app.models import OutboxMessage, User, WechatConsent
+from app.services.channels import message_fields
 from app.services.consents import ConsentBook
 from app.services.delivery import Channel, LogChannel, Recipient, WechatSubscribeChannel, default_channels, deliver_due
 from tests.sms_standin import SDK_APP_ID, SECRET_ID, SECRET_KEY, StandInSms, serve_sms
@@ -301,3 +302,7 @@ async def test_a_login_with_the_wrong_secret_is_503_not_401(
     assert response.status_code == 503
     monkeypatch.setattr(wechat_app.state.settings, "wechat_secret", "wx-secret")
     assert (await world.client.post("/auth/wechat", json={"code": "good-abc"})).status_code == 200
+
+
+def test_message_fields_are_the_configurable_ones() -> None:
+    assert set(message_fields(OutboxMessage(payload={}))) == NOTIFICATION_FIELDS

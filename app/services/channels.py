@@ -69,8 +69,8 @@ _STATUS_VALUES = frozenset(s.value for s in Status)
 
 
 def message_fields(message: OutboxMessage) -> dict[str, str]:
-    """The fields a template may name: ``code``, ``title``, ``status`` and ``status_label`` (中文),
-    ``action``, ``order_id``."""
+    """The fields a template may name (``app.config.NOTIFICATION_FIELDS``): ``code``, ``title``,
+    ``status`` and ``status_label`` (中文), ``action``, ``order_id``."""
     payload = message.payload or {}
     status = str(payload.get("status", ""))
     return {
