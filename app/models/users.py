@@ -14,9 +14,7 @@ class User(IdMixin, CreatedAtMixin, Base):
     __table_args__ = (
         CheckConstraint("role IN ('resident','volunteer','admin')", name="role"),
         # One resident per phone (导入按手机号更新); volunteers' logins mirror their profile's phone.
-        Index(
-            "uq_users_resident_phone_hash", "phone_hash", unique=True, postgresql_where=text("role = 'resident'")
-        ),
+        Index("uq_users_resident_phone_hash", "phone_hash", unique=True, postgresql_where=text("role = 'resident'")),
     )
 
     username: Mapped[str | None] = mapped_column(String(64), unique=True)
