@@ -139,7 +139,7 @@ async def plan(session: AsyncSession, actor: Actor, table: Table) -> tuple[Outco
     taken: dict[str, int] = {}
     if usernames:
         found_users = await session.execute(select(User.username, User.id).where(User.username.in_(usernames)))
-        taken = {name: user_id for name, user_id in found_users.tuples() if name is not None}
+        taken = {name: user_id for name, user_id in found_users if name is not None}
     members: set[tuple[int, int]] = set()
     if existing:
         member_rows = await session.execute(
@@ -147,7 +147,7 @@ async def plan(session: AsyncSession, actor: Actor, table: Table) -> tuple[Outco
                 TeamMember.volunteer_id.in_([e.id for e in existing.values()])
             )
         )
-        members = {(t, v) for t, v in member_rows.tuples()}
+        members = {(t, v) for t, v in member_rows}
 
     outcome = Outcome(rows=len(rows))
     writes = _Writes()
