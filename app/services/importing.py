@@ -63,11 +63,16 @@ class RowChecks:
 
     def __init__(self, table: Table, columns: Sequence[Column]) -> None:
         self.errors = list(table.errors)
+        self.cells = {(e.row, e.column) for e in self.errors}
         self.titles = {c.key: c.title for c in columns}
 
     def add(self, row: Row | int, key: str, message: str) -> None:
+        """Record a problem; one per cell (the first found, e.g. a formula before "cannot be empty")."""
         number = row if isinstance(row, int) else row.number
-        self.errors.append(RowError(number, self.titles.get(key, key), message))
+        column = self.titles.get(key, key)
+        if (number, column) not in self.cells:
+            self.cells.add((number, column))
+            self.errors.append(RowError(number, column, message))
 
     def failed(self, row: Row) -> bool:
         return any(e.row == row.number for e in self.errors)
