@@ -12,6 +12,7 @@ from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.crypto import lookup_hash
 from app.models import OrgUnit, TeamMember, User, Volunteer
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -70,6 +71,10 @@ async def upload(
         files={"file": (filename, data, media)},
         headers=headers,
     )
+
+
+async def volunteer_by_phone(session: AsyncSession, phone: str) -> Volunteer:
+    return (await session.scalars(select(Volunteer).where(Volunteer.phone_hash == lookup_hash(phone)))).one()
 
 
 async def counts(sessionmaker: async_sessionmaker[AsyncSession]) -> dict[str, int]:

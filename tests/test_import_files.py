@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -16,7 +17,15 @@ from app.config import Settings
 from app.crypto import lookup_hash
 from app.main import create_app
 from app.models import Volunteer
-from tests.sheets import RESIDENT_HEADER, VOLUNTEER_HEADER, counts, csv_bytes, upload, volunteer_rows, xlsx
+from tests.sheets import (
+    RESIDENT_HEADER,
+    VOLUNTEER_HEADER,
+    counts,
+    csv_bytes,
+    upload,
+    volunteer_rows,
+    xlsx,
+)
 from tests.world import World
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -33,7 +42,7 @@ async def refused(world: World, sessionmaker: Sessions, data: bytes, filename: s
         assert error["code"] == "invalid_input" and error["details"]["errors"]
         messages.append(error["message"])
     assert await counts(sessionmaker) == before
-    return messages[1]
+    return str(messages[1])
 
 
 async def test_broken_workbooks(world: World, sessionmaker: Sessions) -> None:
@@ -59,7 +68,7 @@ async def test_a_zip_bomb_is_refused_before_it_is_parsed(world: World, sessionma
 
 
 async def test_encodings(world: World, sessionmaker: Sessions) -> None:
-    rows = [RESIDENT_HEADER, ["张大爷", "13944440001", "zhan11"]]
+    rows: list[list[str]] = [RESIDENT_HEADER, ["张大爷", "13944440001", "zhan11"]]
     admin = world.h("center_admin")
     # Excel on Chinese Windows saves CSV as GBK; "CSV UTF-8" adds a BOM; others write plain UTF-8.
     for n, encoding in enumerate(("gbk", "gb18030", "utf-8-sig", "utf-8", "utf-16")):
@@ -68,7 +77,9 @@ async def test_encodings(world: World, sessionmaker: Sessions) -> None:
         assert response.status_code == 200, (encoding, response.text)
         assert response.json()["created"] == 1
     # Neither UTF-8 nor GB18030 (0xFF never starts a GB18030 character).
-    assert "编码" in await refused(world, sessionmaker, b"\xff\xff\xfe" + "姓名".encode("utf-16-le"), "r.csv", "residents")
+    assert "编码" in await refused(
+        world, sessionmaker, b"\xff\xff\xfe" + "姓名".encode("utf-16-le"), "r.csv", "residents"
+    )
     # Big5 decodes as GB18030 into nonsense: the header is not recognised, and the message says why.
     traditional = [["姓名", "手機號", "所屬單位編碼"], ["張大爺", "13944449999", "zhan11"]]
     message = await refused(world, sessionmaker, csv_bytes(traditional, "big5"), "r.csv", "residents")
@@ -76,7 +87,7 @@ async def test_encodings(world: World, sessionmaker: Sessions) -> None:
 
 
 async def test_formulas_are_refused_never_evaluated(world: World, sessionmaker: Sessions) -> None:
-    rows: list[list[object]] = [VOLUNTEER_HEADER, ["=1+1", "13855550001", "zhan11", "", "", ""]]
+    rows: list[list[Any]] = [VOLUNTEER_HEADER, ["=1+1", "13855550001", "zhan11", "", "", ""]]
     rows.append(["正常", "=13855550000+2", "zhan11", "", "", ""])
     before = await counts(sessionmaker)
     response = await upload(world.client, world.h("center_admin"), "volunteers", xlsx(rows))
@@ -93,7 +104,9 @@ async def test_formulas_are_refused_never_evaluated(world: World, sessionmaker: 
     fine = xlsx([VOLUNTEER_HEADER, ["-小明-", "13855550004", "zhan11", "", "", ""]])
     assert (await upload(world.client, world.h("center_admin"), "volunteers", fine)).status_code == 200
     async with sessionmaker() as session:
-        stored = (await session.scalars(select(Volunteer).where(Volunteer.phone_hash == lookup_hash("13855550004")))).one()
+        stored = (
+            await session.scalars(select(Volunteer).where(Volunteer.phone_hash == lookup_hash("13855550004")))
+        ).one()
         assert stored.real_name == "-小明-"
 
 

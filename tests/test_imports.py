@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import func, select
@@ -18,6 +19,7 @@ from tests.sheets import (
     csv_bytes,
     read_xlsx,
     upload,
+    volunteer_by_phone,
     volunteer_rows,
     xlsx,
 )
@@ -27,7 +29,7 @@ Sessions = async_sessionmaker[AsyncSession]
 
 
 async def test_volunteers_dry_run_commit_and_idempotent_re_upload(world: World, sessionmaker: Sessions) -> None:
-    rows = [
+    rows: list[list[Any]] = [
         ["王芳", "13811112222", "zhan11", "讲解、急救", "测试team11", "wangfang"],
         ["李强", "+86 138-1111-3333", "zhan12", "摄影", "", ""],
         ["赵敏", 13811114444, "zhan11", "", "", ""],  # a phone Excel stored as a number
@@ -58,14 +60,22 @@ async def test_volunteers_dry_run_commit_and_idempotent_re_upload(world: World, 
     assert after["team_members"] == before["team_members"] + 1
 
     async with sessionmaker() as session:
-        wang = (await session.scalars(select(Volunteer).where(Volunteer.phone_hash == lookup_hash("13811112222")))).one()
+        wang = (
+            await session.scalars(select(Volunteer).where(Volunteer.phone_hash == lookup_hash("13811112222")))
+        ).one()
         assert (wang.real_name, wang.skills, wang.home_unit_id) == ("王芳", ["讲解", "急救"], world.units["zhan11"])
         user = await session.get(User, wang.user_id)
-        assert user is not None and (user.username, user.role, user.unit_id) == ("wangfang", "volunteer", wang.home_unit_id)
+        assert user is not None and (user.username, user.role, user.unit_id) == (
+            "wangfang",
+            "volunteer",
+            wang.home_unit_id,
+        )
         assert await session.get(TeamMember, (world.teams["team11"], wang.id)) is not None
-        li = (await session.scalars(select(Volunteer).where(Volunteer.phone_hash == lookup_hash("13811113333")))).one()
+        li = await volunteer_by_phone(session, "13811113333")
         assert li.phone == "13811113333"  # stored in one form, found by any
-        zhao = (await session.scalars(select(Volunteer).where(Volunteer.phone_hash == lookup_hash("13811114444")))).one()
+        zhao = (
+            await session.scalars(select(Volunteer).where(Volunteer.phone_hash == lookup_hash("13811114444")))
+        ).one()
         assert zhao.phone == "13811114444"
 
     again = await upload(world.client, admin, "volunteers", data)
@@ -79,7 +89,7 @@ async def test_volunteers_dry_run_commit_and_idempotent_re_upload(world: World, 
     assert (changed.json()["created"], changed.json()["updated"], changed.json()["unchanged"]) == (0, 1, 2)
     assert await counts(sessionmaker) == after
     async with sessionmaker() as session:
-        li = (await session.scalars(select(Volunteer).where(Volunteer.phone_hash == lookup_hash("13811113333")))).one()
+        li = await volunteer_by_phone(session, "13811113333")
         assert (li.real_name, li.skills) == ("李强强", ["摄影", "剪辑"])
         li_user = await session.get(User, li.user_id)
         assert li_user is not None and li_user.display_name == "李强强"
@@ -100,7 +110,7 @@ async def test_an_existing_volunteer_is_found_by_phone(world: World, sessionmake
 
 
 async def test_a_commit_with_row_errors_writes_nothing(world: World, sessionmaker: Sessions) -> None:
-    rows = [
+    rows: list[list[Any]] = [
         ["好人", "13822220001", "zhan11", "", "", ""],  # fine, but its file has errors: not written
         ["", "13822220002", "zhan11", "", "", ""],  # name missing
         ["坏号码", "1234", "zhan11", "", "", ""],  # bad phone
@@ -272,7 +282,9 @@ async def test_one_profile_per_phone_is_a_database_rule(world: World, sessionmak
     response = await world.client.post("/admin/volunteers", json=body, headers=world.h("center_admin"))
     assert response.status_code == 409, response.text
     async with sessionmaker() as session:
-        assert await session.scalar(select(func.count()).select_from(Volunteer).where(Volunteer.real_name == "重复")) == 0
+        assert (
+            await session.scalar(select(func.count()).select_from(Volunteer).where(Volunteer.real_name == "重复")) == 0
+        )
 
 
 async def test_templates(world: World) -> None:
