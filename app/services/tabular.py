@@ -89,7 +89,7 @@ def read_table(data: bytes, filename: str, columns: Sequence[Column], max_rows: 
     return _from_rows(_csv_rows(data), columns, max_rows)
 
 
-def _xlsx_rows(data: bytes) -> Iterable[list[tuple[Any, bool]]]:
+def _xlsx_rows(data: bytes) -> Iterable[list[Any]]:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
@@ -106,8 +106,9 @@ def _xlsx_rows(data: bytes) -> Iterable[list[tuple[Any, bool]]]:
             raise file_error("XLSX 文件中没有工作表")
         sheet = workbook.worksheets[0]
         try:
-            for cells in sheet.iter_rows(max_col=MAX_COLUMNS):
-                yield [(cell.value, getattr(cell, "data_type", None) == "f") for cell in cells]
+            # With ``data_only=False`` a formula cell's value is its text, ``=…``: refused like typed text.
+            for values in sheet.iter_rows(max_col=MAX_COLUMNS, values_only=True):
+                yield list(values)
         except InvalidInput:
             raise
         except Exception as exc:
@@ -131,13 +132,13 @@ def _decode(data: bytes) -> str:
     raise file_error("无法识别 CSV 文件的编码, 请在 Excel 中另存为「CSV UTF-8 (逗号分隔)」后上传")
 
 
-def _csv_rows(data: bytes) -> Iterable[list[tuple[Any, bool]]]:
+def _csv_rows(data: bytes) -> Iterable[list[Any]]:
     text = _decode(data)
     if "\x00" in text:
         raise file_error("CSV 文件含有空字符, 不是文本文件或编码不正确, 请另存为 CSV UTF-8 后上传")
     try:
         for record in csv.reader(io.StringIO(text, newline="")):
-            yield [(value, False) for value in record[:MAX_COLUMNS]]
+            yield record[:MAX_COLUMNS]
     except csv.Error as exc:
         raise file_error(f"CSV 格式错误: {exc}") from exc
 
@@ -163,13 +164,13 @@ def _header_key(title: str, columns: Sequence[Column]) -> str | None:
     return None
 
 
-def _from_rows(rows: Iterable[list[tuple[Any, bool]]], columns: Sequence[Column], max_rows: int) -> Table:
+def _from_rows(rows: Iterable[list[Any]], columns: Sequence[Column], max_rows: int) -> Table:
     iterator = iter(rows)
     header = next(iterator, None)
     if header is None:
         raise file_error("文件为空, 第1行应为表头")
     keys: list[str | None] = []
-    for value, _ in header:
+    for value in header:
         key = _header_key(cell_text(value), columns)
         if key is not None and key in keys:
             raise file_error(f"表头「{cell_text(value)}」重复", column=cell_text(value), row=1)
@@ -190,11 +191,11 @@ def _from_rows(rows: Iterable[list[tuple[Any, bool]]], columns: Sequence[Column]
         number += 1
         values: dict[str, str] = {}
         errors_before = len(table.errors)
-        for (value, is_formula), key in zip(cells, keys, strict=False):
+        for value, key in zip(cells, keys, strict=False):
             if key is None:
                 continue
             text = cell_text(value)
-            if is_formula or text.startswith("="):
+            if text.startswith("="):  # typed, or a formula (its text: nothing is ever evaluated)
                 table.errors.append(RowError(number, titles_by_key[key], "不能是公式, 请改为文本或数值"))
                 text = ""
             elif any(ord(ch) < 32 and ch not in "\t\n\r" for ch in text):
