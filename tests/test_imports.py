@@ -41,6 +41,7 @@ async def test_volunteers_dry_run_commit_and_idempotent_re_upload(world: World, 
     dry = await upload(world.client, admin, "volunteers", data, dry_run=True)
     assert dry.status_code == 200, dry.text
     assert dry.json() | {"errors": []} == {
+        "error_count": 0,
         "kind": "volunteers",
         "dry_run": True,
         "rows": 3,

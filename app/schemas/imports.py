@@ -18,4 +18,7 @@ class ImportOut(BaseModel):
     created: int = Field(description="rows that create a record (dry run: would create)")
     updated: int = Field(description="rows that change a record found by its key (dry run: would change)")
     unchanged: int = Field(description="rows identical to what is stored")
-    errors: list[ImportRowError] = Field(description="row errors; a commit with any answers 422 instead")
+    error_count: int = Field(description="row errors found")
+    errors: list[ImportRowError] = Field(
+        description="row errors (the first 1000), by row; a commit with any answers 422 instead"
+    )

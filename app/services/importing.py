@@ -35,6 +35,7 @@ from app.services.tabular import Column, Row, RowError, Table
 
 MOBILE: Final = re.compile(r"^1[3-9]\d{9}$")
 LANDLINE: Final = re.compile(r"^0\d{2,3}-?\d{7,8}$")
+MAX_REPORTED_ERRORS: Final = 1000  # a broken 20,000-row file is not answered with 60,000 messages
 LIST_SEPARATORS: Final = re.compile(r"[、,，;；/|\s]+")
 
 
@@ -185,7 +186,8 @@ def rejected(kind: ImportKind, outcome: Outcome) -> InvalidInput:
     errors = sorted(outcome.errors, key=lambda e: (e.row, e.column))
     return InvalidInput(
         f"{KIND_TITLES[kind]}导入有 {len(errors)} 处错误, 未写入任何数据",
-        errors=[{"row": e.row, "column": e.column, "message": e.message} for e in errors],
+        errors=[{"row": e.row, "column": e.column, "message": e.message} for e in errors[:MAX_REPORTED_ERRORS]],
+        error_count=len(errors),
         rows=outcome.rows,
         created=outcome.created,
         updated=outcome.updated,
