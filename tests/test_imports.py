@@ -119,6 +119,7 @@ async def test_a_commit_with_row_errors_writes_nothing(world: World, sessionmake
         ["无队", "13822220005", "zhan11", "", "不存在的队", ""],  # unknown team
         ["重复", "138 2222 0001", "zhan11", "", "", ""],  # the first row's phone again
         ["重名", "13822220007", "zhan11", "", "", "v11a"],  # a username taken
+        ["怪名", "13822220008", "zhan11", "", "", "有 空格"],  # not a username
     ]
     data = xlsx([VOLUNTEER_HEADER, *rows])
     before = await counts(sessionmaker)
@@ -133,6 +134,7 @@ async def test_a_commit_with_row_errors_writes_nothing(world: World, sessionmake
         (6, "服务队"),
         (7, "手机号"),
         (8, "用户名"),
+        (9, "用户名"),
     ]
     assert [(e["row"], e["column"]) for e in dry.json()["errors"]] == expected
     assert all(e["message"] for e in dry.json()["errors"])

@@ -9,6 +9,7 @@ Skills are replaced by the file's; teams listed are joined, none are left.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ COLUMNS: Final = (
     ),
 )
 MAX_SKILLS: Final = 20
+USERNAME: Final = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")  # as app.schemas.directory.Username
 
 
 @dataclass(slots=True)
@@ -120,7 +122,9 @@ async def plan(session: AsyncSession, actor: Actor, table: Table) -> tuple[Outco
     for row in rows:
         checks.required(row, "real_name", "phone", "unit")
         checks.length(row, "real_name", 64)
-        checks.length(row, "username", 64)
+        username = row.values.get("username", "")
+        if username and not USERNAME.match(username):
+            checks.add(row, "username", "用户名须为 2-64 位字母、数字或 _ . @ -")
         phone = checks.phone(row)
         if phone is not None:
             phones[row.number] = phone
