@@ -73,6 +73,13 @@ class Settings(BaseSettings):
 
     # Fernet keys for personal data at rest, comma-separated; the first encrypts, all decrypt (rotation).
     data_keys: str = DEV_DATA_KEY
+    # Key of the phones' lookup hash (a Fernet-format key); unset: derived from the last data key.
+    lookup_key: str | None = None
+
+    # Roster imports (导入): the upload's size (instead of max_body_bytes, on the import routes only)
+    # and its data rows.
+    import_max_bytes: int = Field(default=10 * 1_048_576, ge=1)
+    import_max_rows: int = Field(default=20_000, ge=1)
 
     token_secret: str = DEFAULT_TOKEN_SECRET
     token_ttl_minutes: int = 12 * 60
@@ -158,6 +165,16 @@ class Settings(BaseSettings):
                 "SIDAN_SMS_ENABLED needs SIDAN_SMS_SECRET_ID, SIDAN_SMS_SECRET_KEY and SIDAN_SMS_SDK_APP_ID"
             )
         return self
+
+    @field_validator("lookup_key")
+    @classmethod
+    def _valid_lookup_key(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            try:
+                Fernet(value.strip())
+            except ValueError as exc:
+                raise ValueError("SIDAN_LOOKUP_KEY must be a Fernet key (Fernet.generate_key())") from exc
+        return value
 
     @property
     def data_key_list(self) -> list[str]:
