@@ -41,7 +41,7 @@ async def run_worker(
             await prune_counters(sessionmaker)
             if settings.sms_enabled:  # the per-phone SMS counts of days gone by
                 await prune_daily_counts(sessionmaker, datetime.now(ZoneInfo(settings.sms_timezone)).date())
-            if fired or stats.sent or stats.retried or stats.failed:
+            if fired or stats.sent or stats.retried or stats.failed or stats.deferred:
                 log.info("worker: %s due transitions, outbox %s", fired, stats)
         except Exception:  # the loop must survive a database blip; the next round retries
             log.exception("worker round failed")
