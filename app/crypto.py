@@ -9,6 +9,11 @@ A stored value is ``enc2:`` + base64url(key id ‖ nonce ‖ ciphertext ‖ tag)
 hash of the key) picks the key, so reading one is a single AES-GCM call. Older forms still read:
 ``enc:`` + a Fernet token (AES-128-CBC + HMAC-SHA256, written before ``enc2:``) and plaintext from
 before encryption was switched on; ``rotate-keys`` rewrites both as ``enc2:``.
+
+Encrypted values cannot be searched, so a phone also gets a lookup hash (``phone_hash``): HMAC-SHA256
+of its digits under a key of its own, ``SIDAN_LOOKUP_KEY``, or, unset, one derived from the *last* key
+of ``SIDAN_DATA_KEYS`` (the oldest: it stays while newer keys are put first). Imports find a volunteer
+or resident by phone through it, and unique indexes on it keep one profile per phone.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 from typing import Any
 
@@ -67,10 +73,37 @@ class _Keys:
 _keys = _Keys([DEV_DATA_KEY])
 
 
-def configure(keys: list[str]) -> None:
-    """Install the keys (first encrypts). Called once at start-up from settings."""
-    global _keys
-    _keys = _Keys([key.strip() for key in keys if key.strip()])
+def _lookup_key_from(material: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"sidan/phone-lookup").derive(
+        base64.urlsafe_b64decode(material)
+    )
+
+
+_lookup_key = _lookup_key_from(DEV_DATA_KEY)
+
+
+def configure(keys: list[str], lookup_key: str | None = None) -> None:
+    """Install the keys (first encrypts) and the lookup-hash key (default: from the last data key).
+    Called once at start-up from settings."""
+    global _keys, _lookup_key
+    keys = [key.strip() for key in keys if key.strip()]
+    _keys = _Keys(keys)
+    _lookup_key = _lookup_key_from(lookup_key.strip() if lookup_key and lookup_key.strip() else keys[-1])
+
+
+def phone_digits(phone: str) -> str:
+    """The digits that identify a phone: ``+86 138-1234-5678`` and ``13812345678`` are one number."""
+    digits = "".join(c for c in phone if c.isdigit())
+    if len(digits) == 13 and digits.startswith("86"):
+        digits = digits[2:]
+    return digits
+
+
+def lookup_hash(phone: str | None) -> bytes | None:
+    """The phone's lookup hash (盲索引): equal for equal numbers, useless without the key."""
+    if phone is None:
+        return None
+    return hmac.new(_lookup_key, phone_digits(phone).encode(), hashlib.sha256).digest()
 
 
 def encrypt(value: str) -> str:

@@ -71,7 +71,7 @@ COMMAND_TIMEOUT_GRACE_SECONDS = 2.0
 
 def create_engine(url: str, settings: Settings) -> AsyncEngine:
     # Whoever talks to the database reads and writes personal data with these keys.
-    crypto.configure(settings.data_key_list)
+    crypto.configure(settings.data_key_list, settings.lookup_key)
     """The engine: every wait is bounded, so a database outage turns into quick 503s, never a hang.
 
     Connecting gives up after 5 s, waiting for a pooled connection after 10 s; a pooled connection is

@@ -15,18 +15,28 @@ class BodyTooLarge(HTTPException):
 
 
 class BodySizeLimit:
-    """Refuse request bodies over ``max_bytes`` with 413, whether announced (Content-Length) or streamed."""
+    """Refuse request bodies over ``max_bytes`` with 413, whether announced (Content-Length) or streamed.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    ``prefix_limits`` gives some paths a limit of their own (file uploads: ``/api/v1/admin/imports/``)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, prefix_limits: dict[str, int] | None = None) -> None:
+        self.app, self.default_max_bytes = app, max_bytes
+        self.prefix_limits = tuple((prefix_limits or {}).items())
+
+    def limit_for(self, path: str) -> int:
+        for prefix, max_bytes in self.prefix_limits:
+            if path.startswith(prefix):
+                return max_bytes
+        return self.default_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit_for(scope.get("path", ""))
         for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(send)
+            if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
+                await self._refuse(send, max_bytes)
                 return
         seen = 0
 
@@ -35,15 +45,15 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if seen > max_bytes:
+                    raise BodyTooLarge(max_bytes)
             return message
 
         await self.app(scope, limited_receive, send)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, max_bytes: int) -> None:
         body = orjson.dumps(
-            {"error": {"code": "payload_too_large", "message": f"请求体超过 {self.max_bytes} 字节", "details": {}}}
+            {"error": {"code": "payload_too_large", "message": f"请求体超过 {max_bytes} 字节", "details": {}}}
         )
         await send(
             {

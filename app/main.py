@@ -28,7 +28,9 @@ from app.routers import (
     admin_directory,
     admin_dispatch,
     auth,
+    imports,
     ledger,
+    notifications,
     ops,
     orders,
     public,
@@ -96,7 +98,11 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     if settings.action_lane:  # transport only: the action endpoints' parsing and apply (app.lane)
         app.add_middleware(ActionLane, api_prefix=API_PREFIX, routes=orders.router.routes)
     app.add_middleware(RequestSessions)  # closes the session ``get_session`` opened for the request
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        prefix_limits={f"{API_PREFIX}/admin/imports/": settings.import_max_bytes},
+    )
     install_error_handlers(app)
     for module in (
         auth,
@@ -112,6 +118,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         unmet,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(notifications.router, prefix=API_PREFIX)  # WeChat subscription consents
+    app.include_router(imports.router, prefix=API_PREFIX)
     if settings.enable_dev_token and settings.environment != "production":
         app.include_router(auth.dev_router, prefix=API_PREFIX)
     app.include_router(ops.router)

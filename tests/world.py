@@ -173,7 +173,7 @@ async def build_world(sessionmaker: async_sessionmaker[AsyncSession], client: ht
                 role=Role.RESIDENT.value,
                 unit_id=units[unit_name].id,
                 display_name=username,
-                phone="13900000000",
+                phone=f"1390000{len(users):04d}",
             )
         session.add_all(users.values())
         await session.flush()

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from sqlalchemy import ARRAY, CheckConstraint, Column, Float, ForeignKey, String, Table, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import ARRAY, CheckConstraint, Column, Float, ForeignKey, LargeBinary, String, Table, text
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
-from app.crypto import EncryptedString
+from app.crypto import EncryptedString, lookup_hash
 from app.models.base import Base, CreatedAtMixin, IdMixin
 
 
@@ -16,6 +16,8 @@ class Volunteer(IdMixin, CreatedAtMixin, Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), unique=True)
     real_name: Mapped[str] = mapped_column(String(64))
     phone: Mapped[str] = mapped_column(EncryptedString)  # encrypted at rest (app.crypto)
+    # One profile per phone: the phone's lookup hash (app.crypto.lookup_hash), kept by ``_hash_phone``.
+    phone_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
     skills: Mapped[list[str]] = mapped_column(ARRAY(String(32)), server_default="{}")
     home_unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
     status: Mapped[str] = mapped_column(String(16), server_default="active")
@@ -28,6 +30,11 @@ class Volunteer(IdMixin, CreatedAtMixin, Base):
     declined_count: Mapped[int] = mapped_column(server_default=text("0"))
     released_count: Mapped[int] = mapped_column(server_default=text("0"))
     expired_count: Mapped[int] = mapped_column(server_default=text("0"))
+
+    @validates("phone")
+    def _hash_phone(self, key: str, phone: str) -> str:
+        self.phone_hash = lookup_hash(phone)
+        return phone
 
 
 volunteer_categories = Table(

@@ -1,4 +1,4 @@
-"""管理后台 · 统计与导出: figures for annual reports and 考核, and CSV exports of the caller's subtree.
+"""管理后台 · 统计与导出: figures for annual reports and 考核, and CSV / XLSX exports of the caller's subtree.
 
 Periods: ``from`` / ``to`` are dates (Asia/Shanghai; ``to`` includes that day) or timestamps with a
 time zone; ``to`` defaults to now and ``from`` to a year before it; at most five years.
@@ -18,7 +18,8 @@ from app.db import ReportSession
 from app.routers.deps import errors
 from app.schemas.common import Id, PeriodBound
 from app.schemas.stats import GroupBy, StatsOut
-from app.services import exports, stats
+from app.services import exports, exports_xlsx, stats
+from app.services.tabular import XLSX_MEDIA_TYPE
 
 router = APIRouter(prefix="/admin", tags=["admin: stats"])
 
@@ -33,6 +34,13 @@ ToQuery = Annotated[
 ]
 CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {}}, "description": "UTF-8 CSV with BOM, streamed"},
+    **errors(401, 403, 404, 422),
+}
+XLSX_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        "description": "the CSV's rows as an XLSX workbook (written in streaming mode)",
+    },
     **errors(401, 403, 404, 422),
 }
 
@@ -73,9 +81,18 @@ async def _export(
     unit_id: int | None,
     period_from: date | datetime | None,
     period_to: date | datetime | None,
+    *,
+    xlsx: bool = False,
 ) -> StreamingResponse:
     period = requested_period(period_from, period_to)
     plan = await exports.plan_export(session, actor, kind, unit_id=unit_id, period=period)
+    if xlsx:
+        spool = await exports_xlsx.build_xlsx(_sessionmaker(request), plan)
+        return StreamingResponse(
+            exports_xlsx.stream_file(spool),
+            media_type=XLSX_MEDIA_TYPE,
+            headers={"Content-Disposition": exports.content_disposition(plan, "xlsx")},
+        )
     return StreamingResponse(
         exports.stream_csv(_sessionmaker(request), plan),
         media_type="text/csv; charset=utf-8",
@@ -96,11 +113,7 @@ async def export_orders(
     return await _export(request, session, actor, exports.ExportKind.ORDERS, unit_id, period_from, period_to)
 
 
-@router.get(
-    "/exports/service-records.csv",
-    response_class=StreamingResponse,
-    responses=CSV_RESPONSES,
-)
+@router.get("/exports/service-records.csv", response_class=StreamingResponse, responses=CSV_RESPONSES)
 async def export_service_records(
     request: Request,
     session: ReportSession,
@@ -113,11 +126,7 @@ async def export_service_records(
     return await _export(request, session, actor, exports.ExportKind.SERVICE_RECORDS, unit_id, period_from, period_to)
 
 
-@router.get(
-    "/exports/volunteer-hours.csv",
-    response_class=StreamingResponse,
-    responses=CSV_RESPONSES,
-)
+@router.get("/exports/volunteer-hours.csv", response_class=StreamingResponse, responses=CSV_RESPONSES)
 async def export_volunteer_hours(
     request: Request,
     session: ReportSession,
@@ -128,3 +137,45 @@ async def export_volunteer_hours(
 ) -> StreamingResponse:
     """志愿时长导出: per volunteer, 信用时长 and 荣誉时长 kept apart."""
     return await _export(request, session, actor, exports.ExportKind.VOLUNTEER_HOURS, unit_id, period_from, period_to)
+
+
+@router.get("/exports/orders.xlsx", response_class=StreamingResponse, responses=XLSX_RESPONSES)
+async def export_orders_xlsx(
+    request: Request,
+    session: ReportSession,
+    actor: CurrentAdmin,
+    unit_id: UnitQuery = None,
+    period_from: FromQuery = None,
+    period_to: ToQuery = None,
+) -> StreamingResponse:
+    """订单导出 (XLSX): the CSV's columns, filters and rows."""
+    kind = exports.ExportKind.ORDERS
+    return await _export(request, session, actor, kind, unit_id, period_from, period_to, xlsx=True)
+
+
+@router.get("/exports/service-records.xlsx", response_class=StreamingResponse, responses=XLSX_RESPONSES)
+async def export_service_records_xlsx(
+    request: Request,
+    session: ReportSession,
+    actor: CurrentAdmin,
+    unit_id: UnitQuery = None,
+    period_from: FromQuery = None,
+    period_to: ToQuery = None,
+) -> StreamingResponse:
+    """服务记录导出 (XLSX): the CSV's columns, filters and rows."""
+    kind = exports.ExportKind.SERVICE_RECORDS
+    return await _export(request, session, actor, kind, unit_id, period_from, period_to, xlsx=True)
+
+
+@router.get("/exports/volunteer-hours.xlsx", response_class=StreamingResponse, responses=XLSX_RESPONSES)
+async def export_volunteer_hours_xlsx(
+    request: Request,
+    session: ReportSession,
+    actor: CurrentAdmin,
+    unit_id: UnitQuery = None,
+    period_from: FromQuery = None,
+    period_to: ToQuery = None,
+) -> StreamingResponse:
+    """志愿时长导出 (XLSX): the CSV's columns, filters and rows."""
+    kind = exports.ExportKind.VOLUNTEER_HOURS
+    return await _export(request, session, actor, kind, unit_id, period_from, period_to, xlsx=True)

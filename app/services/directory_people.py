@@ -306,7 +306,7 @@ async def create_volunteer(session: AsyncSession, actor: Actor, body: VolunteerC
             status="active",
         )
         session.add(volunteer)
-        await session.flush()
+        await flush_unique(session, "该手机号已登记为志愿者", field="phone")
         return _present_volunteer(volunteer, user.username)
 
 
@@ -332,7 +332,7 @@ async def update_volunteer(
         if password_hash is not None:
             user.password_hash = password_hash
             user.token_version += 1
-        await session.flush()
+        await flush_unique(session, "该手机号已登记为志愿者", field="phone")
         await record_volunteer_phone_reads(session, actor, [volunteer], "PATCH /admin/volunteers/{id}")
         return _present_volunteer(volunteer, user.username)
 

@@ -1,8 +1,9 @@
-"""导出: CSV files of the caller's subtree — orders, service records, volunteer hours.
+"""导出: CSV and XLSX files of the caller's subtree — orders, service records, volunteer hours.
 
 The files leave the system, so contact and volunteer phones are always masked, and any text cell
-a spreadsheet would read as a formula (``= + - @``, tab, CR) is prefixed with ``'``. UTF-8 with a BOM so
-Excel shows the Chinese headers.
+a spreadsheet would read as a formula (``= + - @``, tab, CR) is prefixed with ``'``. CSV: UTF-8 with a
+BOM so Excel shows the Chinese headers. XLSX: the same rows (the same cells, so the same prefix), each
+text cell written as a string, through openpyxl's write-only mode into a temporary file.
 
 Nothing is built in memory: orders and service records are read in keyset chunks of the orders'
 ``(created_at, id)`` — keys from a covering index, then the rows of those orders, each chunk its own
@@ -85,11 +86,11 @@ async def plan_export(
     return ExportPlan(kind, unit.id, unit.path, unit.name, period)
 
 
-def content_disposition(plan: ExportPlan) -> str:
+def content_disposition(plan: ExportPlan, extension: str = "csv") -> str:
     start = plan.period.start.astimezone(LOCAL).strftime("%Y%m%d")
     end = plan.period.end.astimezone(LOCAL).strftime("%Y%m%d")
-    ascii_name = f"{plan.kind.value}-{plan.unit_id}-{start}-{end}.csv"
-    utf8_name = f"{FILE_TITLES[plan.kind]}-{plan.unit_name}-{start}-{end}.csv"
+    ascii_name = f"{plan.kind.value}-{plan.unit_id}-{start}-{end}.{extension}"
+    utf8_name = f"{FILE_TITLES[plan.kind]}-{plan.unit_name}-{start}-{end}.{extension}"
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(utf8_name)}"
 
 
@@ -377,7 +378,7 @@ async def _keyset_chunks(
     plan: ExportPlan,
     rows_of: Callable[[list[int]], Rows],
     cells: Callable[[Any], list[str | int]],
-) -> AsyncIterator[bytes]:
+) -> AsyncIterator[list[list[str | int]]]:
     """Walk the period's orders in ``(created_at, id)`` keyset chunks; each chunk is one short
     transaction (keys, then the rows of those orders), so no connection waits on a slow client."""
     after: tuple[datetime, int] | None = None
@@ -386,28 +387,36 @@ async def _keyset_chunks(
             keys = (await session.execute(_cohort_keys(plan, after))).all()
             rows = (await session.execute(rows_of([k.id for k in keys]))).all() if keys else []
         if rows:
-            yield _csv_chunk(cells(row) for row in rows)
+            yield [cells(row) for row in rows]
         if len(keys) < CHUNK_ROWS:
             return
         after = (keys[-1].created_at, keys[-1].id)
 
 
-async def _cursor_chunks(sessionmaker: async_sessionmaker[AsyncSession], plan: ExportPlan) -> AsyncIterator[bytes]:
+async def _cursor_chunks(
+    sessionmaker: async_sessionmaker[AsyncSession], plan: ExportPlan
+) -> AsyncIterator[list[list[str | int]]]:
     async with sessionmaker() as session, session.begin():
         result = await session.stream(_volunteer_hours(plan).execution_options(yield_per=CHUNK_ROWS))
         async for rows in result.partitions():
-            yield _csv_chunk(_hours_cells(row) for row in rows)
+            yield [_hours_cells(row) for row in rows]
+
+
+def export_chunks(
+    sessionmaker: async_sessionmaker[AsyncSession], plan: ExportPlan
+) -> tuple[Sequence[str], AsyncIterator[list[list[str | int]]]]:
+    """The header of ``plan``'s file and its rows, chunk by chunk as they are read: one source for
+    the CSV and the XLSX, so both have the same columns, filters and cells."""
+    if plan.kind is ExportKind.ORDERS:
+        return ORDER_HEADER, _keyset_chunks(sessionmaker, plan, _order_rows, _order_cells)
+    if plan.kind is ExportKind.SERVICE_RECORDS:
+        return RECORD_HEADER, _keyset_chunks(sessionmaker, plan, _record_rows, _record_cells)
+    return HOURS_HEADER, _cursor_chunks(sessionmaker, plan)
 
 
 async def stream_csv(sessionmaker: async_sessionmaker[AsyncSession], plan: ExportPlan) -> AsyncIterator[bytes]:
     """The CSV of ``plan``, chunk by chunk: BOM and header first, then rows as they are read."""
-    header: Sequence[str]
-    if plan.kind is ExportKind.ORDERS:
-        header, body = ORDER_HEADER, _keyset_chunks(sessionmaker, plan, _order_rows, _order_cells)
-    elif plan.kind is ExportKind.SERVICE_RECORDS:
-        header, body = RECORD_HEADER, _keyset_chunks(sessionmaker, plan, _record_rows, _record_cells)
-    else:
-        header, body = HOURS_HEADER, _cursor_chunks(sessionmaker, plan)
+    header, body = export_chunks(sessionmaker, plan)
     yield BOM.encode("utf-8") + _csv_chunk([header])
-    async for chunk in body:
-        yield chunk
+    async for rows in body:
+        yield _csv_chunk(rows)

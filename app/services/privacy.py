@@ -50,7 +50,8 @@ async def record_volunteer_phone_reads(
 
 
 async def rotate_keys(session: AsyncSession, batch: int = 1000) -> int:
-    """Re-encrypt every stored phone under the first key of ``SIDAN_DATA_KEYS``; returns rows rewritten.
+    """Re-encrypt every stored phone under the first key of ``SIDAN_DATA_KEYS``, and recompute the
+    volunteers' and users' phone lookup hashes under the current lookup key; returns rows rewritten.
 
     Reads the raw column (bypassing the decrypting type), so rows written before encryption are
     encrypted too. Safe to re-run."""
@@ -73,9 +74,11 @@ async def rotate_keys(session: AsyncSession, batch: int = 1000) -> int:
                     )
                 ).all()
                 for row_id, value in rows:
-                    await session.execute(
-                        update(model).where(model.id == row_id).values({column: crypto.decrypt(value)})
-                    )
+                    phone = crypto.decrypt(value)
+                    values: dict[str, object] = {column: phone}
+                    if model is not Order:
+                        values["phone_hash"] = crypto.lookup_hash(phone)
+                    await session.execute(update(model).where(model.id == row_id).values(values))
             if not rows:
                 break
             rewritten += len(rows)
