@@ -2,17 +2,44 @@
 
 from __future__ import annotations
 
+from datetime import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.fernet import Fernet
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.crypto import DEV_DATA_KEY
 
 DEFAULT_TOKEN_SECRET = "sidan-dev-secret-change-me-0123456789abcdef"
+
+
+# What a notification template may name (``app.services.channels.message_fields``).
+NOTIFICATION_FIELDS = frozenset({"code", "title", "status", "status_label", "action", "order_id"})
+
+
+def _known_fields(names: list[str], setting: str) -> None:
+    unknown = sorted(set(names) - NOTIFICATION_FIELDS)
+    if unknown:
+        raise ValueError(f"{setting}: unknown field(s) {unknown}; known: {sorted(NOTIFICATION_FIELDS)}")
+
+
+class SmsTemplate(BaseModel):
+    """One SMS template (短信模板) approved in the Tencent Cloud console: its id, the notification fields
+    filling its ``{1}``, ``{2}`` … in order, and whether it may be sent during the quiet hours."""
+
+    template_id: str = Field(min_length=1)
+    params: list[str] = []
+    urgent: bool = False
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, value: list[str]) -> list[str]:
+        _known_fields(value, "SIDAN_SMS_TEMPLATES")
+        return value
 
 
 class Settings(BaseSettings):
@@ -72,6 +99,36 @@ class Settings(BaseSettings):
     run_worker: bool = True
     worker_interval_seconds: float = 5.0
     wechat_template_id: str = "sidan-order-status"
+    # The subscribe message's keywords (as the template in the WeChat console names them) → the
+    # notification's field (``code``, ``title``, ``status_label``, ``action``, ``order_id``), and the
+    # mini-program page it opens (``{order_id}`` is filled in).
+    wechat_template_fields: dict[str, str] = {
+        "character_string1": "code",
+        "thing2": "title",
+        "phrase3": "status_label",
+    }
+    wechat_page: str = "pages/order/detail?id={order_id}"
+    # Count subscription consents (POST /me/wechat/subscriptions) and send only while one is left.
+    wechat_count_consents: bool = True
+
+    # 短信 (Tencent Cloud SMS, API 3.0) when WeChat cannot reach someone; off by default. See README
+    # "Notifications: WeChat and SMS".
+    sms_enabled: bool = False
+    sms_endpoint: str = "https://sms.tencentcloudapi.com"
+    sms_region: str = "ap-guangzhou"
+    sms_secret_id: str = ""
+    sms_secret_key: str = ""
+    sms_sdk_app_id: str = ""
+    sms_sign_name: str = ""
+    sms_timeout_seconds: float = 5.0
+    # kind (outbox topic, e.g. ``order.accept``) → {"template_id", "params": [field, ...], "urgent"};
+    # a kind not listed is never sent by SMS.
+    sms_templates: dict[str, SmsTemplate] = {}
+    sms_daily_cap_per_phone: int = Field(default=5, ge=1)
+    # 免打扰: non-urgent kinds wait for the end of the quiet hours (local time in ``sms_timezone``).
+    sms_quiet_start: time = time(21, 0)
+    sms_quiet_end: time = time(8, 0)
+    sms_timezone: str = "Asia/Shanghai"
 
     @field_validator("data_keys")
     @classmethod
@@ -85,6 +142,29 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError("SIDAN_DATA_KEYS: each key must be a Fernet key (Fernet.generate_key())") from exc
         return value
+
+    @field_validator("wechat_template_fields")
+    @classmethod
+    def _known_keyword_sources(cls, value: dict[str, str]) -> dict[str, str]:
+        _known_fields(list(value.values()), "SIDAN_WECHAT_TEMPLATE_FIELDS")
+        return value
+
+    @field_validator("sms_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"SIDAN_SMS_TIMEZONE: unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _sms_needs_credentials(self) -> Settings:
+        if self.sms_enabled and not (self.sms_secret_id and self.sms_secret_key and self.sms_sdk_app_id):
+            raise ValueError(
+                "SIDAN_SMS_ENABLED needs SIDAN_SMS_SECRET_ID, SIDAN_SMS_SECRET_KEY and SIDAN_SMS_SDK_APP_ID"
+            )
+        return self
 
     @field_validator("lookup_key")
     @classmethod

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from app import console
 from app.config import Settings, get_settings
 from app.db import (
     RequestSessions,
@@ -29,11 +30,13 @@ from app.routers import (
     auth,
     imports,
     ledger,
+    notifications,
     ops,
     orders,
     public,
     stats,
     supermarket,
+    unmet,
     volunteer,
 )
 from app.services.throttle import LoginThrottle
@@ -101,12 +104,26 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         prefix_limits={f"{API_PREFIX}/admin/imports/": settings.import_max_bytes},
     )
     install_error_handlers(app)
-    for module in (auth, public, orders, volunteer, admin, admin_dispatch, admin_directory, ledger, supermarket, stats):
+    for module in (
+        auth,
+        public,
+        orders,
+        volunteer,
+        admin,
+        admin_dispatch,
+        admin_directory,
+        ledger,
+        supermarket,
+        stats,
+        unmet,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(notifications.router, prefix=API_PREFIX)  # WeChat subscription consents
     app.include_router(imports.router, prefix=API_PREFIX)
     if settings.enable_dev_token and settings.environment != "production":
         app.include_router(auth.dev_router, prefix=API_PREFIX)
     app.include_router(ops.router)
+    console.install(app)  # 工作台 at /console (app.console)
     # Request id, log context, metrics and the access log line (see app.observability).
     app.add_middleware(ObservabilityMiddleware, api_prefix=API_PREFIX)
     return app

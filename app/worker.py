@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.observability import measure_backlog
 from app.services.delivery import Channel, default_channels, deliver_due
+from app.services.sms_state import prune_daily_counts
 from app.services.sweeper import sweep
 from app.services.throttle import prune_counters
 from app.workflow import DUE_ACTIONS
@@ -30,13 +33,15 @@ async def run_worker(
     stop: asyncio.Event,
     channels: list[Channel] | None = None,
 ) -> None:
-    channels = channels if channels is not None else default_channels(settings, http)
+    channels = channels if channels is not None else default_channels(settings, http, sessionmaker)
     while not stop.is_set():
         try:
             fired = await sweep(sessionmaker)
             stats = await deliver_due(sessionmaker, channels)
             await prune_counters(sessionmaker)
-            if fired or stats.sent or stats.retried or stats.failed:
+            if settings.sms_enabled:  # the per-phone SMS counts of days gone by
+                await prune_daily_counts(sessionmaker, datetime.now(ZoneInfo(settings.sms_timezone)).date())
+            if fired or stats.sent or stats.retried or stats.failed or stats.deferred:
                 log.info("worker: %s due transitions, outbox %s", fired, stats)
         except Exception:  # the loop must survive a database blip; the next round retries
             log.exception("worker round failed")

@@ -371,6 +371,11 @@ async def measure(url: str, runs: int, only: str | None = None) -> None:
             def get(path: str, unit_id: int, **params: Any) -> Callable[[], Awaitable[httpx.Response]]:
                 return lambda: client.get(path, params=params, headers=token(unit_id))
 
+            def page(path: str, unit_id: int, **params: Any) -> Callable[[], Awaitable[httpx.Response]]:
+                """A staff console page (its session cookie holds the same token)."""
+                cookie = {"sidan_console": token(unit_id)["Authorization"].removeprefix("Bearer ")}
+                return lambda: client.get(f"http://bench/console{path}", params=params, cookies=cookie)
+
             cases: list[tuple[str, Callable[[], Awaitable[httpx.Response]]]] = [
                 ("stats  county 2025", get("/admin/stats", county["id"], **YEAR)),
                 ("stats  county 2025 group_by=unit", get("/admin/stats", county["id"], group_by="unit", **YEAR)),
@@ -391,6 +396,12 @@ async def measure(url: str, runs: int, only: str | None = None) -> None:
                 ("orders station, first page", get("/admin/orders", station["id"])),
                 ("orders province, first page", get("/admin/orders", 1)),
                 ("export county orders.csv 2025", get("/admin/exports/orders.csv", county["id"], **YEAR)),
+                ("unmet  county 2025", get("/admin/stats/unmet", county["id"], **YEAR)),
+                ("unmet  city 2025", get("/admin/stats/unmet", city["id"], **YEAR)),
+                ("console county desk", page("/", county["id"])),
+                ("console county board, first page", page("/orders", county["id"], status="all")),
+                ("console county stats page 2025", page("/stats", county["id"], **YEAR)),
+                ("console county unmet page 2025", page("/unmet", county["id"], **YEAR)),
             ]
             print(
                 f"county {county['id']} holds {county['n']:,} orders (all years); "
@@ -405,6 +416,8 @@ async def measure(url: str, runs: int, only: str | None = None) -> None:
 
 
 def _describe(response: httpx.Response) -> str:
+    if response.headers.get("content-type", "").startswith("text/html"):
+        return f"HTML {response.status_code}, {len(response.content) / 1e3:.0f} kB"
     if response.headers.get("content-type", "").startswith("text/csv"):
         return f"{response.text.count(chr(10)) - 1:,} rows, {len(response.content) / 1e6:.1f} MB"
     body = response.json()
@@ -414,6 +427,8 @@ def _describe(response: httpx.Response) -> str:
             f"placed {o['placed']:,}, completed {o['completed']:,}, median accept "
             f"{(o['time_to_accept']['median_seconds'] or 0) / 3600:.1f} h, groups {len(body['groups'])}"
         )
+    if "cells" in body:
+        return f"placed {body['placed']:,}, unmet {body['unmet']:,}, cells {len(body['cells'])}"
     return f"{len(body['items'])} items"
 
 

@@ -121,10 +121,7 @@ async def world(sessionmaker: async_sessionmaker[AsyncSession], client: httpx.As
 
 @pytest.fixture
 def wechat_server() -> Iterator[str]:
-    StandInWechat.sends, StandInWechat.attempts, StandInWechat.token_calls = [], 0, 0
-    StandInWechat.fail_next, StandInWechat.expire_token_once = 0, False
-    StandInWechat.valid, StandInWechat.current, StandInWechat.forced_refreshes = set(), None, 0
-    StandInWechat.issued, StandInWechat.refuse = 0, None
+    StandInWechat.reset()
     server = ThreadingHTTPServer(("127.0.0.1", 0), StandInWechat)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"

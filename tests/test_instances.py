@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.domain import Status
-from app.models import Order, OrderEvent, OutboxMessage, User
+from app.models import Order, OrderEvent, OutboxMessage, User, WechatConsent
 from tests.helpers import free_port
 from tests.wechat_standin import StandInWechat
 from tests.world import World
@@ -81,6 +81,8 @@ async def test_three_instances_share_every_promise(
 ) -> None:
     async with sessionmaker() as session, session.begin():  # r1 hears through WeChat, everyone else the log
         await session.execute(update(User).where(User.id == world.users["r1"]).values(wechat_openid="openid-r1"))
+        # r1 accepted the subscription often enough (one message per consent; app.services.consents)
+        session.add(WechatConsent(user_id=world.users["r1"], template_id="sidan-order-status", remaining=100))
     async with httpx.AsyncClient(timeout=30) as http:
 
         def post(i: int, path: str, user: str, body: dict[str, Any], **headers: str) -> Awaitable[httpx.Response]:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from cryptography.fernet import Fernet
 from pydantic import ValidationError
 from sqlalchemy import make_url
@@ -57,7 +58,10 @@ async def scratch_url(server_url: str) -> AsyncIterator[str]:
 
 async def test_the_migration_hashes_stored_phones_and_keeps_the_oldest_of_duplicates(scratch_url: str) -> None:
     config = alembic_config(scratch_url)
-    await asyncio.to_thread(command.upgrade, config, "5e1f0c2a7b9d")
+    hashing = ScriptDirectory.from_config(config).get_revision("c3a9e2d1f4b6")
+    assert hashing is not None and isinstance(hashing.down_revision, str)
+    before = hashing.down_revision  # the schema this migration found
+    await asyncio.to_thread(command.upgrade, config, before)
     connection = await asyncpg.connect(make_url(scratch_url).set(drivername="postgresql").render_as_string(False))
     try:
         enc = crypto.encrypt
@@ -89,7 +93,7 @@ async def test_the_migration_hashes_stored_phones_and_keeps_the_oldest_of_duplic
         assert (users[3], users[4], users[5]) == (resident, None, resident)
         with pytest.raises(asyncpg.UniqueViolationError):
             await connection.execute("UPDATE volunteers SET phone_hash = $1 WHERE id = 2", volunteers[1])
-        await asyncio.to_thread(command.downgrade, config, "5e1f0c2a7b9d")
+        await asyncio.to_thread(command.downgrade, config, before)
         await asyncio.to_thread(command.upgrade, config, "head")
     finally:
         await connection.close()

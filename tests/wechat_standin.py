@@ -1,4 +1,8 @@
-"""A stand-in for WeChat's server API (api.weixin.qq.com) on loopback, for the notification tests."""
+"""A stand-in for WeChat's server API (api.weixin.qq.com) on loopback, for the notification and login tests.
+
+It behaves the way WeChat does where the service depends on it: tokens are issued only for the right
+appid and secret; a new token voids the older ones (a send with one answers 40001); code2session and
+subscribe/send answer the errcodes a test asks for."""
 
 from __future__ import annotations
 
@@ -7,13 +11,32 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
+APPID, SECRET = "wx-app", "wx-secret"
+ERRMSG = {
+    -1: "system error",
+    40001: "invalid credential, access_token is invalid or not latest",
+    40003: "invalid openid",
+    40013: "invalid appid",
+    40029: "invalid code",
+    40037: "invalid template_id",
+    40125: "invalid appsecret",
+    40163: "code been used",
+    40164: "invalid ip, not in whitelist",
+    40226: "high risk user",
+    41030: "invalid page",
+    42001: "access_token expired",
+    43101: "user refuse to accept the msg",
+    45011: "api minute-quota reach limit, must slower, retry next minute",
+    47003: "argument invalid! data.thing2.value invalid",
+}
+
 
 class StandInWechat(BaseHTTPRequestHandler):
-    """api.weixin.qq.com as far as subscribe messages go; behaviour set through class attributes.
+    """api.weixin.qq.com as far as login and subscribe messages go; behaviour set through class attributes.
 
     Tokens as WeChat issues them: ``cgi-bin/token`` makes a new one on every call and voids the last;
     ``cgi-bin/stable_token`` returns the current one while it is valid (a new one only when none is, or
-    with ``force_refresh``, which voids the others)."""
+    with ``force_refresh``, which voids the others). Both check the appid and secret."""
 
     sends: ClassVar[list[dict[str, Any]]] = []  # successful sends
     attempts: ClassVar[int] = 0
@@ -25,6 +48,15 @@ class StandInWechat(BaseHTTPRequestHandler):
     fail_next: ClassVar[int] = 0  # answer HTTP 500 this many more times
     expire_token_once: ClassVar[bool] = False  # the next send finds the current token expired
     refuse: ClassVar[str | None] = None  # sends with this token fail (40001) though it stays current
+    send_errcodes: ClassVar[list[int]] = []  # the next sends answer these errcodes, one each
+    login_errcodes: ClassVar[list[int]] = []  # the next code2session calls answer these errcodes
+    stale_refusals: ClassVar[int] = 0  # sends refused (40001) for a token voided by a newer one
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.sends, cls.attempts, cls.token_calls, cls.forced_refreshes, cls.issued = [], 0, 0, 0, 0
+        cls.valid, cls.current, cls.fail_next, cls.expire_token_once, cls.refuse = set(), None, 0, False, None
+        cls.send_errcodes, cls.login_errcodes, cls.stale_refusals = [], [], 0
 
     def _reply(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
@@ -34,6 +66,9 @@ class StandInWechat(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _error(self, errcode: int) -> None:
+        return self._reply(200, {"errcode": errcode, "errmsg": ERRMSG.get(errcode, "error")})
+
     @classmethod
     def _issue(cls) -> str:
         cls.issued += 1
@@ -41,18 +76,43 @@ class StandInWechat(BaseHTTPRequestHandler):
         cls.valid = {cls.current}
         return cls.current
 
+    @staticmethod
+    def _credentials_error(appid: object, secret: object) -> int | None:
+        if appid != APPID:
+            return 40013
+        if secret != SECRET:
+            return 40125
+        return None
+
     def do_GET(self) -> None:
-        if urlparse(self.path).path != "/cgi-bin/token":
-            return self._reply(404, {"errcode": 404})
+        url = urlparse(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
         cls = StandInWechat
+        if url.path == "/sns/jscode2session":
+            return self._code2session(query)
+        if url.path != "/cgi-bin/token":
+            return self._reply(404, {"errcode": 404})
         cls.token_calls += 1
+        if errcode := self._credentials_error(query.get("appid"), query.get("secret")):
+            return self._error(errcode)
         return self._reply(200, {"access_token": cls._issue(), "expires_in": 7200})
+
+    def _code2session(self, query: dict[str, str]) -> None:
+        cls = StandInWechat
+        if errcode := self._credentials_error(query.get("appid"), query.get("secret")):
+            return self._error(errcode)
+        if cls.login_errcodes:
+            return self._error(cls.login_errcodes.pop(0))
+        code = query.get("js_code", "")
+        if not code.startswith("good-"):
+            return self._error(40029)
+        return self._reply(200, {"openid": f"openid-{code[5:]}", "session_key": "sk"})
 
     def _stable_token(self, body: dict[str, Any]) -> None:
         cls = StandInWechat
         cls.token_calls += 1
-        if body.get("secret") != "wx-secret":
-            return self._reply(200, {"errcode": 40125, "errmsg": "invalid appsecret"})
+        if errcode := self._credentials_error(body.get("appid"), body.get("secret")):
+            return self._error(errcode)
         if body.get("force_refresh"):
             cls.forced_refreshes += 1
             token = cls._issue()
@@ -73,14 +133,18 @@ class StandInWechat(BaseHTTPRequestHandler):
         if cls.expire_token_once:
             cls.expire_token_once = False
             cls.valid = set()
+            return self._error(42001)
         token = parse_qs(url.query)["access_token"][0]
         if token == cls.refuse:
             cls.refuse = None
-            return self._reply(200, {"errcode": 40001, "errmsg": "invalid credential"})
-        if token not in cls.valid:
-            return self._reply(200, {"errcode": 42001, "errmsg": "access_token expired"})
+            return self._error(40001)
+        if token not in cls.valid:  # issued, then voided by a newer one
+            cls.stale_refusals += 1
+            return self._error(40001)
+        if cls.send_errcodes:
+            return self._error(cls.send_errcodes.pop(0))
         if body["touser"] == "openid-refused":
-            return self._reply(200, {"errcode": 43101, "errmsg": "user refuse to accept the msg"})
+            return self._error(43101)
         cls.sends.append(body | {"token": token})
         return self._reply(200, {"errcode": 0, "errmsg": "ok"})
 

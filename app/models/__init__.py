@@ -15,6 +15,7 @@ from app.models.base import Base
 from app.models.infra import IdempotencyRecord, OutboxMessage, RateLimitCounter
 from app.models.ledger import Goods, HoursEntry, PointsEntry, Redemption
 from app.models.menu import MenuCategory, MenuItem
+from app.models.notify import SmsDailyCount, SmsDelivery, WechatConsent
 from app.models.orders import Order, OrderEvent, OrderRow, OrderView, Rating, ServiceParticipant, ServiceRecord
 from app.models.org import OrgUnit
 from app.models.policy import UnitPolicy
@@ -42,11 +43,14 @@ __all__ = [
     "Redemption",
     "ServiceParticipant",
     "ServiceRecord",
+    "SmsDailyCount",
+    "SmsDelivery",
     "Team",
     "TeamMember",
     "UnitPolicy",
     "User",
     "Volunteer",
+    "WechatConsent",
     "team_categories",
     "volunteer_categories",
 ]

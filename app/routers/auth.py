@@ -47,7 +47,7 @@ async def change_password(
     )
 
 
-@router.post("/auth/wechat", response_model=TokenOut, responses=errors(401, 422, 429, 503))
+@router.post("/auth/wechat", response_model=TokenOut, responses=errors(401, 403, 422, 429, 503))
 async def wechat_login(body: WechatLoginIn, request: Request, session: Session, settings: SettingsDep) -> TokenOut:
     """微信小程序登录: ``code`` from ``wx.login()``; residents are created on first login."""
     throttle, address = request.app.state.login_throttle, client_address(request)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -11,10 +13,41 @@ from app.auth import hash_password, issue_token, verify_password
 from app.config import Settings
 from app.db import transaction
 from app.domain import Role
-from app.errors import InvalidInput, ServiceUnavailable, Unauthorized
+from app.errors import DomainError, Forbidden, InvalidInput, RateLimited, ServiceUnavailable, Unauthorized
 from app.models import User
 from app.schemas.auth import TokenOut, UserOut
 from app.services.throttle import LoginThrottle
+
+log = logging.getLogger(__name__)
+
+# code2session's errcodes, by whose problem they are: the user's code (401), the user's account (403),
+# WeChat's load (try later), our configuration (the operator's: 503 and an error in the log).
+INVALID_CODE = frozenset({40029, 40163})
+BLOCKED_USER = 40226
+WECHAT_BUSY = -1
+WECHAT_QUOTA = 45011
+CONFIG_ERRORS = frozenset({40013, 40125, 40164})
+QUOTA_RETRY_SECONDS = 60  # 45011 is WeChat's per-minute quota
+
+
+def code2session_error(errcode: object, errmsg: str) -> DomainError:
+    """The error a refused code2session gives the caller."""
+    code = errcode if isinstance(errcode, int) else None
+    if code in INVALID_CODE:
+        return Unauthorized("微信登录凭证无效", wechat_errcode=code)
+    if code == BLOCKED_USER:
+        return Forbidden("该微信账号已被限制登录", wechat_errcode=code)
+    if code == WECHAT_QUOTA:
+        return RateLimited("微信登录繁忙, 请稍后再试", retry_after_seconds=QUOTA_RETRY_SECONDS, wechat_errcode=code)
+    if code == WECHAT_BUSY:
+        return ServiceUnavailable("微信登录繁忙, 请稍后再试", wechat_errcode=code)
+    if code in CONFIG_ERRORS:
+        log.error("wechat code2session refused our credentials: errcode %s %s (check SIDAN_WECHAT_APPID, "
+                  "SIDAN_WECHAT_SECRET and the server's IP whitelist)", code, errmsg)  # fmt: skip
+        return ServiceUnavailable("微信登录暂不可用")
+    log.warning("wechat code2session: unexpected errcode %r %s", errcode, errmsg)
+    return ServiceUnavailable("微信登录暂不可用")
+
 
 # A real argon2 hash of a random string: unknown usernames cost as much as wrong passwords.
 _DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$s5X707NJ9eFg3UUMdIENqw$CjrBYuGZbs38A48ikKyU9WpN2nT2od3gXD+3fgLTzEw"
@@ -101,7 +134,7 @@ async def wechat_login(
         raise ServiceUnavailable("微信登录服务返回异常")
     openid = data.get("openid")
     if data.get("errcode") or not isinstance(openid, str) or not openid:
-        raise Unauthorized("微信登录凭证无效", wechat_errcode=data.get("errcode"))
+        raise code2session_error(data.get("errcode"), str(data.get("errmsg", ""))[:200])
     async with transaction(session):
         await session.execute(
             insert(User)

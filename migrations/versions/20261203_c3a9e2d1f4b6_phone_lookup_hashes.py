@@ -7,7 +7,7 @@ a phone, only the oldest keeps the hash (the others are listed on stderr for a h
 unique indexes can then be built, and an import updates the oldest.
 
 Revision ID: c3a9e2d1f4b6
-Revises: 5e1f0c2a7b9d
+Revises: b7e1c0a5d3f2
 Create Date: 2026-12-03
 """
 
@@ -22,7 +22,7 @@ from app import crypto
 from app.config import get_settings
 
 revision: str = "c3a9e2d1f4b6"
-down_revision: str | None = "5e1f0c2a7b9d"
+down_revision: str | None = "b7e1c0a5d3f2"
 branch_labels = None
 depends_on = None
 

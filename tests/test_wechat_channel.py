@@ -1,0 +1,308 @@
+"""The WeChat channel behaves the way WeChat does: one consent, one message; errcodes in the right
+bucket (login and sending); configurable template keywords and page; stale tokens fetched again.
+All over real HTTP to ``tests/wechat_standin.py``, which checks the secret and voids old tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import NOTIFICATION_FIELDS, Settings
+from app.domain import Status
+from app.models import OutboxMessage, User, WechatConsent
+from app.services.channels import message_fields
+from app.services.consents import ConsentBook
+from app.services.delivery import Channel, LogChannel, Recipient, WechatSubscribeChannel, default_channels, deliver_due
+from tests.sms_standin import SDK_APP_ID, SECRET_ID, SECRET_KEY, StandInSms, serve_sms
+from tests.wechat_standin import StandInWechat
+from tests.world import World
+
+Sessions = async_sessionmaker[AsyncSession]
+TEMPLATE = "tmpl-1"
+
+
+@pytest.fixture
+def sms_server() -> Iterator[str]:
+    yield from serve_sms()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+@pytest.fixture
+def wechat_app(app: FastAPI, wechat_server: str, monkeypatch: pytest.MonkeyPatch) -> FastAPI:
+    """The app's login and consent endpoints talking to the stand-in, template ``tmpl-1``."""
+    for name, value in [
+        ("wechat_base_url", wechat_server), ("wechat_appid", "wx-app"), ("wechat_secret", "wx-secret"),
+        ("wechat_template_id", TEMPLATE),
+    ]:  # fmt: skip
+        monkeypatch.setattr(app.state.settings, name, value)
+    return app
+
+
+def settings_for(wechat_server: str, sms_server: str | None = None, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "wechat_base_url": wechat_server, "wechat_appid": "wx-app", "wechat_secret": "wx-secret",
+        "wechat_template_id": TEMPLATE,
+    }  # fmt: skip
+    if sms_server:
+        values |= {
+            "sms_enabled": True, "sms_endpoint": sms_server, "sms_secret_id": SECRET_ID, "sms_secret_key": SECRET_KEY,
+            "sms_sdk_app_id": SDK_APP_ID, "sms_quiet_start": "00:00", "sms_quiet_end": "00:00",
+            "sms_templates": {k: {"template_id": "2001", "params": ["code"]} for k in ("order.grab", "order.complete")},
+        }  # fmt: skip
+    return Settings(**(values | overrides))
+
+
+async def give_openid(sessionmaker: Sessions, world: World, username: str, openid: str) -> None:
+    async with sessionmaker() as session, session.begin():
+        await session.execute(update(User).where(User.id == world.users[username]).values(wechat_openid=openid))
+
+
+async def consent(world: World, username: str, answer: str = "accept") -> httpx.Response:
+    results = {TEMPLATE: answer, "other-template": "accept", "errMsg": "requestSubscribeMessage:ok"}
+    return await world.client.post("/me/wechat/subscriptions", json={"results": results}, headers=world.h(username))
+
+
+async def outbox(sessionmaker: Sessions) -> list[OutboxMessage]:
+    async with sessionmaker() as session:
+        return list((await session.execute(select(OutboxMessage).order_by(OutboxMessage.id))).scalars())
+
+
+async def remaining(sessionmaker: Sessions, user_id: int) -> int | None:
+    async with sessionmaker() as session:
+        return await session.scalar(
+            select(WechatConsent.remaining).where(
+                WechatConsent.user_id == user_id, WechatConsent.template_id == TEMPLATE
+            )
+        )
+
+
+# ---- one consent, one message -------------------------------------------------------------------
+
+
+async def test_the_second_message_of_an_order_goes_by_sms_once_the_consent_is_spent(
+    world: World, wechat_app: FastAPI, sessionmaker: Sessions, wechat_server: str, sms_server: str,
+    http: httpx.AsyncClient,
+) -> None:  # fmt: skip
+    await give_openid(sessionmaker, world, "r1", "openid-r1")
+    granted = await consent(world, "r1")
+    assert granted.status_code == 200 and granted.json() == {"template_id": TEMPLATE, "remaining": 1}
+    order = await world.order_in(Status.COMPLETED)  # grab, then complete: two messages to r1
+    channels = default_channels(settings_for(wechat_server, sms_server), http, sessionmaker)
+    assert (await deliver_due(sessionmaker, channels)).sent == 3
+    assert [s["touser"] for s in StandInWechat.sends] == ["openid-r1"]  # never met 43101
+    assert StandInWechat.attempts == 1
+    assert [r["body"]["TemplateParamSet"] for r in StandInSms.received] == [[order["code"]]]
+    used = [(m.topic, m.channel) for m in await outbox(sessionmaker)]
+    assert used == [("order.place", "log"), ("order.grab", "wechat"), ("order.complete", "sms")]
+    assert await remaining(sessionmaker, world.users["r1"]) == 0
+
+
+async def test_consents_are_counted_per_accept_and_a_refusal_adds_none(world: World, wechat_app: FastAPI) -> None:
+    assert (await consent(world, "r1", "reject")).json()["remaining"] == 0
+    for expected in (1, 2, 3):
+        assert (await consent(world, "r1")).json()["remaining"] == expected
+    assert (await consent(world, "r2")).json()["remaining"] == 1  # per user
+    bad = await world.client.post("/me/wechat/subscriptions", json={"results": {}, "x": 1}, headers=world.h("r1"))
+    assert bad.status_code == 422
+    too_many = {"results": {f"t{i}": "accept" for i in range(21)}}
+    assert (
+        await world.client.post("/me/wechat/subscriptions", json=too_many, headers=world.h("r1"))
+    ).status_code == 422
+    assert (await world.client.post("/me/wechat/subscriptions", json={"results": {}})).status_code == 401
+    assert (await consent(world, "r1", "ban")).json()["remaining"] == 3
+
+
+async def test_one_consent_is_spent_once_by_concurrent_senders(
+    world: World, sessionmaker: Sessions, wechat_server: str, wechat_app: FastAPI
+) -> None:
+    """Two instances (own channels, own token caches) send two messages to r1 at once, with one
+    consent: WeChat receives one; the other message passes on (False: the next channel)."""
+    await consent(world, "r1")
+    recipient = Recipient(user_id=world.users["r1"], wechat_openid="openid-r1")
+    message = OutboxMessage(topic="order.grab", payload={"code": "SD1", "status": "accepted"})
+    async with httpx.AsyncClient() as http:
+        senders = [
+            WechatSubscribeChannel(
+                http, wechat_server, "wx-app", "wx-secret", TEMPLATE, consents=ConsentBook(sessionmaker)
+            )
+            for _ in range(4)
+        ]
+        results = await asyncio.gather(*(s.send(recipient, message) for s in senders * 2))
+    assert sorted(results) == [False] * 7 + [True]
+    assert len(StandInWechat.sends) == 1
+    assert await remaining(sessionmaker, world.users["r1"]) == 0
+
+
+async def test_43101_despite_a_counted_consent_falls_back_at_once_and_clears_the_count(
+    world: World, wechat_app: FastAPI, sessionmaker: Sessions, wechat_server: str, sms_server: str,
+    http: httpx.AsyncClient,
+) -> None:  # fmt: skip
+    await give_openid(sessionmaker, world, "r1", "openid-r1")
+    for _ in range(3):
+        await consent(world, "r1")
+    await world.order_in(Status.ACCEPTED)
+    StandInWechat.send_errcodes = [43101]  # the user switched subscriptions off in WeChat
+    stats = await deliver_due(
+        sessionmaker, default_channels(settings_for(wechat_server, sms_server), http, sessionmaker)
+    )
+    assert (stats.sent, stats.retried) == (2, 0)
+    grab = next(m for m in await outbox(sessionmaker) if m.topic == "order.grab")
+    assert grab.channel == "sms" and "43101" in (grab.last_error or "")
+    assert await remaining(sessionmaker, world.users["r1"]) == 0
+
+
+# ---- sending errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("errcode", [47003, 40037, 41030])
+async def test_permanent_send_errors_fall_back_at_once_and_are_never_retried(
+    errcode: int, world: World, wechat_app: FastAPI, sessionmaker: Sessions, wechat_server: str, sms_server: str,
+    http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    await give_openid(sessionmaker, world, "r1", "openid-r1")
+    await consent(world, "r1")
+    await world.order_in(Status.ACCEPTED)
+    StandInWechat.send_errcodes = [errcode]
+    channels = default_channels(settings_for(wechat_server, sms_server), http, sessionmaker)
+    with caplog.at_level(logging.WARNING, logger="app.services.delivery"):
+        stats = await deliver_due(sessionmaker, channels)
+    assert (stats.sent, stats.retried, stats.failed) == (2, 0, 0)
+    grab = next(m for m in await outbox(sessionmaker) if m.topic == "order.grab")
+    assert (grab.status, grab.channel, grab.attempts) == ("sent", "sms", 1)
+    assert StandInWechat.attempts == 1 and len(StandInSms.received) == 1
+    assert any(str(errcode) in r.getMessage() and "invalid" in r.getMessage() for r in caplog.records)  # errmsg
+    assert await remaining(sessionmaker, world.users["r1"]) == 1  # not sent: the consent is still there
+
+
+async def test_without_sms_a_permanent_error_is_logged_not_retried(
+    world: World, wechat_app: FastAPI, sessionmaker: Sessions, wechat_server: str, http: httpx.AsyncClient
+) -> None:
+    await give_openid(sessionmaker, world, "r1", "openid-r1")
+    await consent(world, "r1")
+    await world.order_in(Status.ACCEPTED)
+    StandInWechat.send_errcodes = [47003]
+    channels = default_channels(settings_for(wechat_server), http, sessionmaker)
+    assert (await deliver_due(sessionmaker, channels)).retried == 0
+    grab = next(m for m in await outbox(sessionmaker) if m.topic == "order.grab")
+    assert grab.channel == "log" and "47003" in (grab.last_error or "")
+    assert StandInWechat.attempts == 1
+
+
+async def test_a_busy_wechat_is_retried(
+    world: World, wechat_app: FastAPI, sessionmaker: Sessions, wechat_server: str, http: httpx.AsyncClient
+) -> None:
+    await give_openid(sessionmaker, world, "r1", "openid-r1")
+    await consent(world, "r1")
+    await world.order_in(Status.ACCEPTED)
+    StandInWechat.send_errcodes = [-1]
+    channels = default_channels(settings_for(wechat_server), http, sessionmaker)
+    assert (await deliver_due(sessionmaker, channels)).retried == 1
+    assert await remaining(sessionmaker, world.users["r1"]) == 1  # given back for the retry
+
+
+async def test_a_token_voided_by_a_newer_one_is_fetched_again_once(wechat_server: str, http: httpx.AsyncClient) -> None:
+    """Another tool calls ``cgi-bin/token``, which voids the token this instance holds: WeChat answers
+    40001; the sender fetches the current token once and the message goes."""
+    channel = WechatSubscribeChannel(http, wechat_server, "wx-app", "wx-secret", TEMPLATE)
+    message = OutboxMessage(topic="order.grab", payload={"code": "SD1", "status": "accepted"})
+    recipient = Recipient(user_id=None, wechat_openid="openid-r1")
+    assert await channel.send(recipient, message)
+    token = (await http.get(f"{wechat_server}/cgi-bin/token", params={"appid": "wx-app", "secret": "wx-secret"})).json()
+    assert await channel.send(recipient, message)
+    assert StandInWechat.stale_refusals == 1
+    assert [s["token"] for s in StandInWechat.sends] == ["token-1", token["access_token"]]
+    assert StandInWechat.forced_refreshes == 0
+
+
+async def test_a_wrong_secret_gets_no_token_and_is_logged_for_the_operator(
+    wechat_server: str, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel = WechatSubscribeChannel(http, wechat_server, "wx-app", "not-the-secret", TEMPLATE)
+    message = OutboxMessage(topic="order.grab", payload={})
+    with caplog.at_level(logging.ERROR), pytest.raises(Exception, match="40125"):
+        await channel.send(Recipient(user_id=None, wechat_openid="openid-r1"), message)
+    assert StandInWechat.sends == [] and any("40125" in r.getMessage() for r in caplog.records)
+
+
+async def test_template_keywords_and_page_are_configuration(
+    world: World, wechat_app: FastAPI, sessionmaker: Sessions, wechat_server: str, http: httpx.AsyncClient
+) -> None:
+    await give_openid(sessionmaker, world, "r1", "openid-r1")
+    await consent(world, "r1")
+    order = await world.order_in(Status.ACCEPTED)
+    settings = settings_for(
+        wechat_server,
+        wechat_template_fields={"character_string7": "code", "thing9": "title", "phrase1": "status_label"},
+        wechat_page="pages/orders/show?oid={order_id}&from=notice",
+    )
+    await deliver_due(sessionmaker, default_channels(settings, http, sessionmaker))
+    [sent] = StandInWechat.sends
+    assert sent["page"] == f"pages/orders/show?oid={order['id']}&from=notice"
+    assert sent["data"] == {
+        "character_string7": {"value": order["code"]},
+        "thing9": {"value": order["title"][:20]},
+        "phrase1": {"value": "已接单"},
+    }
+
+
+def test_channels_without_a_database_do_not_count() -> None:
+    channels: list[Channel] = default_channels(Settings(), httpx.AsyncClient())
+    assert [c.name for c in channels] == ["wechat", "log"] and isinstance(channels[-1], LogChannel)
+
+
+# ---- login errcodes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("errcode", "status", "retry_after"),
+    [
+        (-1, 503, "1"),
+        (45011, 429, "60"),
+        (40226, 403, None),
+        (40029, 401, None),
+        (40163, 401, None),
+        (40013, 503, "1"),
+        (40125, 503, "1"),
+        (40164, 503, "1"),
+    ],
+)
+async def test_each_login_errcode_gives_the_right_status(
+    errcode: int, status: int, retry_after: str | None, world: World, wechat_app: FastAPI,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    StandInWechat.login_errcodes = [errcode]
+    with caplog.at_level(logging.ERROR, logger="app.services.accounts"):
+        response = await world.client.post("/auth/wechat", json={"code": "good-abc"})
+    assert response.status_code == status, response.text
+    assert response.headers.get("Retry-After") == retry_after
+    logged = [r for r in caplog.records if r.levelno >= logging.ERROR and str(errcode) in r.getMessage()]
+    assert bool(logged) == (errcode in (40013, 40125, 40164))  # configuration: the operator must act
+    if status == 503 and errcode != -1:
+        assert "wechat_errcode" not in response.json()["error"]["details"]  # not the user's business
+
+
+async def test_a_login_with_the_wrong_secret_is_503_not_401(
+    world: World, wechat_app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wechat_app.state.settings, "wechat_secret", "not-the-secret")
+    response = await world.client.post("/auth/wechat", json={"code": "good-abc"})
+    assert response.status_code == 503
+    monkeypatch.setattr(wechat_app.state.settings, "wechat_secret", "wx-secret")
+    assert (await world.client.post("/auth/wechat", json={"code": "good-abc"})).status_code == 200
+
+
+def test_message_fields_are_the_configurable_ones() -> None:
+    assert set(message_fields(OutboxMessage(payload={}))) == NOTIFICATION_FIELDS
