@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from collections.abc import AsyncIterator
 from typing import Any
@@ -169,3 +170,18 @@ async def test_imports_have_their_own_size_limit(world: World) -> None:
     assert response.status_code == 200, response.text
     elsewhere = await world.client.post("/admin/units", content=data, headers=world.h("center_admin"))
     assert elsewhere.status_code == 413
+
+
+async def test_a_workbook_with_wrong_dimensions_is_read_to_the_end(world: World) -> None:
+    """Some writers record the used range wrongly (``A1``); every row is read all the same."""
+    good = xlsx([VOLUNTEER_HEADER, *volunteer_rows(3)])
+    source, target = zipfile.ZipFile(io.BytesIO(good)), io.BytesIO()
+    with zipfile.ZipFile(target, "w") as archive:
+        for info in source.infolist():
+            content = source.read(info)
+            if info.filename.startswith("xl/worksheets/sheet"):
+                content = re.sub(rb'<dimension ref="[^"]*"', b'<dimension ref="A1"', content)
+                assert b'<dimension ref="A1"' in content
+            archive.writestr(info, content)
+    response = await upload(world.client, world.h("center_admin"), "volunteers", target.getvalue(), dry_run=True)
+    assert response.json()["created"] == 3

@@ -156,6 +156,10 @@ async def test_residents_upsert_by_phone(world: World, sessionmaker: Sessions) -
     assert first.json()["created"] == 2
     again = await upload(world.client, admin, "residents", data, "residents.csv")
     assert (again.json()["created"], again.json()["unchanged"]) == (0, 2)
+    twice = csv_bytes([RESIDENT_HEADER, ["甲", "13933330009", "zhan11"], ["乙", "139-3333-0009", "zhan11"]])
+    refused = await upload(world.client, admin, "residents", twice, "r.csv")
+    assert refused.status_code == 422
+    assert [(e["row"], e["column"]) for e in refused.json()["error"]["details"]["errors"]] == [(3, "手机号")]
     moved = csv_bytes([RESIDENT_HEADER, ["张大爷", "13933330001", "zhan12"]])
     assert (await upload(world.client, admin, "residents", moved, "r.csv")).json()["updated"] == 1
     assert (await counts(sessionmaker))["users"] == before["users"] + 2
@@ -203,6 +207,8 @@ async def test_unit_rows_that_cannot_be_placed(world: World, sessionmaker: Sessi
         ["zhan12", "测试zhan12", "站", "zhan11", ""],  # an existing unit moved
         ["bad code!", "坏编码", "站", "suo1", ""],
         ["lvl", "层级错", "村", "suo1", ""],
+        ["fine", "好单位", "站", "suo1", ""],
+        ["fine", "好单位again", "站", "suo1", ""],  # a code twice in the file
     ]
     before = await counts(sessionmaker)
     response = await upload(world.client, world.h("suo1_admin"), "units", xlsx([UNIT_HEADER, *rows]))
@@ -217,6 +223,7 @@ async def test_unit_rows_that_cannot_be_placed(world: World, sessionmaker: Sessi
         (7, "上级单位编码"),
         (8, "单位编码"),
         (9, "层级"),
+        (11, "单位编码"),
     }
     assert await counts(sessionmaker) == before
 

@@ -105,6 +105,11 @@ def _xlsx_rows(data: bytes) -> Iterable[list[Any]]:
         if not workbook.worksheets:
             raise file_error("XLSX 文件中没有工作表")
         sheet = workbook.worksheets[0]
+        # Read-only mode trusts the sheet's recorded dimensions, which some writers get wrong: read to
+        # the end of the sheet instead (the row cap bounds it).
+        reset_dimensions = getattr(sheet, "reset_dimensions", None)
+        if reset_dimensions is not None:
+            reset_dimensions()
         try:
             # With ``data_only=False`` a formula cell's value is its text, ``=…``: refused like typed text.
             for values in sheet.iter_rows(max_col=MAX_COLUMNS, values_only=True):
