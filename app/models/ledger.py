@@ -35,6 +35,10 @@ class HoursEntry(IdMixin, CreatedAtMixin, Base):
     record_id: Mapped[int | None] = mapped_column(ForeignKey("service_records.id"))
     reason: Mapped[str | None] = mapped_column(Text)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # 未核验 when false: hours of a span whose presence nobody proved (app.services.presence).
+    verified: Mapped[bool] = mapped_column(server_default=text("true"))
+    # 活动: the sign-up whose check-in → check-out span this is (``order_id`` is then null).
+    activity_signup_id: Mapped[int | None] = mapped_column(ForeignKey("activity_signups.id"), index=True)
 
 
 class PointsEntry(IdMixin, CreatedAtMixin, Base):
