@@ -78,6 +78,9 @@ class ActivitySignup(IdMixin, CreatedAtMixin, Base):
     checked_out_at: Mapped[datetime | None]
     checked_out_proof: Mapped[str | None] = mapped_column(String(8))
     hours: Mapped[Decimal | None] = mapped_column(Numeric(5, 1))
+    # 管理员确认到场: who confirmed presence and why (the audit an order keeps in its timeline).
+    presence_confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    presence_reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

@@ -88,6 +88,8 @@ def upgrade() -> None:
         sa.Column("checked_out_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("checked_out_proof", sa.String(length=8), nullable=True),
         sa.Column("hours", sa.Numeric(precision=5, scale=1), nullable=True),
+        sa.Column("presence_confirmed_by_id", sa.BigInteger(), nullable=True),
+        sa.Column("presence_reason", sa.Text(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
@@ -100,6 +102,11 @@ def upgrade() -> None:
         ),
         sa.ForeignKeyConstraint(
             ["volunteer_id"], ["volunteers.id"], name=op.f("fk_activity_signups_volunteer_id_volunteers")
+        ),
+        sa.ForeignKeyConstraint(
+            ["presence_confirmed_by_id"],
+            ["users.id"],
+            name=op.f("fk_activity_signups_presence_confirmed_by_id_users"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_activity_signups")),
     )
