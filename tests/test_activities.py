@@ -5,6 +5,8 @@ the same ledger."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +20,7 @@ from app.auth import issue_token
 from app.config import Settings
 from app.main import create_app
 from app.models import ActivitySignup, ActivitySlot, HoursEntry, PresenceCodeUse, User, Volunteer
+from app.services import exports as exports_module
 from tests.helpers import count
 from tests.world import World
 
@@ -286,3 +289,48 @@ async def test_an_admin_confirms_a_participants_presence(world: World) -> None:
     done = await world.client.post(path, json=body, headers=world.h("suo1_admin"))
     assert done.status_code == 200 and done.json()["checked_in_proof"] == "admin"
     assert (await world.client.post(path, json=body, headers=world.h("suo1_admin"))).status_code == 409
+
+
+# --- statistics and exports beside orders -------------------------------------------------------------------
+
+
+def _today() -> dict[str, str]:
+    day = datetime.now(UTC)
+    return {"from": (day - timedelta(days=2)).date().isoformat(), "to": (day + timedelta(days=2)).date().isoformat()}
+
+
+async def test_activities_appear_in_stats_and_the_export(world: World) -> None:
+    activity = await publish(world, capacity=1)
+    slot = activity["slots"][0]["id"]
+    first, second = await signed(world, "v11a", slot), await signed(world, "v11b", slot)
+    assert second["status"] == "waitlisted"
+    await step(world, "v11a", first["id"], "check-in", near(10))
+    await step(world, "v11a", first["id"], "check-out")  # unproven check-out: 未核验
+    stats = await world.client.get("/admin/stats", params=_today(), headers=world.h("suo1_admin"))
+    assert stats.status_code == 200, stats.text
+    figures = stats.json()["activities"]
+    assert figures == {
+        "activities": 1,
+        "slots": 1,
+        "places": 1,
+        "confirmed": 1,
+        "waitlisted": 1,
+        "participants": 1,
+        "participations": 1,
+        "hours": 0.5,
+        "unverified_hours": 0.5,
+    }
+    other = await world.client.get("/admin/stats", params=_today(), headers=world.h("suo2_admin"))
+    assert other.json()["activities"]["activities"] == 0  # another branch sees none of it
+
+    export = await world.client.get("/admin/exports/activities.csv", params=_today(), headers=world.h("suo1_admin"))
+    assert export.status_code == 200 and export.content.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(export.content.decode("utf-8-sig"))))
+    assert rows[0] == list(exports_module.activity_reports.ACTIVITY_HEADER)
+    assert len(rows) == 3
+    done = next(r for r in rows[1:] if r[6] == str(world.volunteers["v11a"]))
+    assert (done[8], done[10], done[12], done[13], done[14]) == ("已录取", "定位", "未核验", "0.5", "是")
+    waiting = next(r for r in rows[1:] if r[6] == str(world.volunteers["v11b"]))
+    assert waiting[8] == "候补" and waiting[13] == ""
+    outside = await world.client.get("/admin/exports/activities.csv", params=_today(), headers=world.h("suo2_admin"))
+    assert len(list(csv.reader(io.StringIO(outside.content.decode("utf-8-sig"))))) == 1  # the header only

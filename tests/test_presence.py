@@ -5,6 +5,8 @@ nothing (the order, its timeline and the used-codes record unchanged)."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -74,9 +76,7 @@ async def set_policy(world: World, unit: str, **presence_policy: Any) -> None:
 # --- the one-time code ----------------------------------------------------------------------------------
 
 
-async def test_a_code_proves_presence_once_and_shows_in_the_timeline_and_the_record(
-    world: World, app: FastAPI
-) -> None:
+async def test_a_code_proves_presence_once_and_shows_in_the_timeline_and_the_record(world: World, app: FastAPI) -> None:
     order = await accepted_order(world)
     oid = order["id"]
     shown = await code_of(world, oid)
@@ -290,3 +290,34 @@ async def test_hours_of_an_unproven_span_are_marked_unverified(world: World, app
     assert hours["totals"]["unverified"] == "0.5" and hours["totals"]["credit"] == "0.5"
     records = (await world.client.get("/volunteer/me/records", headers=world.h("v11a"))).json()
     assert records["items"][0]["presence_proof"] is None
+
+
+async def test_unverified_hours_are_flagged_in_stats_and_exports(world: World) -> None:
+    proven, unproven = await accepted_order(world), await accepted_order(world)
+    code = (await code_of(world, proven["id"]))["code"]
+    await world.ok("v11a", proven["id"], "check_in", {"code": code})
+    await world.ok("v11a", unproven["id"], "check_in")
+    for order in (proven, unproven):
+        await world.ok("v11a", order["id"], "complete", world.complete_body("v11a"))
+    day = datetime.now(UTC)
+    period = {"from": (day - timedelta(days=2)).date().isoformat(), "to": (day + timedelta(days=2)).date().isoformat()}
+    overall = (await world.client.get("/admin/stats", params=period, headers=world.h("suo1_admin"))).json()["overall"]
+    assert overall["credit_hours"] == 1.0 and overall["credit_hours_unverified"] == 0.5
+
+    def rows_of(content: bytes) -> list[list[str]]:
+        return list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
+
+    async def download(name: str) -> list[list[str]]:
+        response = await world.client.get(f"/admin/exports/{name}.csv", params=period, headers=world.h("suo1_admin"))
+        assert response.status_code == 200
+        return rows_of(response.content)
+
+    orders = await download("orders")
+    assert orders[0][-1] == "签到核验"
+    assert sorted(r[-1] for r in orders[1:]) == ["未核验", "签到码"]
+    records = await download("service-records")
+    assert records[0][-2:] == ["签到核验", "未核验"]
+    assert sorted((r[-2], r[-1]) for r in records[1:]) == [("未核验", "是"), ("签到码", "否")]
+    hours = await download("volunteer-hours")
+    assert hours[0][-1] == "其中未核验(小时)"
+    assert hours[1][7] == "1.0" and hours[1][-1] == "0.5"  # 信用时长 1.0, of which 0.5 未核验

@@ -18,7 +18,11 @@ class HoursEntry(IdMixin, CreatedAtMixin, Base):
     __table_args__ = (
         CheckConstraint("kind IN ('service','adjustment','honor')", name="kind"),
         # 统计: an order's hours and volunteers, index-only; 荣誉时长 of a volunteer in a period.
-        Index("ix_hours_entries_order_id_covering", "order_id", postgresql_include=["kind", "hours", "volunteer_id"]),
+        Index(
+            "ix_hours_entries_order_id_covering",
+            "order_id",
+            postgresql_include=["kind", "hours", "volunteer_id", "verified"],
+        ),
         Index(
             "ix_hours_entries_honor",
             "volunteer_id",

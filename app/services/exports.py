@@ -1,4 +1,5 @@
-"""导出: CSV files of the caller's subtree — orders, service records, volunteer hours.
+"""导出: CSV files of the caller's subtree — orders, service records, volunteer hours, activities.
+Hours of spans whose presence nobody proved are marked 未核验 (a column in each file).
 
 The files leave the system, so contact and volunteer phones are always masked, and any text cell
 a spreadsheet would read as a formula (``= + - @``, tab, CR) is prefixed with ``'``. UTF-8 with a BOM so
@@ -34,7 +35,9 @@ from app.db import transaction
 from app.domain import STATUS_LABELS, Channel, Status
 from app.models import HoursEntry, MenuCategory, Order, OrgUnit, Rating, ServiceParticipant, ServiceRecord, Volunteer
 from app.schemas.common import mask_phone
+from app.services import activity_reports
 from app.services.directory_units import jurisdiction, unit_in_scope
+from app.services.presence import PROOF_LABELS
 from app.services.scope import subtree
 from app.services.stats import CREDIT_KINDS, LOCAL, TIMEZONE, Period
 
@@ -55,12 +58,14 @@ class ExportKind(StrEnum):
     ORDERS = "orders"
     SERVICE_RECORDS = "service-records"
     VOLUNTEER_HOURS = "volunteer-hours"
+    ACTIVITIES = "activities"
 
 
 FILE_TITLES: Final = {
     ExportKind.ORDERS: "订单",
     ExportKind.SERVICE_RECORDS: "服务记录",
     ExportKind.VOLUNTEER_HOURS: "志愿时长",
+    ExportKind.ACTIVITIES: "活动",
 }
 
 
@@ -138,6 +143,7 @@ ORDER_HEADER: Final = (
     "服务轮次",
     "评价星级",
     "代评",
+    "签到核验",
 )
 
 
@@ -183,6 +189,8 @@ def _order_rows(ids: list[int]) -> Rows:
             Order.round,
             Rating.stars,
             Rating.by_proxy,
+            Order.presence_proof,
+            Order.checked_in_at.is_not(None),
         )
         .join(unit, unit.id == Order.unit_id)
         .outerjoin(MenuCategory, MenuCategory.id == Order.category_id)
@@ -194,7 +202,7 @@ def _order_rows(ids: list[int]) -> Rows:
 
 def _order_cells(row: Any) -> list[str | int]:
     code, status, title, category, unit, name, phone, address, beneficiaries, channel, proxy = row[:11]
-    created, accepted, completed, round_, stars, rated_by_proxy = row[11:]
+    created, accepted, completed, round_, stars, rated_by_proxy, proof, checked_in = row[11:]
     return [
         safe_text(code),
         STATUS_LABELS[Status(status)],
@@ -213,6 +221,7 @@ def _order_cells(row: Any) -> list[str | int]:
         round_,
         stars if stars is not None else "",
         "" if rated_by_proxy is None else ("是" if rated_by_proxy else "否"),
+        PROOF_LABELS[proof] if checked_in else "",
     ]
 
 
@@ -229,6 +238,8 @@ RECORD_HEADER: Final = (
     "记录时长合计(小时)",
     "参与志愿者及时长",
     "服务小结",
+    "签到核验",
+    "未核验",
 )
 
 
@@ -259,6 +270,7 @@ def _record_rows(ids: list[int]) -> Rows:
             participants.c.hours,
             participants.c.names,
             ServiceRecord.summary,
+            ServiceRecord.presence_proof,
         )
         .join(ServiceRecord, ServiceRecord.order_id == Order.id)
         .join(unit, unit.id == Order.unit_id)
@@ -269,7 +281,7 @@ def _record_rows(ids: list[int]) -> Rows:
 
 
 def _record_cells(row: Any) -> list[str | int]:
-    code, title, unit, round_, submitted, served, n, hours, names, summary = row
+    code, title, unit, round_, submitted, served, n, hours, names, summary, proof = row
     return [
         safe_text(code),
         safe_text(title),
@@ -281,6 +293,8 @@ def _record_cells(row: Any) -> list[str | int]:
         hours_cell(hours),
         safe_text(names),
         safe_text(summary),
+        PROOF_LABELS[proof],
+        "是" if proof is None else "否",
     ]
 
 
@@ -296,6 +310,7 @@ HOURS_HEADER: Final = (
     "时长更正(小时)",
     "信用时长合计(小时)",
     "荣誉时长(小时)",
+    "其中未核验(小时)",
 )
 
 
@@ -307,6 +322,7 @@ def _volunteer_hours(plan: ExportPlan) -> Rows:
             HoursEntry.volunteer_id,
             func.coalesce(func.sum(HoursEntry.hours).filter(HoursEntry.kind == "service"), 0).label("service"),
             func.coalesce(func.sum(HoursEntry.hours).filter(HoursEntry.kind == "adjustment"), 0).label("adjustment"),
+            func.coalesce(func.sum(HoursEntry.hours).filter(HoursEntry.verified.is_(False)), 0).label("unverified"),
             func.count(HoursEntry.order_id.distinct()).label("orders"),
         )
         .join(Order, Order.id == HoursEntry.order_id)
@@ -346,6 +362,7 @@ def _volunteer_hours(plan: ExportPlan) -> Rows:
             func.coalesce(both.c.service, 0),
             func.coalesce(both.c.adjustment, 0),
             func.coalesce(both.c.honor, 0),
+            func.coalesce(both.c.unverified, 0),
         )
         .select_from(both)
         .join(Volunteer, Volunteer.id == both.c.volunteer_id)
@@ -355,7 +372,7 @@ def _volunteer_hours(plan: ExportPlan) -> Rows:
 
 
 def _hours_cells(row: Any) -> list[str | int]:
-    vid, name, phone, unit, orders, service, adjustment, honor = row
+    vid, name, phone, unit, orders, service, adjustment, honor, unverified = row
     return [
         vid,
         safe_text(name),
@@ -366,6 +383,7 @@ def _hours_cells(row: Any) -> list[str | int]:
         hours_cell(adjustment),
         hours_cell(Decimal(service) + Decimal(adjustment)),
         hours_cell(honor),
+        hours_cell(unverified),
     ]
 
 
@@ -392,11 +410,23 @@ async def _keyset_chunks(
         after = (keys[-1].created_at, keys[-1].id)
 
 
-async def _cursor_chunks(sessionmaker: async_sessionmaker[AsyncSession], plan: ExportPlan) -> AsyncIterator[bytes]:
+async def _cursor_chunks(
+    sessionmaker: async_sessionmaker[AsyncSession], query: Rows, cells: Callable[[Any], list[str | int]]
+) -> AsyncIterator[bytes]:
     async with sessionmaker() as session, session.begin():
-        result = await session.stream(_volunteer_hours(plan).execution_options(yield_per=CHUNK_ROWS))
+        result = await session.stream(query.execution_options(yield_per=CHUNK_ROWS))
         async for rows in result.partitions():
-            yield _csv_chunk(_hours_cells(row) for row in rows)
+            yield _csv_chunk(cells(row) for row in rows)
+
+
+def _activities(plan: ExportPlan) -> Rows:
+    """活动: one row per sign-up of the subtree's activities with a slot starting in the period."""
+    rows: Rows = activity_reports.activity_rows(plan.unit_path, plan.period.start, plan.period.end, local_time)
+    return rows
+
+
+def _activity_cells(row: Any) -> list[str | int]:
+    return activity_reports.activity_cells(row, safe_text, hours_cell)
 
 
 async def stream_csv(sessionmaker: async_sessionmaker[AsyncSession], plan: ExportPlan) -> AsyncIterator[bytes]:
@@ -406,8 +436,11 @@ async def stream_csv(sessionmaker: async_sessionmaker[AsyncSession], plan: Expor
         header, body = ORDER_HEADER, _keyset_chunks(sessionmaker, plan, _order_rows, _order_cells)
     elif plan.kind is ExportKind.SERVICE_RECORDS:
         header, body = RECORD_HEADER, _keyset_chunks(sessionmaker, plan, _record_rows, _record_cells)
+    elif plan.kind is ExportKind.ACTIVITIES:
+        header = activity_reports.ACTIVITY_HEADER
+        body = _cursor_chunks(sessionmaker, _activities(plan), _activity_cells)
     else:
-        header, body = HOURS_HEADER, _cursor_chunks(sessionmaker, plan)
+        header, body = HOURS_HEADER, _cursor_chunks(sessionmaker, _volunteer_hours(plan), _hours_cells)
     yield BOM.encode("utf-8") + _csv_chunk([header])
     async for chunk in body:
         yield chunk
