@@ -20,7 +20,7 @@ from app.auth import issue_token
 from app.config import Settings
 from app.main import create_app
 from app.models import ActivitySignup, ActivitySlot, HoursEntry, PresenceCodeUse, User, Volunteer
-from app.services import exports as exports_module
+from app.services import activity_reports
 from tests.helpers import count
 from tests.world import World
 
@@ -326,7 +326,7 @@ async def test_activities_appear_in_stats_and_the_export(world: World) -> None:
     export = await world.client.get("/admin/exports/activities.csv", params=_today(), headers=world.h("suo1_admin"))
     assert export.status_code == 200 and export.content.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(export.content.decode("utf-8-sig"))))
-    assert rows[0] == list(exports_module.activity_reports.ACTIVITY_HEADER)
+    assert rows[0] == list(activity_reports.ACTIVITY_HEADER)
     assert len(rows) == 3
     done = next(r for r in rows[1:] if r[6] == str(world.volunteers["v11a"]))
     assert (done[8], done[10], done[12], done[13], done[14]) == ("已录取", "定位", "未核验", "0.5", "是")
