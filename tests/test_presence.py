@@ -121,6 +121,8 @@ async def test_another_orders_code_or_qr_is_refused(world: World, app: FastAPI) 
     forged = own["qr"].rsplit(":", 1)[0] + ":" + ("000000" if own["code"] != "000000" else "111111")
     await refused(world, app, mine["id"], {"qr": forged}, 422, "code_invalid")
     await refused(world, app, mine["id"], {"qr": "not a qr code"}, 422, "code_invalid")
+    unicode_digits = own["qr"].rsplit(":", 1)[0] + ":" + "١٢٣٤٥٦"  # digits, but not ASCII ones
+    await refused(world, app, mine["id"], {"qr": unicode_digits}, 422, "code_invalid")
 
 
 async def test_an_expired_code_is_refused(world: World, app: FastAPI) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -118,14 +119,16 @@ def _refused(reason: str, message: str, **details: Any) -> PresenceRefused:
     return PresenceRefused(message, reason=reason, **details)
 
 
+_QR = re.compile(rf"{re.escape(QR_PREFIX)}:([a-z]+:[0-9]{{1,19}}):([0-9]{{1,12}}):([0-9]{{{DIGITS}}})")
+
+
 def _window_from_qr(subject: str, qr: str) -> tuple[int, str]:
-    prefix, _, rest = qr.rpartition(":")
-    head, _, raw_window = prefix.rpartition(":")
-    if not head.startswith(QR_PREFIX + ":") or not raw_window.isdigit() or not rest.isdigit():
+    found = _QR.fullmatch(qr)  # ASCII digits only: no other digit of Unicode's reaches int() or the HMAC
+    if found is None:
         raise _refused("code_invalid", "二维码无法识别")
-    if head.removeprefix(QR_PREFIX + ":") != subject:
+    if found[1] != subject:
         raise _refused("code_invalid", "签到码不属于此订单或活动")
-    return int(raw_window), rest
+    return int(found[2]), found[3]
 
 
 def match_code(subject: str, code: str | None, qr: str | None, now: datetime) -> int:
