@@ -334,3 +334,23 @@ async def test_activities_appear_in_stats_and_the_export(world: World) -> None:
     assert waiting[8] == "候补" and waiting[13] == ""
     outside = await world.client.get("/admin/exports/activities.csv", params=_today(), headers=world.h("suo2_admin"))
     assert len(list(csv.reader(io.StringIO(outside.content.decode("utf-8-sig"))))) == 1  # the header only
+
+
+async def test_a_slot_code_serves_each_participant_once_even_at_once(world: World, app: FastAPI) -> None:
+    activity = await publish(world)
+    slot = activity["slots"][0]["id"]
+    mine, theirs = await signed(world, "v11a", slot), await signed(world, "v11b", slot)
+    code = (await world.client.get(f"/admin/activity-slots/{slot}/presence-code", headers=world.h("suo1_admin"))).json()
+    answers = await asyncio.gather(
+        *(step(world, "v11a", mine["id"], "check-in", {"code": code["code"]}) for _ in range(6))
+    )
+    assert sorted(a.status_code for a in answers) == [200] + [409] * 5
+    assert (await step(world, "v11b", theirs["id"], "check-in", {"qr": code["qr"]})).status_code == 200
+    assert await count(app, PresenceCodeUse) == 2  # one use per participant
+    # Another slot's code is not this slot's.
+    other = (await publish(world))["slots"][0]["id"]
+    foreign = (
+        await world.client.get(f"/admin/activity-slots/{other}/presence-code", headers=world.h("suo1_admin"))
+    ).json()
+    refused = await step(world, "v11a", mine["id"], "check-out", {"code": foreign["code"]})
+    assert refused.status_code == 422 and refused.json()["error"]["details"]["reason"] == "code_invalid"
