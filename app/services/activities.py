@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, func, literal, select
+from sqlalchemy import Select, String, any_, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
@@ -21,6 +22,7 @@ from app.db import transaction
 from app.errors import InvalidInput, NotFound
 from app.models import Activity, ActivitySignup, ActivitySlot, OrgUnit, Volunteer
 from app.models.base import table_of
+from app.models.org import ancestor_paths
 from app.schemas.activities import (
     KIND_LABELS,
     ActivityCreate,
@@ -40,8 +42,8 @@ PUBLISHING_LEVELS = frozenset({"institute", "station", "point", "base"})
 
 def eligible_for(home_path: str) -> Any:
     """Activities a volunteer whose home unit has ``home_path`` may see and join: those of the units on
-    the path from the root to that unit (the volunteer lies in their subtree)."""
-    return literal(home_path).startswith(Activity.unit_path)
+    the path from the root to that unit (the volunteer lies in their subtree); an indexed ``= ANY``."""
+    return Activity.unit_path == any_(literal(ancestor_paths(home_path), ARRAY(String)))
 
 
 async def volunteer_home_path(session: AsyncSession, actor: Actor) -> str:
