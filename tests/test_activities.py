@@ -8,6 +8,7 @@ import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -141,13 +142,20 @@ async def test_the_waitlist_promotes_the_next_in_order(world: World) -> None:
 
 
 @pytest.fixture
-async def second_instance(settings: Settings, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """Another service instance on the same database."""
-    application = create_app(settings, database_url=database_url)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test/api/v1") as http:
-            yield http
+async def two_instances(settings: Settings, database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, ...]]:
+    """Two more service instances on the same database, each with its own pool of 8 connections (the
+    test server is shared: a small pool keeps the storm within its connection limit, and requests queue
+    for a connection as they would in production)."""
+    small = settings.model_copy(update={"db_pool_size": 8, "db_max_overflow": 0})
+    clients = []
+    async with AsyncExitStack() as stack:
+        for _ in range(2):
+            application = create_app(small, database_url=database_url)
+            await stack.enter_async_context(application.router.lifespan_context(application))
+            transport = httpx.ASGITransport(app=application)
+            http = httpx.AsyncClient(transport=transport, base_url="http://test/api/v1", timeout=120)
+            clients.append(await stack.enter_async_context(http))
+        yield tuple(clients)
 
 
 async def _volunteers(app: FastAPI, world: World, n: int) -> list[str]:
@@ -170,14 +178,14 @@ async def _volunteers(app: FastAPI, world: World, n: int) -> list[str]:
 
 
 async def test_capacity_is_exact_under_a_sign_up_storm_across_instances(
-    world: World, app: FastAPI, second_instance: httpx.AsyncClient
+    world: World, app: FastAPI, two_instances: tuple[httpx.AsyncClient, ...]
 ) -> None:
     """200 volunteers sign up for 20 places at once, half through each of two instances: exactly 20
     are confirmed and 180 waitlisted; a cancellation promotes exactly the first of the waitlist."""
     activity = await publish(world, capacity=20)
     slot = activity["slots"][0]["id"]
     tokens = await _volunteers(app, world, 200)
-    clients = (world.client, second_instance)
+    clients = two_instances
     answers = await asyncio.gather(
         *(
             clients[i % 2].post(f"/activity-slots/{slot}/signup", headers={"Authorization": f"Bearer {token}"})
