@@ -19,7 +19,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "d4b8f1e2a6c9"
 down_revision: str | None = "5e1f0c2a7b9d"
 branch_labels: str | Sequence[str] | None = None
