@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     wechat_secret: str = "wx-demo-secret"
     wechat_timeout_seconds: float = 5.0
 
+    # 签到码 (app.services.presence): the length of a code's time window; a code is valid in its own
+    # window and the next, so for 1–2 windows after it is shown.
+    presence_code_seconds: int = Field(default=120, ge=30, le=3600)
+
     # ``POST /orders/{id}/{action}`` parsed below FastAPI's routing (``app.lane``: transport only, the
     # same parsing and ``apply``); off: every request goes through FastAPI's endpoint.
     action_lane: bool = True

@@ -69,6 +69,7 @@ class Action(StrEnum):
     EXPIRE = "expire"  # 超时
     RELEASE = "release"  # 放弃
     CHECK_IN = "check_in"  # 签到
+    CONFIRM_PRESENCE = "confirm_presence"  # 管理员确认到场 (代签到, 或核验未核验的签到)
     COMPLETE = "complete"  # 完成
     RATE = "rate"  # 评单
     AUTO_CLOSE = "auto_close"  # 超期未评, 自动关闭

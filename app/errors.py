@@ -64,6 +64,16 @@ class InvalidInput(DomainError):
     status_code, code, message = 422, "invalid_input", "请求参数不正确"
 
 
+class PresenceRefused(InvalidInput):
+    """签到核验未通过: a proof of presence that does not hold (``details.reason`` says which check)."""
+
+    code, message = "presence_refused", "签到核验未通过"
+
+
+class PresenceCodeUsed(Conflict):
+    code, message = "presence_code_used", "签到码已使用过"
+
+
 class RateLimited(DomainError):
     status_code, code, message = 429, "rate_limited", "请求过于频繁"
 

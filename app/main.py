@@ -24,6 +24,7 @@ from app.lane import ActionLane
 from app.limits import BodySizeLimit
 from app.observability import ObservabilityMiddleware, process_exiting, watch_pool
 from app.routers import (
+    activities,
     admin,
     admin_directory,
     admin_dispatch,
@@ -33,12 +34,14 @@ from app.routers import (
     notifications,
     ops,
     orders,
+    presence_codes,
     public,
     stats,
     supermarket,
     unmet,
     volunteer,
 )
+from app.services import presence
 from app.services.throttle import LoginThrottle
 from app.worker import run_worker
 
@@ -92,6 +95,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    presence.configure(settings.token_secret, settings.presence_code_seconds)  # 签到码 key (app.services.presence)
     app.state.login_throttle = LoginThrottle(
         settings.login_failures_per_account, settings.login_attempts_per_address, settings.login_window_seconds
     )
@@ -120,6 +124,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(notifications.router, prefix=API_PREFIX)  # WeChat subscription consents
     app.include_router(imports.router, prefix=API_PREFIX)
+    for module in (presence_codes, activities):
+        app.include_router(module.router, prefix=API_PREFIX)
     if settings.enable_dev_token and settings.environment != "production":
         app.include_router(auth.dev_router, prefix=API_PREFIX)
     app.include_router(ops.router)

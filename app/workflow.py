@@ -190,6 +190,16 @@ _SPECS = (
         body=CheckInBody,
         effect=effects.check_in,
     ),
+    # 管理员确认到场: checks in for the volunteer, or proves an unproven check-in (the status stays).
+    ActionSpec(
+        A.CONFIRM_PRESENCE,
+        {
+            S.ACCEPTED: _rule(S.IN_SERVICE, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE, reason=True),
+            S.IN_SERVICE: _rule(None, R.ADMIN, guard=Guard.ADMIN_IN_SCOPE, reason=True),
+        },
+        body=ReasonBody,
+        effect=effects.confirm_presence,
+    ),
     ActionSpec(
         A.COMPLETE,
         {S.IN_SERVICE: _rule(S.COMPLETED, R.VOLUNTEER, guard=Guard.ASSIGNEE, notify=(Notify.RESIDENT,))},

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import pytest
@@ -136,6 +137,56 @@ def redemption(unit: str) -> Make:
         assert response.status_code == 201, response.text
         redemption_id: int = response.json()["id"]
         return redemption_id
+
+    return make
+
+
+def activity(unit: str) -> Make:
+    """An activity published at ``unit`` by its admin (a slot starting in half an hour)."""
+
+    async def make(world: World) -> int:
+        start = datetime.now(UTC) + timedelta(minutes=30)
+        body = {
+            "unit_id": world.units[unit],
+            "kind": "lecture",
+            "title": f"{unit} 的宣讲",
+            "address": "文化礼堂",
+            "slots": [
+                {"starts_at": start.isoformat(), "ends_at": (start + timedelta(hours=1)).isoformat(), "capacity": 5}
+            ],
+        }
+        response = await world.client.post("/admin/activities", json=body, headers=world.h(f"{unit}_admin"))
+        assert response.status_code == 201, response.text
+        activity_id: int = response.json()["id"]
+        return activity_id
+
+    return make
+
+
+def activity_slot(unit: str) -> Make:
+    async def make(world: World) -> int:
+        response = await world.client.get(
+            f"/admin/activities/{await activity(unit)(world)}", headers=world.h(f"{unit}_admin")
+        )
+        slot_id: int = response.json()["slots"][0]["id"]
+        return slot_id
+
+    return make
+
+
+def activity_signup(unit: str, *, checked_in: bool = False) -> Make:
+    """A confirmed sign-up of the unit's volunteer (v11a at 站11, v21 at 站21), checked in if asked."""
+
+    async def make(world: World) -> int:
+        volunteer = "v21" if unit == "zhan21" else "v11a"
+        slot_id = await activity_slot(unit)(world)
+        response = await world.client.post(f"/activity-slots/{slot_id}/signup", headers=world.h(volunteer))
+        assert response.status_code == 201, response.text
+        signup_id: int = response.json()["id"]
+        if checked_in:
+            done = await world.client.post(f"/activity-signups/{signup_id}/check-in", headers=world.h(volunteer))
+            assert done.status_code == 200, done.text
+        return signup_id
 
     return make
 
@@ -263,6 +314,42 @@ RULES: Final[dict[str, Rule]] = {
         resident=Scope(order(Status.APPROVED), (FOREIGN_ORDER, order(Status.SUBMITTED, placer="r2"))),
         volunteer=Scope(order(Status.SUBMITTED, placer="v11a", for_resident="r2"), (FOREIGN_ORDER,)),
         admin=_admin(Status.APPROVED),
+    ),
+    # --- orders: 签到核验 ---
+    "POST /orders/{order_id}/confirm-presence": Rule(body=_reason, admin=_admin(Status.ACCEPTED)),
+    # The code is for whoever placed the order (or is served by it), not the volunteer holding it.
+    "GET /orders/{order_id}/presence-code": Rule(
+        resident=Scope(order(Status.ACCEPTED), (order(Status.ACCEPTED, "zhan21"),)),
+        volunteer=Scope(
+            order(Status.ACCEPTED, placer="v11a", for_resident="r2", holder="v11b"),
+            (order(Status.ACCEPTED, "zhan21"),),
+        ),
+        admin=Scope(
+            order(Status.ACCEPTED, placer="suo1_admin", for_resident="r2"), (order(Status.ACCEPTED, "zhan21"),)
+        ),
+    ),
+    # --- 活动招募: staff of the subtree; volunteers of the activity's unit's subtree ---
+    "GET /admin/activities/{activity_id}": Rule(admin=Scope(activity("zhan11"), (activity("zhan21"),))),
+    "GET /admin/activity-slots/{slot_id}/signups": Rule(
+        admin=Scope(activity_slot("zhan11"), (activity_slot("zhan21"),))
+    ),
+    "GET /admin/activity-slots/{slot_id}/presence-code": Rule(
+        admin=Scope(activity_slot("zhan11"), (activity_slot("zhan21"),))
+    ),
+    "POST /admin/activity-signups/{signup_id}/confirm-presence": Rule(
+        body=_reason, admin=Scope(activity_signup("zhan11"), (activity_signup("zhan21"),))
+    ),
+    "GET /activities/{activity_id}": Rule(volunteer=Scope(activity("zhan11"), (activity("zhan21"),))),
+    "POST /activity-slots/{slot_id}/signup": Rule(volunteer=Scope(activity_slot("zhan11"), (activity_slot("zhan21"),))),
+    "POST /activity-signups/{signup_id}/cancel": Rule(
+        volunteer=Scope(activity_signup("zhan11"), (activity_signup("zhan21"),))
+    ),
+    "POST /activity-signups/{signup_id}/check-in": Rule(
+        body=_empty, volunteer=Scope(activity_signup("zhan11"), (activity_signup("zhan21"),))
+    ),
+    "POST /activity-signups/{signup_id}/check-out": Rule(
+        body=_empty,
+        volunteer=Scope(activity_signup("zhan11", checked_in=True), (activity_signup("zhan21", checked_in=True),)),
     ),
     # --- admin: dispatch support, ledger, 回访 ---
     "GET /admin/orders/{order_id}/candidates": Rule(admin=_admin(Status.APPROVED)),

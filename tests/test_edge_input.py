@@ -301,6 +301,8 @@ PAGINATED = {
     "/volunteer/me/points": ("v11a", {}),
     "/volunteer/me/hours": ("v11a", {}),
     "/volunteer/redemptions": ("v11a", {}),
+    "/admin/activities": ("center_admin", {}),
+    "/activities": ("v11a", {}),
 }
 TAMPERED_CURSORS = [
     edges.cursor_of("2025-01-01T00:00:00+00:00", MAX_BIGINT + 1),

@@ -13,7 +13,7 @@ from app.services import exports
 from tests.test_stats import PERIOD, seed_orders
 from tests.world import World
 
-EXPORTS = ("orders", "service-records", "volunteer-hours")
+EXPORTS = ("orders", "service-records", "volunteer-hours", "activities")
 
 
 @pytest.fixture

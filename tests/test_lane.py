@@ -10,11 +10,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import update
 
 from app.config import Settings
 from app.domain import Status
 from app.lane import ActionLane
 from app.main import create_app
+from app.models import Volunteer
 from tests.world import World
 
 
@@ -79,6 +81,15 @@ async def test_the_lane_serves_action_requests_and_answers_as_fastapi_does(
     await both("zhan11_admin", "approve")  # 200
     await both("zhan11_admin", "publish", state=Status.APPROVED)  # 200
     await both("v11a", "grab", state=Status.POOLED)  # 200
+    async with app.state.sessionmaker() as session, session.begin():  # v11a holds many orders here
+        await session.execute(
+            update(Volunteer).where(Volunteer.id == world.volunteers["v11a"]).values(max_open_orders=50)
+        )
+    await both("v11a", "check_in", state=Status.ACCEPTED)  # 200, 未核验
+    await both("v11a", "check_in", body={"code": "00000"}, state=Status.ACCEPTED, lane_serves=False)  # 422 (schema)
+    await both("v11a", "check_in", body={"lat": 30, "lng": 120, "accuracy_m": 5}, state=Status.ACCEPTED)  # 422 proof
+    await both("zhan11_admin", "confirm_presence", body={"reason": "电话核实"}, state=Status.ACCEPTED)  # 200
+    await both("zhan11_admin", "confirm_presence", body={"reason": "再次核实"}, state=Status.RATED)  # 409
     await both("r1", "approve")  # 403: the role may never
     await both("zhan21_admin", "approve")  # 404: outside the admin's scope
     await both("zhan11_admin", "dispatch", state=Status.SUBMITTED, body={"volunteer_id": 1})  # 409

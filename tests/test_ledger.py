@@ -208,6 +208,7 @@ async def test_adjustment_is_audited_in_the_timeline_and_moves_points(world: Wor
         "adjustment": Decimal(-1),
         "honor": Decimal(0),
         "credit": Decimal(1),
+        "unverified": Decimal(2),  # checked in without a proof of presence (未核验)
     }
     # Corrected upward later: the total is what the admin says, the difference is what is appended.
     up = await post(world, f"/admin/orders/{order['id']}/hours", "suo1_admin", body | {"hours": "3"})

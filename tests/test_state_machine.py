@@ -27,6 +27,7 @@ CALLER: dict[Action, str] = {
     Action.WITHDRAW: "zhan11_admin",
     Action.RELEASE: "v11a",
     Action.CHECK_IN: "v11a",
+    Action.CONFIRM_PRESENCE: "zhan11_admin",
     Action.COMPLETE: "v11a",
     Action.RATE: "r1",
     Action.REOPEN: "zhan11_admin",

@@ -11,6 +11,7 @@ measured with ``bench/``), and a lock on one busy dispatcher's user row shared b
 in flight. An audit record also should not hold up, or vanish with, what it names.
 """
 
+from app.models.activities import Activity, ActivitySignup, ActivitySlot, PresenceCodeUse
 from app.models.base import Base
 from app.models.infra import IdempotencyRecord, OutboxMessage, RateLimitCounter
 from app.models.ledger import Goods, HoursEntry, PointsEntry, Redemption
@@ -24,6 +25,9 @@ from app.models.users import User
 from app.models.volunteers import Team, TeamMember, Volunteer, team_categories, volunteer_categories
 
 __all__ = [
+    "Activity",
+    "ActivitySignup",
+    "ActivitySlot",
     "Base",
     "Goods",
     "HoursEntry",
@@ -38,6 +42,7 @@ __all__ = [
     "OutboxMessage",
     "PiiAccess",
     "PointsEntry",
+    "PresenceCodeUse",
     "RateLimitCounter",
     "Rating",
     "Redemption",

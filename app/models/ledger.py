@@ -18,7 +18,11 @@ class HoursEntry(IdMixin, CreatedAtMixin, Base):
     __table_args__ = (
         CheckConstraint("kind IN ('service','adjustment','honor')", name="kind"),
         # 统计: an order's hours and volunteers, index-only; 荣誉时长 of a volunteer in a period.
-        Index("ix_hours_entries_order_id_covering", "order_id", postgresql_include=["kind", "hours", "volunteer_id"]),
+        Index(
+            "ix_hours_entries_order_id_covering",
+            "order_id",
+            postgresql_include=["kind", "hours", "volunteer_id", "verified"],
+        ),
         Index(
             "ix_hours_entries_honor",
             "volunteer_id",
@@ -35,6 +39,10 @@ class HoursEntry(IdMixin, CreatedAtMixin, Base):
     record_id: Mapped[int | None] = mapped_column(ForeignKey("service_records.id"))
     reason: Mapped[str | None] = mapped_column(Text)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # 未核验 when false: hours of a span whose presence nobody proved (app.services.presence).
+    verified: Mapped[bool] = mapped_column(server_default=text("true"))
+    # 活动: the sign-up whose check-in → check-out span this is (``order_id`` is then null).
+    activity_signup_id: Mapped[int | None] = mapped_column(ForeignKey("activity_signups.id"), index=True)
 
 
 class PointsEntry(IdMixin, CreatedAtMixin, Base):

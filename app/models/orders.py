@@ -92,6 +92,8 @@ class Order(IdMixin, CreatedAtMixin, Base):
     deadline_at: Mapped[datetime | None]
     accepted_at: Mapped[datetime | None]
     checked_in_at: Mapped[datetime | None]
+    # How presence at check-in was proven (code / gps / admin, app.services.presence); null: 未核验.
+    presence_proof: Mapped[str | None] = mapped_column(String(8))
     completed_at: Mapped[datetime | None]
     # Service round: 1, then +1 on each 返工 (reopen). Records and ratings are per round.
     round: Mapped[int] = mapped_column(server_default=text("1"))
@@ -133,6 +135,7 @@ class OrderRow:
     deadline_at: datetime | None
     accepted_at: datetime | None
     checked_in_at: datetime | None
+    presence_proof: str | None
     completed_at: datetime | None
     round: int
     needs_followup: bool
@@ -187,6 +190,8 @@ class ServiceRecord(IdMixin, CreatedAtMixin, Base):
     served_count: Mapped[int]
     photos: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
     submitted_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # The proof of presence of the round (the order's at completion); null: the hours are 未核验.
+    presence_proof: Mapped[str | None] = mapped_column(String(8))
 
 
 class ServiceParticipant(Base):

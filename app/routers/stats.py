@@ -179,3 +179,39 @@ async def export_volunteer_hours_xlsx(
     """志愿时长导出 (XLSX): the CSV's columns, filters and rows."""
     kind = exports.ExportKind.VOLUNTEER_HOURS
     return await _export(request, session, actor, kind, unit_id, period_from, period_to, xlsx=True)
+
+
+@router.get(
+    "/exports/activities.csv",
+    response_class=StreamingResponse,
+    responses=CSV_RESPONSES,
+)
+async def export_activities(
+    request: Request,
+    session: ReportSession,
+    actor: CurrentAdmin,
+    unit_id: UnitQuery = None,
+    period_from: FromQuery = None,
+    period_to: ToQuery = None,
+) -> StreamingResponse:
+    """活动导出: one row per sign-up of the subtree's activities with a slot starting in the period, with
+    check-in/check-out proofs and hours (未核验 marked)."""
+    return await _export(request, session, actor, exports.ExportKind.ACTIVITIES, unit_id, period_from, period_to)
+
+
+@router.get(
+    "/exports/activities.xlsx",
+    response_class=StreamingResponse,
+    responses=XLSX_RESPONSES,
+)
+async def export_activities_xlsx(
+    request: Request,
+    session: ReportSession,
+    actor: CurrentAdmin,
+    unit_id: UnitQuery = None,
+    period_from: FromQuery = None,
+    period_to: ToQuery = None,
+) -> StreamingResponse:
+    """活动导出 (XLSX): the CSV's columns, filters and rows."""
+    kind = exports.ExportKind.ACTIVITIES
+    return await _export(request, session, actor, kind, unit_id, period_from, period_to, xlsx=True)

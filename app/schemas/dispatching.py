@@ -16,6 +16,14 @@ class PolicyIn(BaseModel):
     auto_close_days: Annotated[int, Field(ge=1, le=365)] = 7
     dispatch_mode: DispatchMode = DispatchMode.MANUAL
     points_per_hour: Annotated[int, Field(ge=0, le=1000)] = 10
+    presence_proofs: Annotated[
+        set[Literal["code", "gps", "admin"]], Field(description="签到核验: proofs of presence the unit accepts")
+    ] = {"code", "gps", "admin"}
+    allow_unproven: bool = Field(default=True, description="whether a check-in without proof (未核验) is allowed")
+    presence_radius_m: Annotated[int, Field(ge=10, le=10_000, description="定位签到: radius around the place")] = 300
+    presence_max_accuracy_m: Annotated[
+        int, Field(ge=5, le=5_000, description="定位签到: the worst reported accuracy accepted")
+    ] = 100
 
 
 class PolicyOut(PolicyIn):

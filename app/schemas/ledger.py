@@ -114,6 +114,10 @@ class HoursTotals(BaseModel):
     adjustment: Decimal
     honor: Decimal
     credit: Decimal = Field(description="信用时长: service + adjustment; star levels use only this")
+    unverified: Decimal = Field(
+        default=Decimal(0),
+        description="未核验: of ``service``, hours of spans whose presence nobody proved (no check-in proof)",
+    )
 
 
 class HoursEntryOut(Schema):
@@ -123,6 +127,8 @@ class HoursEntryOut(Schema):
     hours: Decimal
     order_id: int | None
     record_id: int | None
+    activity_signup_id: int | None = Field(default=None, description="活动: the sign-up these hours are for")
+    verified: bool = Field(default=True, description="false: 未核验 (the span's presence was not proven)")
     reason: str | None
     actor_id: int | None
     created_at: datetime
@@ -183,6 +189,9 @@ class ServiceRecordOut(BaseModel):
     served_count: int
     summary: str
     completed_at: datetime
+    presence_proof: str | None = Field(
+        default=None, description="签到核验 of the round: code / gps / admin; null: the hours are 未核验"
+    )
 
 
 class VolunteerSummary(BaseModel):

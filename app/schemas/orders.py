@@ -91,14 +91,34 @@ class TransferBody(BaseModel):
     reason: Reason | None = None
 
 
+PresenceCode = Annotated[str, Field(pattern=r"^[0-9]{6}$", description="签到码: the six digits shown to the volunteer")]
+PresenceQr = Annotated[str, Field(max_length=200, description="the scanned QR payload of a 签到码")]
+
+
 class CheckInBody(BaseModel):
+    """签到 (and an activity's 签退) with at most one proof of presence: ``code`` or ``qr`` (a one-time
+    code), or ``lat``/``lng`` with ``accuracy_m`` (GPS). Empty, or a position without accuracy: no proof
+    (未核验), allowed only where the unit's policy allows it. See README "Check-in proofs"."""
+
     lat: Latitude | None = None
     lng: Longitude | None = None
+    accuracy_m: Annotated[
+        float | None, Field(gt=0, le=100_000, description="the device's reported accuracy, metres")
+    ] = None
+    # Consumed, never stored: left out of the timeline (``exclude``).
+    code: Annotated[PresenceCode | None, Field(exclude=True)] = None
+    qr: Annotated[PresenceQr | None, Field(exclude=True)] = None
 
     @model_validator(mode="after")
     def _pair(self) -> Self:
         if (self.lat is None) != (self.lng is None):
             raise ValueError("lat 与 lng 须同时提供")
+        if self.accuracy_m is not None and self.lat is None:
+            raise ValueError("accuracy_m 须与 lat/lng 一同提供")
+        if self.code is not None and self.qr is not None:
+            raise ValueError("code 与 qr 只能提供一项")
+        if self.accuracy_m is not None and (self.code is not None or self.qr is not None):
+            raise ValueError("一次签到只能提供一种核验方式: 签到码或定位")
         return self
 
 
@@ -171,6 +191,9 @@ class OrderOut(Schema):
     assignee_volunteer_id: int | None
     deadline_at: datetime | None
     checked_in_at: datetime | None
+    presence_proof: str | None = Field(
+        default=None, description="签到核验: code / gps / admin; null while unproven (未核验) or not checked in"
+    )
     completed_at: datetime | None
     created_at: datetime
     updated_at: datetime

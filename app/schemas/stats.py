@@ -42,6 +42,9 @@ class Figures(BaseModel):
     service_events: int = Field(description="服务场次: service records")
     people_served: int = Field(description="服务人次: sum of served_count over service records")
     credit_hours: float = Field(description="信用时长: service + adjustment hours on these orders")
+    credit_hours_unverified: float = Field(
+        default=0.0, description="未核验: of ``credit_hours``, service hours of spans whose presence nobody proved"
+    )
     honor_hours: float | None = Field(description="荣誉时长; null where it cannot be attributed (per category)")
     active_volunteers: int = Field(description="distinct volunteers who took part in a service record")
     ratings: int
@@ -52,6 +55,20 @@ class Figures(BaseModel):
     satisfaction_rate: float | None = Field(description="share of ratings with 4–5 stars; null with no ratings")
     escalations: int = Field(description="上报 events (staff or deadline)")
     expiries: int = Field(description="超时 events: dispatches and pools that ran out")
+
+
+class ActivityFigures(BaseModel):
+    """活动 beside orders: the subtree's published activities with a slot starting in the period."""
+
+    activities: int
+    slots: int
+    places: int = Field(description="capacity summed over the slots")
+    confirmed: int = Field(description="已录取 sign-ups")
+    waitlisted: int = Field(description="候补 sign-ups")
+    participants: int = Field(description="distinct volunteers credited with hours (checked out)")
+    participations: int = Field(description="参与人次: check-outs")
+    hours: float = Field(description="信用时长 from activity check-in → check-out")
+    unverified_hours: float = Field(description="未核验: of ``hours``, spans not proven at both ends")
 
 
 class StatsGroup(Figures):
@@ -70,4 +87,5 @@ class StatsOut(BaseModel):
     timezone: str = "Asia/Shanghai"
     group_by: GroupBy | None
     overall: Figures
+    activities: ActivityFigures | None = Field(default=None, description="活动 of the subtree in the period")
     groups: list[StatsGroup] = Field(description="empty without group_by")

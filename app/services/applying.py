@@ -36,7 +36,7 @@ from app.models.orders import OrderRow
 from app.observability import count_transition
 from app.prepared import RawConnection, raw_of
 from app.schemas.orders import DispatchBody, OrderOut, PublishBody
-from app.services import candidates, effects, outbox, statements
+from app.services import candidates, effects, outbox, presence, statements
 from app.services.effects import Change, dispatch_target_params
 from app.services.guards import allowed_actions, guard_holds
 from app.services.idempotency import IdempotencyKey
@@ -211,6 +211,8 @@ async def _write(
     except asyncpg.PostgresError as exc:
         if exc.sqlstate == effects.OVER_THE_LIMIT:  # the database's check of a grab's limit
             raise effects.over_the_limit(from_status.value) from exc
+        if presence.is_code_reuse(exc):  # the used-codes key: this 签到码 was used a moment ago
+            raise presence.code_used() from exc
         raise
     return row is not None and row["written"] == 1, answer
 

@@ -33,7 +33,7 @@ def service_record_rows(written: ColumnElement[bool]) -> Insert:
     record = (
         insert(table_of(ServiceRecord))
         .from_select(
-            ["id", "order_id", "round", "summary", "served_count", "photos", "submitted_by_id"],
+            ["id", "order_id", "round", "summary", "served_count", "photos", "submitted_by_id", "presence_proof"],
             select(
                 _param("record_id", BigInteger),
                 _param("record_order_id", BigInteger),
@@ -42,6 +42,7 @@ def service_record_rows(written: ColumnElement[bool]) -> Insert:
                 _param("record_served_count", Integer),
                 _param("record_photos", ARRAY(Text)),
                 _param("record_actor_id", BigInteger),
+                _param("record_presence_proof", String),
             ).where(written),
         )
         .returning(table_of(ServiceRecord).c.id)
@@ -56,7 +57,7 @@ def service_record_rows(written: ColumnElement[bool]) -> Insert:
     hours = (
         insert(table_of(HoursEntry))
         .from_select(
-            ["volunteer_id", "kind", "hours", "order_id", "record_id", "actor_id", "created_at"],
+            ["volunteer_id", "kind", "hours", "order_id", "record_id", "actor_id", "created_at", "verified"],
             select(
                 p.c.volunteer_id,
                 _param("record_kind_service", String),
@@ -65,6 +66,7 @@ def service_record_rows(written: ColumnElement[bool]) -> Insert:
                 record.c.id,
                 _param("record_actor_id", BigInteger),
                 _param("record_now", table_of(HoursEntry).c.created_at.type),
+                _param("record_verified", table_of(HoursEntry).c.verified.type),
             ),
         )
         .cte("hours")

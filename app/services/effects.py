@@ -27,8 +27,8 @@ from app.errors import Conflict, Forbidden, InvalidInput
 from app.models import OrderRow, OrgUnit, ServiceParticipant, ServiceRecord, TeamMember, Volunteer
 from app.prepared import Prepared, RawConnection
 from app.schemas.ledger import HoursKind, PointsKind
-from app.schemas.orders import CompleteBody, DispatchBody, OrderRating, PublishBody, RateBody, TransferBody
-from app.services import effect_rows, ledger
+from app.schemas.orders import CheckInBody, CompleteBody, DispatchBody, OrderRating, PublishBody, RateBody, TransferBody
+from app.services import effect_rows, ledger, presence
 from app.services.policies import Policy, policy_at
 from app.services.statements import WritePart
 
@@ -157,7 +157,39 @@ async def take(change: Change) -> None:
 
 
 async def check_in(change: Change) -> None:
-    change.order.checked_in_at = change.now
+    """签到 with the proof the body carries, as the unit's policy accepts it (``app.services.presence``):
+    refused (422, 409 for a used code) with nothing written. A code is marked used by the transition's
+    one statement."""
+    assert isinstance(change.body, CheckInBody)
+    order = change.order
+    subject = presence.order_subject(order.id)
+    proved = presence.prove(change.policy, subject, (order.lat, order.lng), change.body, change.now)
+    if proved.code_window is not None:
+        change.add_write(presence.code_use_row, presence.code_use_params(subject, proved.code_window, change.now))
+    order.checked_in_at = change.now
+    order.presence_proof = None if proved.proof is None else proved.proof.value
+    change.event_payload |= proved.payload()
+
+
+async def confirm_presence(change: Change) -> None:
+    """管理员确认到场, with a reason (in the timeline): checks in for the volunteer holding the order
+    (from 已接单), or proves a check-in made without proof (服务中, 未核验), where the unit's policy
+    accepts an admin's confirmation. An order whose presence is already proven: 409."""
+    order = change.order
+    presence.accepts(change.policy, presence.Proof.ADMIN)
+    if order.status == Status.IN_SERVICE.value:
+        if order.presence_proof is not None:
+            raise Conflict(
+                f"签到已核验 ({presence.PROOF_LABELS[order.presence_proof]})",
+                status=order.status,
+                presence_proof=order.presence_proof,
+            )
+        change.event_payload["confirms_check_in_at"] = order.checked_in_at.isoformat() if order.checked_in_at else None
+    else:
+        order.checked_in_at = change.now
+        change.event_payload["on_behalf_of_volunteer_id"] = order.assignee_volunteer_id
+    order.presence_proof = presence.Proof.ADMIN.value
+    change.event_payload |= presence.Presence(presence.Proof.ADMIN).payload()
 
 
 # ---- completing: the service record and its hours and points ----------------------------------------
@@ -227,10 +259,14 @@ async def complete(change: Change) -> None:
             "record_kind_service": HoursKind.SERVICE.value,
             "record_kind_earned": PointsKind.EARNED.value,
             "record_now": change.now,
+            "record_presence_proof": order.presence_proof,
+            "record_verified": order.presence_proof is not None,
         },
     )
     order.completed_at = change.now
     change.event_payload = {
+        "presence_proof": order.presence_proof,  # the hours are 未核验 without one
+        "presence": presence.PROOF_LABELS[order.presence_proof],
         "record_id": record_id,
         "served_count": body.served_count,
         "participants": len(ids),
@@ -287,4 +323,5 @@ async def reopen(change: Change) -> None:
     order.round += 1
     order.assignee_team_id = order.assignee_volunteer_id = None
     order.accepted_at = order.checked_in_at = order.completed_at = None
+    order.presence_proof = None
     change.event_payload = {"round": order.round}

@@ -1,4 +1,5 @@
-"""导出: CSV and XLSX files of the caller's subtree — orders, service records, volunteer hours.
+"""导出: CSV and XLSX files of the caller's subtree — orders, service records, volunteer hours, activities.
+Hours of spans whose presence nobody proved are marked 未核验 (a column in each file).
 
 The files leave the system, so contact and volunteer phones are always masked, and any text cell
 a spreadsheet would read as a formula (``= + - @``, tab, CR) is prefixed with ``'``. CSV: UTF-8 with a
@@ -35,7 +36,9 @@ from app.db import transaction
 from app.domain import STATUS_LABELS, Channel, Status
 from app.models import HoursEntry, MenuCategory, Order, OrgUnit, Rating, ServiceParticipant, ServiceRecord, Volunteer
 from app.schemas.common import mask_phone
+from app.services import activity_reports
 from app.services.directory_units import jurisdiction, unit_in_scope
+from app.services.presence import PROOF_LABELS
 from app.services.scope import subtree
 from app.services.stats import CREDIT_KINDS, LOCAL, TIMEZONE, Period
 
@@ -56,12 +59,14 @@ class ExportKind(StrEnum):
     ORDERS = "orders"
     SERVICE_RECORDS = "service-records"
     VOLUNTEER_HOURS = "volunteer-hours"
+    ACTIVITIES = "activities"
 
 
 FILE_TITLES: Final = {
     ExportKind.ORDERS: "订单",
     ExportKind.SERVICE_RECORDS: "服务记录",
     ExportKind.VOLUNTEER_HOURS: "志愿时长",
+    ExportKind.ACTIVITIES: "活动",
 }
 
 
@@ -139,6 +144,7 @@ ORDER_HEADER: Final = (
     "服务轮次",
     "评价星级",
     "代评",
+    "签到核验",
 )
 
 
@@ -184,6 +190,8 @@ def _order_rows(ids: list[int]) -> Rows:
             Order.round,
             Rating.stars,
             Rating.by_proxy,
+            Order.presence_proof,
+            Order.checked_in_at.is_not(None),
         )
         .join(unit, unit.id == Order.unit_id)
         .outerjoin(MenuCategory, MenuCategory.id == Order.category_id)
@@ -195,7 +203,7 @@ def _order_rows(ids: list[int]) -> Rows:
 
 def _order_cells(row: Any) -> list[str | int]:
     code, status, title, category, unit, name, phone, address, beneficiaries, channel, proxy = row[:11]
-    created, accepted, completed, round_, stars, rated_by_proxy = row[11:]
+    created, accepted, completed, round_, stars, rated_by_proxy, proof, checked_in = row[11:]
     return [
         safe_text(code),
         STATUS_LABELS[Status(status)],
@@ -214,6 +222,7 @@ def _order_cells(row: Any) -> list[str | int]:
         round_,
         stars if stars is not None else "",
         "" if rated_by_proxy is None else ("是" if rated_by_proxy else "否"),
+        PROOF_LABELS[proof] if checked_in else "",
     ]
 
 
@@ -230,6 +239,8 @@ RECORD_HEADER: Final = (
     "记录时长合计(小时)",
     "参与志愿者及时长",
     "服务小结",
+    "签到核验",
+    "未核验",
 )
 
 
@@ -260,6 +271,7 @@ def _record_rows(ids: list[int]) -> Rows:
             participants.c.hours,
             participants.c.names,
             ServiceRecord.summary,
+            ServiceRecord.presence_proof,
         )
         .join(ServiceRecord, ServiceRecord.order_id == Order.id)
         .join(unit, unit.id == Order.unit_id)
@@ -270,7 +282,7 @@ def _record_rows(ids: list[int]) -> Rows:
 
 
 def _record_cells(row: Any) -> list[str | int]:
-    code, title, unit, round_, submitted, served, n, hours, names, summary = row
+    code, title, unit, round_, submitted, served, n, hours, names, summary, proof = row
     return [
         safe_text(code),
         safe_text(title),
@@ -282,6 +294,8 @@ def _record_cells(row: Any) -> list[str | int]:
         hours_cell(hours),
         safe_text(names),
         safe_text(summary),
+        PROOF_LABELS[proof],
+        "是" if proof is None else "否",
     ]
 
 
@@ -297,6 +311,7 @@ HOURS_HEADER: Final = (
     "时长更正(小时)",
     "信用时长合计(小时)",
     "荣誉时长(小时)",
+    "其中未核验(小时)",
 )
 
 
@@ -308,6 +323,7 @@ def _volunteer_hours(plan: ExportPlan) -> Rows:
             HoursEntry.volunteer_id,
             func.coalesce(func.sum(HoursEntry.hours).filter(HoursEntry.kind == "service"), 0).label("service"),
             func.coalesce(func.sum(HoursEntry.hours).filter(HoursEntry.kind == "adjustment"), 0).label("adjustment"),
+            func.coalesce(func.sum(HoursEntry.hours).filter(HoursEntry.verified.is_(False)), 0).label("unverified"),
             func.count(HoursEntry.order_id.distinct()).label("orders"),
         )
         .join(Order, Order.id == HoursEntry.order_id)
@@ -347,6 +363,7 @@ def _volunteer_hours(plan: ExportPlan) -> Rows:
             func.coalesce(both.c.service, 0),
             func.coalesce(both.c.adjustment, 0),
             func.coalesce(both.c.honor, 0),
+            func.coalesce(both.c.unverified, 0),
         )
         .select_from(both)
         .join(Volunteer, Volunteer.id == both.c.volunteer_id)
@@ -356,7 +373,7 @@ def _volunteer_hours(plan: ExportPlan) -> Rows:
 
 
 def _hours_cells(row: Any) -> list[str | int]:
-    vid, name, phone, unit, orders, service, adjustment, honor = row
+    vid, name, phone, unit, orders, service, adjustment, honor, unverified = row
     return [
         vid,
         safe_text(name),
@@ -367,6 +384,7 @@ def _hours_cells(row: Any) -> list[str | int]:
         hours_cell(adjustment),
         hours_cell(Decimal(service) + Decimal(adjustment)),
         hours_cell(honor),
+        hours_cell(unverified),
     ]
 
 
@@ -394,12 +412,22 @@ async def _keyset_chunks(
 
 
 async def _cursor_chunks(
-    sessionmaker: async_sessionmaker[AsyncSession], plan: ExportPlan
+    sessionmaker: async_sessionmaker[AsyncSession], query: Rows, cells: Callable[[Any], list[str | int]]
 ) -> AsyncIterator[list[list[str | int]]]:
     async with sessionmaker() as session, session.begin():
-        result = await session.stream(_volunteer_hours(plan).execution_options(yield_per=CHUNK_ROWS))
+        result = await session.stream(query.execution_options(yield_per=CHUNK_ROWS))
         async for rows in result.partitions():
-            yield [_hours_cells(row) for row in rows]
+            yield [cells(row) for row in rows]
+
+
+def _activities(plan: ExportPlan) -> Rows:
+    """活动: one row per sign-up of the subtree's activities with a slot starting in the period."""
+    rows: Rows = activity_reports.activity_rows(plan.unit_path, plan.period.start, plan.period.end, local_time)
+    return rows
+
+
+def _activity_cells(row: Any) -> list[str | int]:
+    return activity_reports.activity_cells(row, safe_text, hours_cell)
 
 
 def export_chunks(
@@ -411,7 +439,9 @@ def export_chunks(
         return ORDER_HEADER, _keyset_chunks(sessionmaker, plan, _order_rows, _order_cells)
     if plan.kind is ExportKind.SERVICE_RECORDS:
         return RECORD_HEADER, _keyset_chunks(sessionmaker, plan, _record_rows, _record_cells)
-    return HOURS_HEADER, _cursor_chunks(sessionmaker, plan)
+    if plan.kind is ExportKind.ACTIVITIES:
+        return activity_reports.ACTIVITY_HEADER, _cursor_chunks(sessionmaker, _activities(plan), _activity_cells)
+    return HOURS_HEADER, _cursor_chunks(sessionmaker, _volunteer_hours(plan), _hours_cells)
 
 
 async def stream_csv(sessionmaker: async_sessionmaker[AsyncSession], plan: ExportPlan) -> AsyncIterator[bytes]:

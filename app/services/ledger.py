@@ -136,13 +136,17 @@ async def points_balance(session: AsyncSession, volunteer_ids: Collection[int]) 
 async def hours_totals(session: AsyncSession, volunteer_ids: Collection[int]) -> HoursTotals:
     """Hours by kind, kept apart; ``credit`` (信用) = service + adjustment."""
     by_kind: dict[str, Decimal] = {}
+    unverified = ZERO
     if volunteer_ids:
         rows = await session.execute(
-            select(HoursEntry.kind, func.sum(HoursEntry.hours))
+            select(HoursEntry.kind, HoursEntry.verified, func.sum(HoursEntry.hours))
             .where(HoursEntry.volunteer_id.in_(volunteer_ids))
-            .group_by(HoursEntry.kind)
+            .group_by(HoursEntry.kind, HoursEntry.verified)
         )
-        by_kind = {kind: Decimal(total) for kind, total in rows}
+        for kind, verified, total in rows:
+            by_kind[kind] = by_kind.get(kind, ZERO) + Decimal(total)
+            if not verified and kind == HoursKind.SERVICE.value:
+                unverified += Decimal(total)
     service = by_kind.get(HoursKind.SERVICE.value, ZERO)
     adjustment = by_kind.get(HoursKind.ADJUSTMENT.value, ZERO)
     return HoursTotals(
@@ -150,6 +154,7 @@ async def hours_totals(session: AsyncSession, volunteer_ids: Collection[int]) ->
         adjustment=adjustment,
         honor=by_kind.get(HoursKind.HONOR.value, ZERO),
         credit=service + adjustment,
+        unverified=unverified,
     )
 
 
@@ -239,6 +244,7 @@ async def my_records(session: AsyncSession, actor: Actor, cursor: str | None, li
             credited,
             ServiceRecord.served_count,
             ServiceRecord.summary,
+            ServiceRecord.presence_proof,
         )
         .join(ServiceParticipant, ServiceParticipant.record_id == ServiceRecord.id)
         .join(Order, Order.id == ServiceRecord.order_id)
@@ -262,6 +268,7 @@ async def my_records(session: AsyncSession, actor: Actor, cursor: str | None, li
                 order_hours=Decimal(row[7]),
                 served_count=row[8],
                 summary=row[9],
+                presence_proof=row[10],
             )
             for row in items
         ],

@@ -158,7 +158,7 @@ async def _menu_item(session: AsyncSession, body: OrderCreate, unit: OrgUnit) ->
     return item
 
 
-async def _visible_order(session: AsyncSession, actor: Actor, order_id: int) -> Order:
+async def visible_order(session: AsyncSession, actor: Actor, order_id: int) -> Order:
     order = (
         await session.execute(select(Order).where(Order.id == order_id, order_visible_to(actor)))
     ).scalar_one_or_none()
@@ -169,7 +169,7 @@ async def _visible_order(session: AsyncSession, actor: Actor, order_id: int) -> 
 
 async def get_order(session: AsyncSession, actor: Actor, order_id: int) -> OrderOut:
     async with transaction(session):
-        order = await _visible_order(session, actor, order_id)
+        order = await visible_order(session, actor, order_id)
         await record_phone_reads(session, actor, [order], "GET /orders/{id}")
         rating = (
             await session.execute(
@@ -184,7 +184,7 @@ async def get_order(session: AsyncSession, actor: Actor, order_id: int) -> Order
 async def order_events(session: AsyncSession, actor: Actor, order_id: int) -> list[EventOut]:
     """The order's timeline, oldest first."""
     async with transaction(session):
-        await _visible_order(session, actor, order_id)
+        await visible_order(session, actor, order_id)
         events = (
             await session.execute(select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id))
         ).scalars()

@@ -36,6 +36,12 @@ class Policy:
     auto_close_days: int = 7  # completed: closed without stars after this many days unrated
     dispatch_mode: DispatchMode = DispatchMode.MANUAL
     points_per_hour: int = 10  # 积分 earned per service hour
+    # 签到核验 (app.services.presence): proofs accepted, whether none is allowed (hours then 未核验),
+    # the GPS radius around the place and the worst accuracy accepted, in metres.
+    presence_proofs: frozenset[str] = frozenset({"code", "gps", "admin"})
+    allow_unproven: bool = True
+    presence_radius_m: int = 300
+    presence_max_accuracy_m: int = 100
     source_unit_id: int | None = None  # the unit whose row this is; None = defaults
 
 
@@ -51,12 +57,14 @@ POLICY_COLUMNS = (
     UnitPolicy.auto_close_days.label("policy_auto_close_days"),
     UnitPolicy.dispatch_mode.label("policy_dispatch_mode"),
     UnitPolicy.points_per_hour.label("policy_points_per_hour"),
+    UnitPolicy.presence_proofs.label("policy_presence_proofs"),
+    UnitPolicy.allow_unproven.label("policy_allow_unproven"),
+    UnitPolicy.presence_radius_m.label("policy_presence_radius_m"),
+    UnitPolicy.presence_max_accuracy_m.label("policy_presence_max_accuracy_m"),
 )
 
 
-def in_force_at(
-    unit_path: ColumnElement[str] | InstrumentedAttribute[str],
-) -> Select[int, int, int, int, int, str, int]:
+def in_force_at(unit_path: ColumnElement[str] | InstrumentedAttribute[str]) -> Select[*tuple[Any, ...]]:
     """The policy row in force at the unit whose path is ``unit_path``: its own, else its nearest
     ancestor's (none: the defaults)."""
     return (
@@ -79,6 +87,10 @@ def policy_from(row: Mapping[Any, Any]) -> Policy:
         auto_close_days=row["policy_auto_close_days"],
         dispatch_mode=DispatchMode(row["policy_dispatch_mode"]),
         points_per_hour=row["policy_points_per_hour"],
+        presence_proofs=frozenset(row["policy_presence_proofs"]),
+        allow_unproven=row["policy_allow_unproven"],
+        presence_radius_m=row["policy_presence_radius_m"],
+        presence_max_accuracy_m=row["policy_presence_max_accuracy_m"],
         source_unit_id=row["policy_unit_id"],
     )
 

@@ -48,6 +48,7 @@ def present_order(
         assignee_volunteer_id=order.assignee_volunteer_id,
         deadline_at=order.deadline_at,
         checked_in_at=order.checked_in_at,
+        presence_proof=order.presence_proof,
         completed_at=order.completed_at,
         created_at=order.created_at,
         updated_at=order.updated_at,

@@ -173,6 +173,7 @@ MUTABLE = (
     "deadline_at",
     "accepted_at",
     "checked_in_at",
+    "presence_proof",
     "completed_at",
     "round",
     "needs_followup",

@@ -52,6 +52,7 @@ from app.models import (
     Volunteer,
 )
 from app.schemas.stats import Durations, Figures, GroupBy, StatsGroup, StatsOut
+from app.services import activity_reports
 from app.services.directory_units import jurisdiction, unit_in_scope
 from app.services.scope import subtree
 
@@ -211,6 +212,9 @@ def _order_figures(order_scope: ColumnElement[bool], key: ColumnElement[str], gr
     hours = by_group(
         select(
             func.coalesce(func.sum(HoursEntry.hours), 0).label("credit_hours"),
+            func.coalesce(func.sum(HoursEntry.hours).filter(HoursEntry.verified.is_(False)), 0).label(
+                "credit_hours_unverified"
+            ),
             func.count(HoursEntry.volunteer_id.distinct())
             .filter(HoursEntry.kind == "service")
             .label("active_volunteers"),
@@ -239,7 +243,7 @@ def _order_figures(order_scope: ColumnElement[bool], key: ColumnElement[str], gr
         orders,
         *(events.c[n] for n in ("escalations", "expiries", "cancelled_after_review")),
         *(records.c[n] for n in ("service_events", "people_served")),
-        *(hours.c[n] for n in ("credit_hours", "active_volunteers")),
+        *(hours.c[n] for n in ("credit_hours", "credit_hours_unverified", "active_volunteers")),
         *(ratings.c[n] for n in ("ratings", "rating_average", "satisfied", "proxy_ratings")),
     ).select_from(joined)
 
@@ -305,6 +309,7 @@ def _figures(row: RowMapping | None, honor: float | None) -> dict[str, Any]:
         "service_events": n("service_events"),
         "people_served": n("people_served"),
         "credit_hours": float(m.get("credit_hours") or 0),
+        "credit_hours_unverified": float(m.get("credit_hours_unverified") or 0),
         "honor_hours": honor,
         "active_volunteers": n("active_volunteers"),
         "ratings": n("ratings"),
@@ -390,6 +395,7 @@ async def center_stats(
         )
         honor_rows = (await session.execute(_honor_figures(unit.path, period, group_by))).all()
         slots = await _slots(session, unit, group_by, period, {r["g"] for r in rows}) if group_by else []
+        activities = await activity_reports.activity_figures(session, unit.path, period.start, period.end)
 
     overall_row = next((r for r in rows if r["total"] == 1), None)
     honor_overall = next((float(r.honor_hours) for r in honor_rows if r.total == 1), 0.0)
@@ -416,5 +422,6 @@ async def center_stats(
         period_to=period.end,
         group_by=group_by,
         overall=Figures(**_figures(overall_row, honor_overall)),
+        activities=activities,
         groups=groups,
     )

@@ -1,0 +1,364 @@
+"""活动招募: publishing in scope, who may see and join, waitlist and promotion, the capacity exact under a
+sign-up storm across two service instances, check-in and check-out with the proofs of orders, hours in
+the same ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from app.auth import issue_token
+from app.config import Settings
+from app.main import create_app
+from app.models import ActivitySignup, ActivitySlot, HoursEntry, PresenceCodeUse, User, Volunteer
+from app.services import activity_reports
+from tests.helpers import count
+from tests.world import World
+
+PLACE = {"lat": 30.0, "lng": 120.0}
+METRES_PER_DEGREE = 111_195.0
+
+
+def near(metres: float = 0) -> dict[str, float]:
+    return {"lat": PLACE["lat"] + metres / METRES_PER_DEGREE, "lng": PLACE["lng"], "accuracy_m": 20}
+
+
+def activity_body(world: World, unit: str = "suo1", capacity: int = 2, **overrides: Any) -> dict[str, Any]:
+    start = datetime.now(UTC) + timedelta(minutes=30)
+    body: dict[str, Any] = {
+        "unit_id": world.units[unit],
+        "kind": "clinic",
+        "title": "重阳节义诊",
+        "description": "为老人量血压、测血糖",
+        "address": "城关镇幸福村文化礼堂",
+        **PLACE,
+        "required_skills": [],
+        "slots": [
+            {"starts_at": start.isoformat(), "ends_at": (start + timedelta(hours=2)).isoformat(), "capacity": capacity}
+        ],
+    }
+    return body | overrides
+
+
+async def publish(world: World, admin: str = "suo1_admin", **kwargs: Any) -> dict[str, Any]:
+    response = await world.client.post("/admin/activities", json=activity_body(world, **kwargs), headers=world.h(admin))
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+async def sign_up(world: World, username: str, slot_id: int) -> httpx.Response:
+    return await world.client.post(f"/activity-slots/{slot_id}/signup", headers=world.h(username))
+
+
+async def signed(world: World, username: str, slot_id: int) -> dict[str, Any]:
+    response = await sign_up(world, username, slot_id)
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+async def step(world: World, username: str, signup_id: int, what: str, body: Any = None) -> httpx.Response:
+    return await world.client.post(f"/activity-signups/{signup_id}/{what}", json=body, headers=world.h(username))
+
+
+# --- publishing and scope --------------------------------------------------------------------------------
+
+
+async def test_staff_publish_in_their_subtree_and_see_only_theirs(world: World) -> None:
+    activity = await publish(world)
+    assert activity["kind_label"] == "义诊" and activity["slots"][0]["capacity"] == 2
+    path = f"/admin/activities/{activity['id']}"
+    assert (await world.client.get(path, headers=world.h("center_admin"))).status_code == 200
+    assert (await world.client.get(path, headers=world.h("suo2_admin"))).status_code == 404
+    assert (await world.client.get(path, headers=world.h("zhan11_admin"))).status_code == 404  # above 站11
+    listed = (await world.client.get("/admin/activities", headers=world.h("suo2_admin"))).json()
+    assert listed["items"] == []
+    # Outside the subtree, or at a 中心 (activities are run by a 所 or 站): 422, nothing published.
+    for admin, unit in (("zhan11_admin", "zhan21"), ("center_admin", "center")):
+        body = activity_body(world, unit=unit)
+        response = await world.client.post("/admin/activities", json=body, headers=world.h(admin))
+        assert response.status_code == 422, response.text
+    assert (
+        await world.client.post("/admin/activities", json=activity_body(world), headers=world.h("v11a"))
+    ).status_code == 403
+
+
+async def test_only_volunteers_of_the_units_subtree_see_and_join(world: World) -> None:
+    activity = await publish(world, unit="zhan11")
+    slot = activity["slots"][0]["id"]
+    path = f"/activities/{activity['id']}"
+    assert (await world.client.get(path, headers=world.h("v11a"))).status_code == 200
+    for outsider in ("v21", "v12", "vsuo1"):  # another branch, a sibling 站, the 所 above
+        assert (await world.client.get(path, headers=world.h(outsider))).status_code == 404
+        assert (await sign_up(world, outsider, slot)).status_code == 404
+    assert (await world.client.get(path, headers=world.h("r1"))).status_code == 403
+    assert (await sign_up(world, "v11x", slot)).status_code == 403  # suspended
+    listed = (await world.client.get("/activities", headers=world.h("v21"))).json()
+    assert listed["items"] == []
+
+
+async def test_a_required_skill_is_needed_to_sign_up(world: World, app: FastAPI) -> None:
+    activity = await publish(world, required_skills=["急救"])
+    response = await sign_up(world, "v11a", activity["slots"][0]["id"])
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["missing_skills"] == ["急救"]
+    assert await count(app, ActivitySignup) == 0
+
+
+# --- waitlist ----------------------------------------------------------------------------------------------
+
+
+async def test_the_waitlist_promotes_the_next_in_order(world: World) -> None:
+    activity = await publish(world, capacity=2)
+    slot = activity["slots"][0]["id"]
+    a, b, c, d = [await signed(world, v, slot) for v in ("v11a", "v11b", "v12", "vsuo1")]
+    assert [s["status"] for s in (a, b, c, d)] == ["confirmed", "confirmed", "waitlisted", "waitlisted"]
+    assert (c["waitlist_position"], d["waitlist_position"]) == (1, 2)
+    assert (await sign_up(world, "v11a", slot)).status_code == 409  # once per slot
+
+    cancelled = await step(world, "v11a", a["id"], "cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    roll = (await world.client.get(f"/admin/activity-slots/{slot}/signups", headers=world.h("suo1_admin"))).json()
+    by_id = {s["id"]: s for s in roll}
+    assert by_id[c["id"]]["status"] == "confirmed"  # the first of the waitlist
+    assert by_id[d["id"]]["status"] == "waitlisted" and by_id[d["id"]]["waitlist_position"] == 1
+    # A waitlisted sign-up cancelled frees no place; someone else's sign-up is not yours (404).
+    assert (await step(world, "v11b", d["id"], "cancel")).status_code == 404
+    assert (await step(world, "vsuo1", d["id"], "cancel")).json()["status"] == "cancelled"
+    assert (await step(world, "vsuo1", d["id"], "cancel")).status_code == 409
+    shown = (await world.client.get(f"/activities/{activity['id']}", headers=world.h("v11b"))).json()
+    assert shown["slots"][0]["confirmed"] == 2 and shown["slots"][0]["waitlisted"] == 0
+
+
+@pytest.fixture
+async def two_instances(settings: Settings, database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, ...]]:
+    """Two more service instances on the same database, each with its own pool of 8 connections (the
+    test server is shared: a small pool keeps the storm within its connection limit, and requests queue
+    for a connection as they would in production)."""
+    small = settings.model_copy(update={"db_pool_size": 8, "db_max_overflow": 0})
+    clients = []
+    async with AsyncExitStack() as stack:
+        for _ in range(2):
+            application = create_app(small, database_url=database_url)
+            await stack.enter_async_context(application.router.lifespan_context(application))
+            transport = httpx.ASGITransport(app=application)
+            http = httpx.AsyncClient(transport=transport, base_url="http://test/api/v1", timeout=120)
+            clients.append(await stack.enter_async_context(http))
+        yield tuple(clients)
+
+
+async def _volunteers(app: FastAPI, world: World, n: int) -> list[str]:
+    """``n`` active volunteers of 站11; their tokens."""
+    async with app.state.sessionmaker() as session, session.begin():
+        users = [
+            User(username=f"storm{i}", role="volunteer", unit_id=world.units["zhan11"], display_name=f"storm{i}")
+            for i in range(n)
+        ]
+        session.add_all(users)
+        await session.flush()
+        session.add_all(
+            Volunteer(user_id=u.id, real_name=f"风暴{i}", phone=f"1360000{i:04d}", home_unit_id=world.units["zhan11"])
+            for i, u in enumerate(users)
+        )
+        await session.flush()
+        for u in users:
+            await session.refresh(u)
+        return [issue_token(world.settings, u) for u in users]
+
+
+async def test_capacity_is_exact_under_a_sign_up_storm_across_instances(
+    world: World, app: FastAPI, two_instances: tuple[httpx.AsyncClient, ...]
+) -> None:
+    """200 volunteers sign up for 20 places at once, half through each of two instances: exactly 20
+    are confirmed and 180 waitlisted; a cancellation promotes exactly the first of the waitlist."""
+    activity = await publish(world, capacity=20)
+    slot = activity["slots"][0]["id"]
+    tokens = await _volunteers(app, world, 200)
+    clients = two_instances
+    answers = await asyncio.gather(
+        *(
+            clients[i % 2].post(f"/activity-slots/{slot}/signup", headers={"Authorization": f"Bearer {token}"})
+            for i, token in enumerate(tokens)
+        )
+    )
+    assert [a.status_code for a in answers] == [201] * 200, {a.status_code for a in answers}
+    statuses = [a.json()["status"] for a in answers]
+    assert statuses.count("confirmed") == 20 and statuses.count("waitlisted") == 180
+    async with app.state.sessionmaker() as session:
+        assert await session.scalar(select(ActivitySlot.confirmed).where(ActivitySlot.id == slot)) == 20
+        live = select(func.count()).where(ActivitySignup.slot_id == slot, ActivitySignup.status == "confirmed")
+        assert await session.scalar(live) == 20
+        head = await session.scalar(
+            select(func.min(ActivitySignup.id)).where(
+                ActivitySignup.slot_id == slot, ActivitySignup.status == "waitlisted"
+            )
+        )
+    confirmed = next(i for i, a in enumerate(answers) if a.json()["status"] == "confirmed")
+    cancelled = await clients[1].post(
+        f"/activity-signups/{answers[confirmed].json()['id']}/cancel",
+        headers={"Authorization": f"Bearer {tokens[confirmed]}"},
+    )
+    assert cancelled.status_code == 200
+    async with app.state.sessionmaker() as session:
+        rows = dict(
+            (
+                await session.execute(
+                    select(ActivitySignup.id, ActivitySignup.status).where(ActivitySignup.slot_id == slot)
+                )
+            ).all()
+        )
+    assert rows[head] == "confirmed"
+    assert list(rows.values()).count("confirmed") == 20 and list(rows.values()).count("waitlisted") == 179
+
+
+# --- check-in and check-out with proofs, hours in the ledger -----------------------------------------------
+
+
+async def test_check_in_and_out_with_proofs_credit_verified_hours(world: World, app: FastAPI) -> None:
+    activity = await publish(world)
+    slot = activity["slots"][0]["id"]
+    signup = await signed(world, "v11a", slot)
+    code = (await world.client.get(f"/admin/activity-slots/{slot}/presence-code", headers=world.h("suo1_admin"))).json()
+    checked = await step(world, "v11a", signup["id"], "check-in", {"code": code["code"]})
+    assert checked.status_code == 200 and checked.json()["checked_in_proof"] == "code"
+    assert (await step(world, "v11a", signup["id"], "check-in", {})).status_code == 409  # once
+
+    # The same code again at check-out: used (409), nothing recorded.
+    replay = await step(world, "v11a", signup["id"], "check-out", {"qr": code["qr"]})
+    assert replay.status_code == 409 and replay.json()["error"]["code"] == "presence_code_used"
+    far = await step(world, "v11a", signup["id"], "check-out", near(5_000))
+    assert far.status_code == 422 and far.json()["error"]["details"]["reason"] == "out_of_range"
+    assert await count(app, HoursEntry) == 0 and await count(app, PresenceCodeUse) == 1
+
+    out = await step(world, "v11a", signup["id"], "check-out", near(50))
+    assert out.status_code == 200, out.text
+    assert out.json()["checked_out_proof"] == "gps" and out.json()["hours"] == "0.5" and out.json()["verified"]
+    hours = (await world.client.get("/volunteer/me/hours", headers=world.h("v11a"))).json()
+    assert [(e["activity_signup_id"], e["verified"], e["hours"]) for e in hours["items"]] == [
+        (signup["id"], True, "0.5")
+    ]
+    assert hours["totals"]["credit"] == "0.5" and hours["totals"]["unverified"] == "0"
+
+
+async def test_unproven_span_hours_are_unverified(world: World) -> None:
+    activity = await publish(world)
+    signup = await signed(world, "v11b", activity["slots"][0]["id"])
+    assert (await step(world, "v11b", signup["id"], "check-in")).json()["checked_in_proof"] is None
+    out = (await step(world, "v11b", signup["id"], "check-out")).json()
+    assert out["verified"] is False
+    hours = (await world.client.get("/volunteer/me/hours", headers=world.h("v11b"))).json()
+    assert hours["totals"]["unverified"] == "0.5"
+
+
+async def test_the_units_policy_governs_activity_proofs(world: World, app: FastAPI) -> None:
+    await world.client.put(
+        f"/admin/units/{world.units['suo1']}/policy",
+        json={"presence_proofs": ["code"], "allow_unproven": False},
+        headers=world.h("suo1_admin"),
+    )
+    activity = await publish(world)
+    signup = await signed(world, "v11a", activity["slots"][0]["id"])
+    for body, reason in (({}, "proof_required"), (near(0), "proof_not_accepted")):
+        response = await step(world, "v11a", signup["id"], "check-in", body)
+        assert response.status_code == 422 and response.json()["error"]["details"]["reason"] == reason
+    confirm = await world.client.post(
+        f"/admin/activity-signups/{signup['id']}/confirm-presence",
+        json={"reason": "无信号"},
+        headers=world.h("suo1_admin"),
+    )
+    assert confirm.status_code == 422
+    async with app.state.sessionmaker() as session:
+        assert (
+            await session.scalar(select(ActivitySignup.checked_in_at).where(ActivitySignup.id == signup["id"])) is None
+        )
+
+
+async def test_an_admin_confirms_a_participants_presence(world: World) -> None:
+    activity = await publish(world)
+    signup = await signed(world, "v11a", activity["slots"][0]["id"])
+    path = f"/admin/activity-signups/{signup['id']}/confirm-presence"
+    body = {"reason": "现场签到表核实"}
+    assert (await world.client.post(path, json=body, headers=world.h("suo2_admin"))).status_code == 404
+    assert (await world.client.post(path, json=body, headers=world.h("v11a"))).status_code == 403
+    assert (await world.client.post(path, json={}, headers=world.h("suo1_admin"))).status_code == 422
+    done = await world.client.post(path, json=body, headers=world.h("zhan11_admin"))
+    assert done.status_code == 404  # the activity is 所1's, above 站11's admin
+    done = await world.client.post(path, json=body, headers=world.h("suo1_admin"))
+    assert done.status_code == 200 and done.json()["checked_in_proof"] == "admin"
+    assert (await world.client.post(path, json=body, headers=world.h("suo1_admin"))).status_code == 409
+
+
+# --- statistics and exports beside orders -------------------------------------------------------------------
+
+
+def _today() -> dict[str, str]:
+    day = datetime.now(UTC)
+    return {"from": (day - timedelta(days=2)).date().isoformat(), "to": (day + timedelta(days=2)).date().isoformat()}
+
+
+async def test_activities_appear_in_stats_and_the_export(world: World) -> None:
+    activity = await publish(world, capacity=1)
+    slot = activity["slots"][0]["id"]
+    first, second = await signed(world, "v11a", slot), await signed(world, "v11b", slot)
+    assert second["status"] == "waitlisted"
+    await step(world, "v11a", first["id"], "check-in", near(10))
+    await step(world, "v11a", first["id"], "check-out")  # unproven check-out: 未核验
+    stats = await world.client.get("/admin/stats", params=_today(), headers=world.h("suo1_admin"))
+    assert stats.status_code == 200, stats.text
+    figures = stats.json()["activities"]
+    assert figures == {
+        "activities": 1,
+        "slots": 1,
+        "places": 1,
+        "confirmed": 1,
+        "waitlisted": 1,
+        "participants": 1,
+        "participations": 1,
+        "hours": 0.5,
+        "unverified_hours": 0.5,
+    }
+    other = await world.client.get("/admin/stats", params=_today(), headers=world.h("suo2_admin"))
+    assert other.json()["activities"]["activities"] == 0  # another branch sees none of it
+
+    export = await world.client.get("/admin/exports/activities.csv", params=_today(), headers=world.h("suo1_admin"))
+    assert export.status_code == 200 and export.content.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(export.content.decode("utf-8-sig"))))
+    assert rows[0] == list(activity_reports.ACTIVITY_HEADER)
+    assert len(rows) == 3
+    done = next(r for r in rows[1:] if r[6] == str(world.volunteers["v11a"]))
+    assert (done[8], done[10], done[12], done[13], done[14]) == ("已录取", "定位", "未核验", "0.5", "是")
+    waiting = next(r for r in rows[1:] if r[6] == str(world.volunteers["v11b"]))
+    assert waiting[8] == "候补" and waiting[13] == ""
+    outside = await world.client.get("/admin/exports/activities.csv", params=_today(), headers=world.h("suo2_admin"))
+    assert len(list(csv.reader(io.StringIO(outside.content.decode("utf-8-sig"))))) == 1  # the header only
+
+
+async def test_a_slot_code_serves_each_participant_once_even_at_once(world: World, app: FastAPI) -> None:
+    activity = await publish(world)
+    slot = activity["slots"][0]["id"]
+    mine, theirs = await signed(world, "v11a", slot), await signed(world, "v11b", slot)
+    code = (await world.client.get(f"/admin/activity-slots/{slot}/presence-code", headers=world.h("suo1_admin"))).json()
+    answers = await asyncio.gather(
+        *(step(world, "v11a", mine["id"], "check-in", {"code": code["code"]}) for _ in range(6))
+    )
+    assert sorted(a.status_code for a in answers) == [200] + [409] * 5
+    assert (await step(world, "v11b", theirs["id"], "check-in", {"qr": code["qr"]})).status_code == 200
+    assert await count(app, PresenceCodeUse) == 2  # one use per participant
+    # Another slot's code is not this slot's.
+    other = (await publish(world))["slots"][0]["id"]
+    foreign = (
+        await world.client.get(f"/admin/activity-slots/{other}/presence-code", headers=world.h("suo1_admin"))
+    ).json()
+    refused = await step(world, "v11a", mine["id"], "check-out", {"code": foreign["code"]})
+    assert refused.status_code == 422 and refused.json()["error"]["details"]["reason"] == "code_invalid"
