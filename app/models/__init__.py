@@ -12,6 +12,7 @@ in flight. An audit record also should not hold up, or vanish with, what it name
 """
 
 from app.models.base import Base
+from app.models.certificates import HourCertificate
 from app.models.infra import IdempotencyRecord, OutboxMessage, RateLimitCounter
 from app.models.ledger import Goods, HoursEntry, PointsEntry, Redemption
 from app.models.menu import MenuCategory, MenuItem
@@ -19,12 +20,15 @@ from app.models.orders import Order, OrderEvent, OrderRow, OrderView, Rating, Se
 from app.models.org import OrgUnit
 from app.models.policy import UnitPolicy
 from app.models.privacy import PiiAccess
+from app.models.qualifications import VolunteerQualification
+from app.models.standing import StandingOccurrence, StandingOrder
 from app.models.users import User
 from app.models.volunteers import Team, TeamMember, Volunteer, team_categories, volunteer_categories
 
 __all__ = [
     "Base",
     "Goods",
+    "HourCertificate",
     "HoursEntry",
     "IdempotencyRecord",
     "MenuCategory",
@@ -42,11 +46,14 @@ __all__ = [
     "Redemption",
     "ServiceParticipant",
     "ServiceRecord",
+    "StandingOccurrence",
+    "StandingOrder",
     "Team",
     "TeamMember",
     "UnitPolicy",
     "User",
     "Volunteer",
+    "VolunteerQualification",
     "team_categories",
     "volunteer_categories",
 ]
