@@ -1,5 +1,5 @@
-"""The background worker: the deadline sweeper, the notification sender and the pruning of spent rate
-limit counters, in a loop.
+"""The background worker: the deadline sweeper, the standing-order sweeper (常态化服务), the notification
+sender and the pruning of spent rate limit counters, in a loop.
 
 Runs inside ``sidan serve`` (one per process; many are safe together) and alone as ``sidan worker``.
 """
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.observability import measure_backlog
 from app.services.delivery import Channel, default_channels, deliver_due
+from app.services.standing_spawn import spawn_due
 from app.services.sweeper import sweep
 from app.services.throttle import prune_counters
 from app.workflow import DUE_ACTIONS
@@ -34,6 +35,7 @@ async def run_worker(
     while not stop.is_set():
         try:
             fired = await sweep(sessionmaker)
+            fired += await spawn_due(sessionmaker, settings)  # 常态化服务: occurrences due to be placed
             stats = await deliver_due(sessionmaker, channels)
             await prune_counters(sessionmaker)
             if fired or stats.sent or stats.retried or stats.failed:
