@@ -13,8 +13,9 @@ Exactly once, across any number of sweepers on any number of instances:
   transaction with ``ON CONFLICT DO NOTHING``: should two ever reach one occurrence (a resume racing
   a sweep), the second places nothing.
 
-An occurrence that cannot be placed (the menu item was taken off the menu, the account disabled) is
-recorded as skipped with the reason, and the schedule goes on. With ``keep_volunteer``, an occurrence
+An occurrence that cannot be placed (the menu item was taken off the menu, the account disabled) or
+whose time has already passed (the sweepers were down) is recorded as skipped with the reason, and
+the schedule goes on. With ``keep_volunteer``, an occurrence
 at 待派单 goes to the volunteer who had the previous one, through the ordinary ``dispatch`` action, when
 they are still a candidate for it (active, under their limit, qualified, …); otherwise the unit's policy.
 """
@@ -75,6 +76,10 @@ async def _spawn_one(sessionmaker: async_sessionmaker[AsyncSession], settings: S
         assert occurrence_at is not None  # an active one with a spawn time has an occurrence
         standing_id = standing.id
         _advance(standing, occurrence_at, now)
+        if occurrence_at <= now:  # the sweepers were down past it: an order for the past serves nobody
+            await session.rollback()
+            await _skip(session, standing_id, occurrence_at, now, "服务时间已过, 未生成订单")
+            return 0
         previous = await _previous_volunteer(session, standing) if standing.keep_volunteer else None
         try:
             actor = await load_actor(session, standing.placed_by_id)
