@@ -4,18 +4,22 @@ resumes or ends it. Each occurrence is an ordinary order (``GET /orders/{id}``) 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter
 from fastapi import status as http_status
 
-from app.auth import CurrentUser
+from app.auth import Actor, require_role
 from app.db import Session
+from app.domain import Role
 from app.routers.deps import ObjectId, SettingsDep, errors
 from app.schemas.standing import OccurrenceOut, StandingOrderCreate, StandingOrderOut, StandingReason
 from app.services import standing
 
 router = APIRouter(prefix="/standing-orders", tags=["standing orders"])
+
+# Residents and staff: a volunteer orders for residents one by one (代点单), never standing orders.
+CurrentUser = Annotated[Actor, require_role(Role.RESIDENT, Role.ADMIN)]
 
 
 @router.post(
@@ -32,18 +36,18 @@ async def create_standing_order(
     return await standing.create_standing_order(session, settings, actor, body)
 
 
-@router.get("", response_model=list[StandingOrderOut], responses=errors(401))
+@router.get("", response_model=list[StandingOrderOut], responses=errors(401, 403))
 async def list_standing_orders(session: Session, actor: CurrentUser) -> list[StandingOrderOut]:
     """A resident's own standing orders; an admin's subtree's. Newest first, at most 100."""
     return await standing.list_standing_orders(session, actor)
 
 
-@router.get("/{standing_id}", response_model=StandingOrderOut, responses=errors(401, 404, 422))
+@router.get("/{standing_id}", response_model=StandingOrderOut, responses=errors(401, 403, 404, 422))
 async def get_standing_order(standing_id: ObjectId, session: Session, actor: CurrentUser) -> StandingOrderOut:
     return await standing.get_standing_order(session, actor, standing_id)
 
 
-@router.get("/{standing_id}/occurrences", response_model=list[OccurrenceOut], responses=errors(401, 404, 422))
+@router.get("/{standing_id}/occurrences", response_model=list[OccurrenceOut], responses=errors(401, 403, 404, 422))
 async def list_occurrences(standing_id: ObjectId, session: Session, actor: CurrentUser) -> list[OccurrenceOut]:
     """Occurrences so far, oldest first: the order placed for each, or why none was."""
     return await standing.occurrences(session, actor, standing_id)
@@ -62,7 +66,7 @@ def _move_endpoint(move: Literal["pause", "resume", "end"], summary: str) -> Non
         endpoint,
         methods=["POST"],
         response_model=StandingOrderOut,
-        responses=errors(401, 404, 409, 422),
+        responses=errors(401, 403, 404, 409, 422),
         summary=summary,
     )
 
