@@ -27,6 +27,7 @@ from app.routers import (
     admin_directory,
     admin_dispatch,
     auth,
+    certificates,
     ledger,
     ops,
     orders,
@@ -100,7 +101,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     install_error_handlers(app)
     for module in (auth, public, orders, volunteer, admin, admin_dispatch, admin_directory, ledger, supermarket, stats):
         app.include_router(module.router, prefix=API_PREFIX)
-    for extra in (standing, qualifications):  # issue 16
+    for extra in (standing, qualifications, certificates):  # issue 16
         app.include_router(extra.router, prefix=API_PREFIX)
     if settings.enable_dev_token and settings.environment != "production":
         app.include_router(auth.dev_router, prefix=API_PREFIX)
