@@ -121,6 +121,14 @@ async def test_without_the_qualification_a_volunteer_cannot_grab_accept_or_be_di
     assert (await qualify(world, "v11a", expires_on=date.today() + timedelta(days=30))).status_code == 200
 
     pooled = await world.ok("zhan11_admin", (await approved(world))["id"], "publish")
+    pools = {
+        name: [
+            o["id"]
+            for o in (await world.client.get("/volunteer/tasks?kind=pool", headers=world.h(name))).json()["items"]
+        ]
+        for name in ("v11a", "v11b")
+    }
+    assert pooled["id"] in pools["v11a"] and pooled["id"] not in pools["v11b"]
     before = await snapshot(app, pooled["id"])
     refused = await world.act("v11b", pooled["id"], "grab")
     assert refused.status_code == 403, refused.text

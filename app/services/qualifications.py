@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, delete, exists, or_, select
+from sqlalchemy import ColumnElement, delete, exists, func, or_, select, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -56,6 +56,27 @@ def holds(
 
 def holds_all(volunteer_id: Column, kinds: Sequence[str], on: date) -> list[ColumnElement[bool]]:
     return [holds(volunteer_id, kind, on) for kind in kinds]
+
+
+def service_day_of(preferred_start: Column) -> ColumnElement[date]:
+    """``service_day`` in SQL, for an order's ``preferred_start``."""
+    return func.date(func.timezone(LOCAL.key, func.greatest(func.now(), preferred_start)))
+
+
+def required_kinds() -> Any:
+    """The menu item's required qualification kinds as a table (``.c.kind``) to join ``MenuItem`` to."""
+    return func.unnest(MenuItem.required_qualifications).table_valued("kind").render_derived(name="required")
+
+
+def lacks_a_qualification(volunteer_id: Column, item_id: Column, preferred_start: Column) -> ColumnElement[bool]:
+    """The order (its ``item_id``, ``preferred_start``) requires a qualification ``volunteer_id`` lacks."""
+    required = required_kinds()
+    return exists(
+        select(required.c.kind)
+        .select_from(MenuItem)
+        .join(required, true())
+        .where(MenuItem.id == item_id, ~holds(volunteer_id, required.c.kind, service_day_of(preferred_start)))
+    )
 
 
 async def requirements_of(session: AsyncSession, item_id: int | None) -> tuple[list[str], list[str]]:

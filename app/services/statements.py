@@ -55,7 +55,7 @@ from app.prepared import Prepared
 from app.services import outbox
 from app.services.candidates import OPEN_STATES
 from app.services.policies import in_force_at
-from app.services.qualifications import LOCAL, holds
+from app.services.qualifications import holds, required_kinds, service_day_of
 from app.services.scope import visible_to_caller
 
 
@@ -100,8 +100,8 @@ VOLUNTEER_PATH = (
 def _missing_qualifications(volunteer_id: Any, label: str) -> Label[Any]:
     """The qualification kinds the order's menu item requires that ``volunteer_id`` holds none of, valid
     on the service day or today if later (``app.services.qualifications``); ``NULL`` when none."""
-    required = func.unnest(MenuItem.required_qualifications).table_valued("kind").render_derived(name="required")
-    day = func.date(func.timezone(LOCAL.key, func.greatest(func.now(), _ORDERS.c.preferred_start)))
+    required = required_kinds()
+    day = service_day_of(_ORDERS.c.preferred_start)
     return (
         select(func.array_agg(required.c.kind))
         .select_from(MenuItem)
