@@ -19,7 +19,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "e5c2a7d3b1f8"
 down_revision: str | None = "5e1f0c2a7b9d"
 branch_labels: str | Sequence[str] | None = None
