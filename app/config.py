@@ -134,6 +134,15 @@ class Settings(BaseSettings):
     sms_quiet_end: time = time(8, 0)
     sms_timezone: str = "Asia/Shanghai"
 
+    # 常态化服务: each occurrence of a standing order is placed this long before it (a standing order may
+    # set its own lead time).
+    standing_order_lead_hours: int = Field(default=24, ge=0, le=14 * 24)
+    # 时长证明: the public address printed on certificates (where the verification page is reached), and
+    # how many verification-code checks one client address may make per window (guessing is throttled).
+    public_base_url: str = "http://127.0.0.1:8000"
+    certificate_checks_per_address: int = Field(default=30, ge=1)
+    certificate_check_window_seconds: int = Field(default=15 * 60, ge=1)
+
     @field_validator("data_keys")
     @classmethod
     def _valid_fernet_keys(cls, value: str) -> str:

@@ -30,12 +30,15 @@ from app.routers import (
     admin_dispatch,
     auth,
     imports,
+    certificates,
     ledger,
     notifications,
     ops,
     orders,
     presence_codes,
     public,
+    qualifications,
+    standing,
     stats,
     supermarket,
     unmet,
@@ -126,6 +129,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     app.include_router(imports.router, prefix=API_PREFIX)
     for module in (presence_codes, activities):
         app.include_router(module.router, prefix=API_PREFIX)
+    for extra in (standing, qualifications, certificates):  # issue 16
+        app.include_router(extra.router, prefix=API_PREFIX)
     if settings.enable_dev_token and settings.environment != "production":
         app.include_router(auth.dev_router, prefix=API_PREFIX)
     app.include_router(ops.router)

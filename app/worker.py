@@ -1,5 +1,5 @@
-"""The background worker: the deadline sweeper, the notification sender and the pruning of spent rate
-limit counters, in a loop.
+"""The background worker: the deadline sweeper, the standing-order sweeper (常态化服务), the notification
+sender and the pruning of spent rate limit counters, in a loop.
 
 Runs inside ``sidan serve`` (one per process; many are safe together) and alone as ``sidan worker``.
 """
@@ -19,6 +19,7 @@ from app.config import Settings
 from app.observability import measure_backlog
 from app.services.delivery import Channel, default_channels, deliver_due
 from app.services.sms_state import prune_daily_counts
+from app.services.standing_spawn import spawn_due
 from app.services.sweeper import sweep
 from app.services.throttle import prune_counters
 from app.workflow import DUE_ACTIONS
@@ -37,6 +38,7 @@ async def run_worker(
     while not stop.is_set():
         try:
             fired = await sweep(sessionmaker)
+            fired += await spawn_due(sessionmaker, settings)  # 常态化服务: occurrences due to be placed
             stats = await deliver_due(sessionmaker, channels)
             await prune_counters(sessionmaker)
             if settings.sms_enabled:  # the per-phone SMS counts of days gone by

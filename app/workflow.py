@@ -140,6 +140,7 @@ _SPECS = (
         {S.DISPATCHED: _rule(S.ACCEPTED, R.VOLUNTEER, guard=Guard.TARGET, notify=(Notify.RESIDENT,))},
         effect=effects.take,
         reliability="accepted_count",
+        reads=frozenset({Read.QUALIFIED}),  # the item's required qualifications, held by the caller
     ),
     ActionSpec(
         A.DECLINE,
@@ -157,7 +158,7 @@ _SPECS = (
         {S.POOLED: _rule(S.ACCEPTED, R.VOLUNTEER, guard=Guard.POOL_ELIGIBLE, notify=(Notify.RESIDENT,))},
         effect=effects.take,
         reliability="accepted_count",
-        reads=frozenset({Read.PUBLISHED_REGION, Read.IN_HAND}),
+        reads=frozenset({Read.PUBLISHED_REGION, Read.IN_HAND, Read.QUALIFIED}),
     ),
     ActionSpec(
         A.WITHDRAW,

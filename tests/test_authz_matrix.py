@@ -163,6 +163,28 @@ def activity(unit: str) -> Make:
     return make
 
 
+def standing(unit: str, creator: str | None = None, *, paused: bool = False) -> Make:
+    """A standing order (常态化服务) at ``unit``, set up by its resident (r1 at 站11, r3 at 站21) or by
+    ``creator`` (an admin, for r1 when at 站11); ``paused`` by its creator."""
+
+    async def make(world: World) -> int:
+        who = creator or ("r3" if unit == "zhan21" else "r1")
+        body = {
+            "item_id": world.items["center_lecture"], "description": "每周探访", "unit_id": world.units[unit],
+            "address": "幸福村", "contact_name": "王奶奶", "contact_phone": "13812345678",
+            "rrule": "FREQ=WEEKLY;COUNT=4", "starts_at": (datetime.now(UTC) + timedelta(days=10)).isoformat(),
+        }  # fmt: skip
+        response = await world.client.post("/standing-orders", json=body, headers=world.h(who))
+        assert response.status_code == 201, response.text
+        standing_id: int = response.json()["id"]
+        if paused:
+            response = await world.client.post(f"/standing-orders/{standing_id}/pause", headers=world.h(who))
+            assert response.status_code == 200, response.text
+        return standing_id
+
+    return make
+
+
 def activity_slot(unit: str) -> Make:
     async def make(world: World) -> int:
         response = await world.client.get(
@@ -189,6 +211,30 @@ def activity_signup(unit: str, *, checked_in: bool = False) -> Make:
         return signup_id
 
     return make
+
+
+def qualified(volunteer: str, kind: str) -> Make:
+    """``volunteer``, holding a qualification of ``kind`` recorded by their 站's admin."""
+
+    async def make(world: World) -> int:
+        admin = "zhan21_admin" if volunteer == "v21" else "zhan11_admin"
+        body = {"kind": kind, "number": "JJZ-1"}
+        path = f"/admin/volunteers/{world.volunteers[volunteer]}/qualifications"
+        assert (await world.client.put(path, json=body, headers=world.h(admin))).status_code == 200
+        return world.volunteers[volunteer]
+
+    return make
+
+
+def _standing_rule(paused: bool = False) -> Rule:
+    return Rule(
+        body=_empty,
+        resident=Scope(standing("zhan11", paused=paused), (standing("zhan21", paused=paused),)),
+        admin=Scope(
+            standing("zhan12", "zhan12_admin", paused=paused),
+            (standing("zhan21", paused=paused), standing("center", "center_admin", paused=paused)),
+        ),
+    )
 
 
 # --- the table ---------------------------------------------------------------------------------------
@@ -428,6 +474,28 @@ RULES: Final[dict[str, Rule]] = {
     "POST /admin/redemptions/{redemption_id}/collect": Rule(admin=Scope(redemption("zhan11"), (redemption("zhan21"),))),
     "POST /admin/redemptions/{redemption_id}/cancel": Rule(
         body=_reason, admin=Scope(redemption("zhan11"), (redemption("zhan21"),))
+    ),
+    # --- 常态化服务 (standing orders): residents their own, admins their subtree's; volunteers never ---
+    "GET /standing-orders/{standing_id}": _standing_rule(),
+    "GET /standing-orders/{standing_id}/occurrences": _standing_rule(),
+    "POST /standing-orders/{standing_id}/pause": _standing_rule(),
+    "POST /standing-orders/{standing_id}/resume": _standing_rule(paused=True),
+    "POST /standing-orders/{standing_id}/end": _standing_rule(),
+    # --- 技能与资质 ---
+    "PUT /admin/menu/items/{item_id}/requirements": Rule(
+        body=lambda w: {"required_skills": ["量血压"], "required_qualifications": ["急救证"]},
+        admin=Scope(fixed("items", "zhan11_health"), (fixed("items", "zhan21_only"), fixed("items", "center_lecture"))),
+    ),
+    "GET /admin/volunteers/{volunteer_id}/qualifications": Rule(
+        admin=Scope(fixed("volunteers", "v12"), (fixed("volunteers", "v21"),))
+    ),
+    "PUT /admin/volunteers/{volunteer_id}/qualifications": Rule(
+        body=lambda w: {"kind": "急救证", "number": "JJZ-2", "expires_on": "2030-01-01"},
+        admin=Scope(fixed("volunteers", "v11b"), (fixed("volunteers", "v21"),)),
+    ),
+    # The path's second id is left as the literal "{kind}": that is the kind these volunteers hold.
+    "DELETE /admin/volunteers/{volunteer_id}/qualifications/{kind}": Rule(
+        admin=Scope(qualified("v11a", "{kind}"), (qualified("v21", "{kind}"),))
     ),
     # A volunteer cancels only their own (v11a's at 站11; v21's is another volunteer's).
     "POST /volunteer/redemptions/{redemption_id}/cancel": Rule(

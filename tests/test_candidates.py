@@ -43,7 +43,7 @@ async def test_only_eligible_volunteers_and_teams_are_listed(world: World) -> No
     assert sorted(volunteer_ids(data)) == sorted([world.volunteers["v11a"], world.volunteers["v11b"]])
     assert data["teams"] == []  # team11 serves no category yet
     for candidate in data["volunteers"]:
-        assert set(candidate["parts"]) == {"distance", "category", "load", "reliability", "rating"}
+        assert set(candidate["parts"]) == {"distance", "category", "load", "reliability", "rating", "skill"}
         assert candidate["score"] == round(sum(candidate["parts"].values()), 2)
 
 

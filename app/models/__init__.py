@@ -13,6 +13,7 @@ in flight. An audit record also should not hold up, or vanish with, what it name
 
 from app.models.activities import Activity, ActivitySignup, ActivitySlot, PresenceCodeUse
 from app.models.base import Base
+from app.models.certificates import HourCertificate
 from app.models.infra import IdempotencyRecord, OutboxMessage, RateLimitCounter
 from app.models.ledger import Goods, HoursEntry, PointsEntry, Redemption
 from app.models.menu import MenuCategory, MenuItem
@@ -21,6 +22,8 @@ from app.models.orders import Order, OrderEvent, OrderRow, OrderView, Rating, Se
 from app.models.org import OrgUnit
 from app.models.policy import UnitPolicy
 from app.models.privacy import PiiAccess
+from app.models.qualifications import VolunteerQualification
+from app.models.standing import StandingOccurrence, StandingOrder
 from app.models.users import User
 from app.models.volunteers import Team, TeamMember, Volunteer, team_categories, volunteer_categories
 
@@ -30,6 +33,7 @@ __all__ = [
     "ActivitySlot",
     "Base",
     "Goods",
+    "HourCertificate",
     "HoursEntry",
     "IdempotencyRecord",
     "MenuCategory",
@@ -50,12 +54,15 @@ __all__ = [
     "ServiceRecord",
     "SmsDailyCount",
     "SmsDelivery",
+    "StandingOccurrence",
+    "StandingOrder",
     "Team",
     "TeamMember",
     "UnitPolicy",
     "User",
     "Volunteer",
     "WechatConsent",
+    "VolunteerQualification",
     "team_categories",
     "volunteer_categories",
 ]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, String, text
+from sqlalchemy import ARRAY, ForeignKey, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, CreatedAtMixin, IdMixin
@@ -27,3 +27,7 @@ class MenuItem(IdMixin, CreatedAtMixin, Base):
     description: Mapped[str] = mapped_column(String(1000), server_default="")
     auto_approve: Mapped[bool] = mapped_column(server_default=text("false"))
     is_active: Mapped[bool] = mapped_column(server_default=text("true"))
+    # 技能与资质要求: skills raise a candidate's score (``app.services.candidates``); a volunteer
+    # without a valid qualification of every kind listed is not offered the order and cannot take it.
+    required_skills: Mapped[list[str]] = mapped_column(ARRAY(String(32)), server_default="{}")
+    required_qualifications: Mapped[list[str]] = mapped_column(ARRAY(String(32)), server_default="{}")

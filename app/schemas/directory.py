@@ -37,6 +37,8 @@ class ItemOut(Schema):
     description: str
     auto_approve: bool
     is_active: bool
+    required_skills: list[str] = Field(default_factory=list)
+    required_qualifications: list[str] = Field(default_factory=list)
 
 
 class MenuSection(Schema):

@@ -37,7 +37,7 @@ class CandidateOut(BaseModel):
     name: str
     unit_id: int
     score: float
-    parts: dict[str, float] = Field(description="distance, category, load, reliability, rating")
+    parts: dict[str, float] = Field(description="distance, category, load, reliability, rating, skill")
     details: dict[str, Any]
 
 

@@ -40,7 +40,7 @@ from app.services import candidates, effects, outbox, presence, statements
 from app.services.effects import Change, dispatch_target_params
 from app.services.guards import allowed_actions, guard_holds
 from app.services.idempotency import IdempotencyKey
-from app.services.policies import DispatchMode, Policy, policy_from, step_deadline
+from app.services.policies import DispatchMode, Policy, policy_at, policy_from, step_deadline
 from app.services.presenters import present_order
 from app.workflow import ACTIONS, TRANSITIONS, ActionSpec, Read, Rule
 
@@ -74,13 +74,27 @@ async def apply(
 
 
 async def apply_as_system(
-    connection: Connection, order_id: int, action: Action, body: BaseModel, now: datetime | None = None
+    connection: Connection,
+    order_id: int,
+    action: Action,
+    body: BaseModel,
+    now: datetime | None = None,
+    *,
+    dispatch_onward: bool = True,
 ) -> OrderRow | None:
     """The system performs ``action`` (a timer, an automatic dispatch, 免审). A timer's action is only
     done once the order's deadline has passed, so several sweepers fire it once: ``None`` if it was
-    not (any longer) due."""
-    done = await _apply(connection, order_id, ACTIONS[action], None, body, None, None, now)
+    not (any longer) due. ``dispatch_onward=False``: no automatic dispatch follows (a standing order's
+    occurrence that goes to its previous volunteer, ``app.services.standing_spawn``)."""
+    done = await _apply(connection, order_id, ACTIONS[action], None, body, None, None, now, dispatch_onward)
     return None if done is None else done[0]
+
+
+async def dispatch_by_policy(connection: AsyncConnection, order: OrderRow, now: datetime) -> OrderRow | None:
+    """The automatic dispatch an order at 待派单 gets under its unit's policy (``None``: manual, or
+    nobody left to offer it to), as if it had just arrived there."""
+    policy = await policy_at(await raw_of(connection), order.unit_path)
+    return await _dispatch_onward(connection, connection, order, policy, now)
 
 
 async def _apply(
@@ -92,6 +106,7 @@ async def _apply(
     idem: IdempotencyKey | None,
     expected_version: int | None,
     now: datetime | None,
+    dispatch_onward: bool = True,
 ) -> tuple[OrderRow, Actor, OrderOut | None] | None:
     db, outer = (connection, None) if isinstance(connection, RawConnection) else (await raw_of(connection), connection)
     read = statements.read_statement(caller is None, spec.reads, idem is not None)
@@ -124,7 +139,7 @@ async def _apply(
         if not written:
             continue  # lost the race: read the new state and decide again
         count_transition(outer, spec.action.value)
-        if spec.dispatches_onward and order.status == Status.APPROVED.value:
+        if dispatch_onward and spec.dispatches_onward and order.status == Status.APPROVED.value:
             onward = await _dispatch_onward(connection, outer or db.engine, order, change.policy, at)
             if onward is not None:
                 order, answer = onward, None  # answered as it is now, dispatched on

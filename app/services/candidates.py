@@ -3,7 +3,10 @@
 Eligible: active, homed (volunteers) or based (teams) in the owning unit's subtree, serving the order's
 menu category (a volunteer directly or through a team), and below their open-order limit.
 
-Score, out of 120 (higher is better):
+Not offered: a volunteer without a valid qualification of every kind the menu item requires (急救证 …,
+``app.services.qualifications``); a team none of whose members holds them all.
+
+Score, out of 135 (higher is better):
 
 | part | points | how |
 |---|---|---|
@@ -12,6 +15,7 @@ Score, out of 120 (higher is better):
 | load | 0–20 | ``20 × (1 − open / limit)``; open = dispatched, accepted or in service |
 | reliability | 0–20 | ``20 × (accepted + 1) / (accepted + declined + released + expired + 2)``; teams 10 |
 | rating | 0–10 | ``10 × (average stars − 1) / 4`` over rated orders they served; 5 when never rated |
+| skill | 0–15 | ``15 × share of the item's required skills held`` (a team: by its members); 0 if none required |
 """
 
 from __future__ import annotations
@@ -38,11 +42,12 @@ from app.models import (
     team_categories,
     volunteer_categories,
 )
+from app.services.qualifications import holds_all, requirements_of, service_day, skill_share
 from app.services.scope import subtree
 
 OPEN_STATES = (Status.DISPATCHED.value, Status.ACCEPTED.value, Status.IN_SERVICE.value)
 NEARBY_KM = 20.0
-WEIGHTS = {"distance": 40, "category": 30, "load": 20, "reliability": 20, "rating": 10}
+WEIGHTS = {"distance": 40, "category": 30, "load": 20, "reliability": 20, "rating": 10, "skill": 15}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +146,8 @@ async def volunteer_candidates(session: AsyncSession, order: OrderView) -> list[
     )
     if order.category_id is not None:
         query = query.where(direct | via_team)
+    skills, kinds = await requirements_of(session, order.item_id)
+    query = query.where(*holds_all(Volunteer.id, kinds, service_day(order.preferred_start)))
     tried = await tried_this_round(session, order)
     result: list[Candidate] = []
     for volunteer, unit_id, load, is_direct, _via_team, avg, rated in (await session.execute(query)).all():
@@ -155,6 +162,7 @@ async def volunteer_candidates(session: AsyncSession, order: OrderView) -> list[
             "load": WEIGHTS["load"] * (1 - load / max(volunteer.max_open_orders, 1)),
             "reliability": WEIGHTS["reliability"] * (volunteer.accepted_count + 1) / (attempts + 2),
             "rating": _rating_part(avg),
+            "skill": WEIGHTS["skill"] * skill_share(skills, volunteer.skills),
         }
         parts = {k: round(v, 2) for k, v in parts.items()}
         result.append(
@@ -167,6 +175,7 @@ async def volunteer_candidates(session: AsyncSession, order: OrderView) -> list[
                     "released": volunteer.released_count, "expired": volunteer.expired_count,
                     "rating_avg": round(float(avg), 2) if avg is not None else None, "rating_count": rated,
                     "tried_this_round": volunteer.id in tried,
+                    "skills_matched": [k for k in skills if k in (volunteer.skills or ())], "skills_required": skills,
                 },
             )
         )  # fmt: skip
@@ -197,8 +206,23 @@ async def team_candidates(session: AsyncSession, order: OrderView) -> list[Candi
                 and_(team_categories.c.team_id == Team.id, team_categories.c.category_id == order.category_id)
             )
         )
+    skills, kinds = await requirements_of(session, order.item_id)
+    if kinds:  # some member could take it
+        day = service_day(order.preferred_start)
+        qualified_member = holds_all(TeamMember.volunteer_id, kinds, day)
+        query = query.where(exists().where(TeamMember.team_id == Team.id, *qualified_member))
+    rows = (await session.execute(query)).all()
+    team_skills: dict[int, set[str]] = {}
+    if skills and rows:
+        member_rows = await session.execute(
+            select(TeamMember.team_id, Volunteer.skills)
+            .join(Volunteer, Volunteer.id == TeamMember.volunteer_id)
+            .where(TeamMember.team_id.in_([row[0].id for row in rows]), Volunteer.status == "active")
+        )
+        for team_id, member_skills in member_rows.all():
+            team_skills.setdefault(team_id, set()).update(member_skills or ())
     result: list[Candidate] = []
-    for team, lat, lng, load, size, avg, rated in (await session.execute(query)).all():
+    for team, lat, lng, load, size, avg, rated in rows:
         distance, km = _distance_part(order, lat, lng)
         parts = {
             "distance": distance,
@@ -206,6 +230,7 @@ async def team_candidates(session: AsyncSession, order: OrderView) -> list[Candi
             "load": WEIGHTS["load"] * (1 - load / max(size, 1)),
             "reliability": 10.0,
             "rating": _rating_part(avg),
+            "skill": WEIGHTS["skill"] * skill_share(skills, sorted(team_skills.get(team.id, ()))),
         }
         parts = {k: round(v, 2) for k, v in parts.items()}
         result.append(

@@ -118,6 +118,9 @@ async def dispatch(change: Change) -> None:
         path = change.read["target_volunteer_path"]
         if path is None or not path.startswith(jurisdiction):
             raise InvalidInput("志愿者不存在、未激活或不在管辖范围内", volunteer_id=body.volunteer_id)
+        if missing := change.read["target_missing_qualifications"]:
+            message = f"志愿者缺少有效资质: {'、'.join(missing)}"
+            raise InvalidInput(message, volunteer_id=body.volunteer_id, missing_qualifications=missing)
         change.order.assignee_volunteer_id = body.volunteer_id
     change.deadline_minutes = body.accept_within_minutes
 
@@ -144,10 +147,15 @@ def over_the_limit(status: str, limit: int | None = None) -> Conflict:
 
 
 async def take(change: Change) -> None:
-    """接单 / 抢单: the calling volunteer now holds the order. A grab must respect the volunteer's limit
-    of orders in hand (staff may knowingly dispatch beyond it): the count read with the order
-    (``Read.IN_HAND``) refuses early, the database's check at the write is the guarantee."""
+    """接单 / 抢单: the calling volunteer now holds the order. They must hold a valid qualification of every
+    kind the menu item requires (read with the order, ``Read.QUALIFIED``; 403 otherwise). A grab must
+    respect the volunteer's limit of orders in hand (staff may knowingly dispatch beyond it): the count
+    read with the order (``Read.IN_HAND``) refuses early, the database's check at the write is the
+    guarantee."""
     volunteer_id = change.actor.volunteer_id
+    if missing := change.read["caller_missing_qualifications"]:  # Read.QUALIFIED (资质要求)
+        message = f"缺少此服务要求的有效资质: {'、'.join(missing)}"
+        raise Forbidden(message, status=change.order.status, missing_qualifications=missing)
     if change.order.status == Status.POOLED.value:
         most = change.read["caller_max_open_orders"]
         if most is not None and change.read["caller_in_hand"] >= most:

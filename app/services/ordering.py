@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import math
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import BigInteger, String, bindparam, func, or_, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
 from app.config import Settings
 from app.db import transaction
 from app.domain import Action, Channel, Role, Status
-from app.errors import InvalidInput, NotFound, RateLimited
-from app.models import MenuItem, Order, OrderEvent, OrderView, OrgUnit, Rating, User
+from app.errors import Conflict, InvalidInput, NotFound, RateLimited
+from app.models import MenuItem, Order, OrderEvent, OrderView, OrgUnit, Rating, StandingOccurrence, User
 from app.models.org import ancestor_paths
 from app.schemas.common import Page
 from app.schemas.orders import EventOut, OrderCreate, OrderOut, OrderRating, ReasonBody
@@ -32,6 +34,30 @@ _ORDER_WINDOW = timedelta(hours=1)  # of resident_orders_per_hour
 _CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud over the hotline
 
 
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """The occurrence of a standing order (常态化服务) an order is placed for (``app.services.standing_spawn``).
+
+    ``to_previous_volunteer``: a 免审 approval is not followed by the automatic dispatch, the spawner
+    dispatches the order to the volunteer who served the previous occurrence."""
+
+    standing_order_id: int
+    occurrence_at: datetime
+    to_previous_volunteer: bool = False
+
+
+_CLAIM_OCCURRENCE = (
+    insert(StandingOccurrence)
+    .values(
+        standing_order_id=bindparam("standing_order_id"),
+        occurrence_at=bindparam("occurrence_at"),
+        order_id=bindparam("order_id"),
+    )
+    .on_conflict_do_nothing(constraint="uq_standing_occurrences_slot")
+    .returning(StandingOccurrence.id)
+)
+
+
 def new_order_code(now: datetime) -> str:
     return f"SD{now:%Y%m%d}" + "".join(secrets.choice(_CODE_ALPHABET) for _ in range(6))
 
@@ -43,10 +69,13 @@ async def place_order(
     body: OrderCreate,
     idem: idempotency.IdempotencyKey | None = None,
     now: datetime | None = None,
+    occurrence: Occurrence | None = None,
 ) -> OrderOut:
     """点单. A resident orders for themself; a volunteer or admin may order for a resident (代点单).
 
-    Items marked auto-approve (免审) are approved by the system in the same transaction.
+    Items marked auto-approve (免审) are approved by the system in the same transaction. An
+    ``occurrence`` of a standing order is claimed in the same transaction too (its unique slot, 409 if
+    already taken: nothing is placed) and is not counted against the resident's hourly limit.
     """
     now = now or datetime.now(UTC)
     async with transaction(session):
@@ -54,7 +83,7 @@ async def place_order(
             replay = await idempotency.claim(session, actor.user_id, idem)
             if replay is not None:
                 return OrderOut.model_validate(replay)
-        if actor.role is Role.RESIDENT:
+        if actor.role is Role.RESIDENT and occurrence is None:
             await _check_hourly_limit(session, settings, actor, now)
         unit = await session.get(OrgUnit, body.unit_id)
         if unit is None or not unit.is_active:
@@ -91,7 +120,13 @@ async def place_order(
         await session.flush()
         place_rule = ACTIONS[Action.PLACE].rules[None]
         order.deadline_at = step_deadline(Status.SUBMITTED, await effective_policy(session, unit.path), now)
-        payload = {"channel": order.channel, "by_proxy": order.placed_by_id != order.resident_id}
+        payload: dict[str, object] = {"channel": order.channel, "by_proxy": order.placed_by_id != order.resident_id}
+        if occurrence is not None:
+            await _claim(session, occurrence, order.id)
+            payload |= {
+                "standing_order_id": occurrence.standing_order_id,
+                "occurrence_at": occurrence.occurrence_at.isoformat(),
+            }
         await record_event(session, event_row(order, Action.PLACE, None, actor, None, payload, now))
         await outbox.enqueue(session, order, Action.PLACE, place_rule.notify)
         await session.flush()
@@ -99,11 +134,25 @@ async def place_order(
         if item is not None and item.auto_approve:
             auto = ReasonBody(reason="菜单项免审, 系统自动受理")
             connection = await session.connection()
-            placed = await apply_as_system(connection, order.id, Action.APPROVE, auto, now) or order
+            onward = occurrence is None or not occurrence.to_previous_volunteer
+            approved = await apply_as_system(connection, order.id, Action.APPROVE, auto, now, dispatch_onward=onward)
+            placed = approved or order
         result = present_order(placed, actor)
         if idem is not None:
             await idempotency.store(session, actor.user_id, idem, 201, result.model_dump(mode="json"))
     return result
+
+
+async def _claim(session: AsyncSession, occurrence: Occurrence, order_id: int) -> None:
+    """Claim the occurrence's slot for this order: one order per occurrence whichever sweeper, on
+    whichever instance, gets there first (the others' inserts do nothing and they place nothing)."""
+    params = {
+        "standing_order_id": occurrence.standing_order_id,
+        "occurrence_at": occurrence.occurrence_at,
+        "order_id": order_id,
+    }
+    if await session.scalar(_CLAIM_OCCURRENCE, params) is None:
+        raise Conflict("该次常态化服务已生成订单", standing_order_id=occurrence.standing_order_id)
 
 
 async def _check_hourly_limit(session: AsyncSession, settings: Settings, actor: Actor, now: datetime) -> None:

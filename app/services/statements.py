@@ -43,6 +43,7 @@ from app.auth import Actor, caller_columns
 from app.domain import Action, Role, Status
 from app.models import (
     IdempotencyRecord,
+    MenuItem,
     OrderEvent,
     OrgUnit,
     Team,
@@ -54,6 +55,7 @@ from app.prepared import Prepared
 from app.services import outbox
 from app.services.candidates import OPEN_STATES
 from app.services.policies import in_force_at
+from app.services.qualifications import holds, required_kinds, service_day_of
 from app.services.scope import visible_to_caller
 
 
@@ -68,6 +70,9 @@ class Read(StrEnum):
     IN_HAND = (
         "in_hand"  # grab: the caller's open orders and their limit (``caller_in_hand``, ``caller_max_open_orders``)
     )
+    # accept, grab: the qualification kinds the order's menu item requires that the caller lacks on the
+    # service day (``caller_missing_qualifications``, ``NULL`` when none: ``app.services.qualifications``)
+    QUALIFIED = "qualified"
 
 
 # A part of the write statement an effect adds: built from the condition "the order was written",
@@ -92,14 +97,31 @@ VOLUNTEER_PATH = (
 )
 
 
+def _missing_qualifications(volunteer_id: Any, label: str) -> Label[Any]:
+    """The qualification kinds the order's menu item requires that ``volunteer_id`` holds none of, valid
+    on the service day or today if later (``app.services.qualifications``); ``NULL`` when none."""
+    required = required_kinds()
+    day = service_day_of(_ORDERS.c.preferred_start)
+    return (
+        select(func.array_agg(required.c.kind))
+        .select_from(MenuItem)
+        .join(required, true())
+        .where(MenuItem.id == _ORDERS.c.item_id, ~holds(volunteer_id, required.c.kind, day))
+        .scalar_subquery()
+        .label(label)
+    )
+
+
 _EXTRA: dict[Read, tuple[Label[Any], ...]] = {
     Read.DISPATCH_TARGET: (
         TEAM_PATH.scalar_subquery().label("target_team_path"),
         VOLUNTEER_PATH.scalar_subquery().label("target_volunteer_path"),
+        _missing_qualifications(bindparam("target_volunteer_id", type_=BigInteger), "target_missing_qualifications"),
     ),
     Read.NEW_RECORD_ID: (func.nextval(func.pg_get_serial_sequence("service_records", "id")).label("new_record_id"),),
     Read.PUBLISHED_REGION: (),  # widens what the caller may see, below
     Read.IN_HAND: (),  # the caller's: below
+    Read.QUALIFIED: (),  # the caller's: below
 }
 _HELD = table_of(Order).alias("held")
 
@@ -150,6 +172,8 @@ def read_statement(by_system: bool, reads: frozenset[Read], idempotent: bool) ->
     caller, columns = caller_columns(CALLER)
     if Read.IN_HAND in reads:
         extra.extend(_in_hand(caller))
+    if Read.QUALIFIED in reads:
+        extra.append(_missing_qualifications(caller.c.volunteer_id, "caller_missing_qualifications"))
     visible = visible_to_caller(caller, published_region=Read.PUBLISHED_REGION in reads)
     return Prepared(
         select(*columns, *_ORDERS.c, *_POLICY.c, *extra).select_from(

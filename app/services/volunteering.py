@@ -21,6 +21,7 @@ from app.schemas.volunteers import StarLevel, VolunteerMe
 from app.services import ledger
 from app.services.pagination import newest_first, page_of, page_params
 from app.services.presenters import present_order
+from app.services.qualifications import lacks_a_qualification
 from app.services.scope import POOL_REGION, scope_params
 
 # 全国志愿服务信息系统: 1★–5★ at 100 / 300 / 600 / 1,000 / 1,500 certified hours.
@@ -78,7 +79,12 @@ _HOME = select(Volunteer.lat, Volunteer.lng).where(Volunteer.id == _VOLUNTEER)
 _SQUARED_DISTANCE = func.power(Order.lat - bindparam("home_lat", type_=Float), 2) + func.power(
     (Order.lng - bindparam("home_lng", type_=Float)) * bindparam("home_lng_scale", type_=Float), 2
 )
-_POOL = select(Order).where(Order.status == Status.POOLED.value, POOL_REGION)
+# Not the orders whose menu item requires a qualification the volunteer lacks (they could not grab them).
+_POOL = select(Order).where(
+    Order.status == Status.POOLED.value,
+    POOL_REGION,
+    ~lacks_a_qualification(_VOLUNTEER, Order.item_id, Order.preferred_start),
+)
 _BY_DEADLINE = (Order.deadline_at.asc().nulls_last(), Order.id.asc())
 _POOL_ROWS = bindparam("page_rows", type_=Integer)
 _POOL_NEAREST_FIRST = _POOL.order_by(_SQUARED_DISTANCE.asc().nulls_last(), *_BY_DEADLINE).limit(_POOL_ROWS)
