@@ -61,8 +61,8 @@ __all__ = [
     "UnitPolicy",
     "User",
     "Volunteer",
-    "WechatConsent",
     "VolunteerQualification",
+    "WechatConsent",
     "team_categories",
     "volunteer_categories",
 ]
