@@ -7,7 +7,8 @@
   413 on every endpoint that takes a body, 409 ``busy`` on every write, the ``Retry-After`` header on
   429, 503 and 409 answers, integer bounds written as integers (FastAPI's models carry them as floats:
   ``2**63 - 1`` became ``9.223372036854776e18``), and every property of a response schema required
-  (a response always carries every field of its model; Pydantic marks fields with defaults optional).
+  (a successful answer always carries every field of its model; Pydantic marks fields with defaults
+  optional).
 - **Docs offline.** Swagger UI and ReDoc come from the installed ``fastapi-offline`` package (its
   ``static`` directory, MIT), served under ``/static/docs``; no page names another host.
 """
@@ -139,11 +140,14 @@ def _closure(roots: list[str], schemas: dict[str, Any]) -> set[str]:
 
 
 def _response_only(document: dict[str, Any], schemas: dict[str, Any]) -> set[str]:
-    """Schemas reached from responses and never from a request (body or parameter)."""
+    """Schemas reached from successful responses and never from a request (body or parameter). Error
+    answers are built by hand (``app.errors``): their schemas say themselves what is required."""
     out: list[str] = []
     into: list[str] = []
     for operation, _ in _operations(document):
-        out.extend(_refs(operation.get("responses")))
+        for status, response in operation.get("responses", {}).items():
+            if str(status).startswith("2"):
+                out.extend(_refs(response))
         into.extend(_refs(operation.get("requestBody")))
         into.extend(_refs(operation.get("parameters")))
     return _closure(out, schemas) - _closure(into, schemas)

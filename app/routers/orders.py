@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -130,11 +130,11 @@ def _outcome_seen(task: asyncio.Future[OrderOut]) -> None:
 
 def body_when_empty(action: Action) -> BaseModel | None:
     """The body an action request with none stands for: its model with no field given, when the model
-    requires none (approve, accept, check-in, publish …); ``None`` when the body is required."""
-    model = ACTIONS[action].body
-    if any(field.is_required() for field in model.model_fields.values()):
+    requires nothing (approve, accept, check-in, publish …); ``None`` when a body is required."""
+    try:
+        return ACTIONS[action].body()
+    except ValidationError:  # a field, or one of several, is required (dispatch's target)
         return None
-    return model()
 
 
 def _action_endpoint(action: Action) -> Callable[..., Awaitable[Response]]:
