@@ -46,8 +46,8 @@ WRITES = {"post", "put", "patch", "delete"}
 def spec() -> dict[str, Any]:
     for module in pkgutil.walk_packages(app.__path__, "app."):
         importlib.import_module(module.name)  # every DomainError class, wherever it is defined
-    document: dict[str, Any] = create_app(Settings(environment="test")).openapi()
-    return json.loads(json.dumps(document))  # as a client reads it
+    document: dict[str, Any] = json.loads(json.dumps(create_app(Settings(environment="test")).openapi()))
+    return document  # as a client reads it
 
 
 def _operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -100,7 +100,7 @@ def test_error_codes_are_the_codes_the_service_sends(spec: dict[str, Any]) -> No
         declared |= set(code.get("enum") or [code["const"]])
         assert variant["required"] == ["code", "message", "details"]
     assert declared == set(error_codes())
-    assert TYPED_CODES <= declared
+    assert declared >= TYPED_CODES
 
     # Every DomainError class's code (the module fixture imported all of app) …
     classes: list[type[DomainError]] = [DomainError]
@@ -114,7 +114,7 @@ def test_error_codes_are_the_codes_the_service_sends(spec: dict[str, Any]) -> No
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "error_response":
                 code = node.args[1] if len(node.args) > 1 else None
                 if isinstance(code, ast.Constant):
-                    assert code.value in declared, f"{path}: {code.value}"
+                    assert code.value in declared, f"{path}: {code.value!r}"
 
 
 def _error_variants(spec: dict[str, Any]) -> list[dict[str, str]]:
@@ -133,8 +133,8 @@ def test_error_details_are_typed_per_code(spec: dict[str, Any]) -> None:
     assert "errors" in details["InvalidInputError"]["properties"]
     assert details["RetryLaterError"]["required"] == ["retry_after_seconds"]
 
-    for status, code, extra in ((429, "rate_limited", {}), (503, "unavailable", {}), (409, "busy", {})):
-        answer = error_response(status, code, "…", extra)
+    for status, code in ((429, "rate_limited"), (503, "unavailable"), (409, "busy")):
+        answer = error_response(status, code, "…")
         body = json.loads(bytes(answer.body))
         assert body["error"]["details"]["retry_after_seconds"] >= 1
         assert answer.headers["Retry-After"] == str(body["error"]["details"]["retry_after_seconds"])
@@ -211,9 +211,9 @@ def _generate(spec: dict[str, Any], where: Path) -> ModuleType:
     shipped = (ROOT / "clients" / "openapi-python-client.yaml").read_text(encoding="utf-8")
     (where / "config.yaml").write_text(shipped + "post_hooks: []\n", encoding="utf-8")  # no formatting pass
     generator = Path(sys.executable).parent / "openapi-python-client"
+    options = ["--path", "spec.json", "--config", "config.yaml", "--fail-on-warning", "--output-path", "client"]
     result = subprocess.run(
-        [str(generator), "generate", "--path", "spec.json", "--config", "config.yaml"]
-        + ["--fail-on-warning", "--output-path", "client"],
+        [str(generator), "generate", *options],
         cwd=where,
         capture_output=True,
         text=True,

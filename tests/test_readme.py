@@ -4,12 +4,12 @@ as the README says. Every curl there fails on an HTTP error (``--fail-with-body`
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 
 from app.config import Settings
 from app.demo import seed_demo
@@ -42,9 +42,8 @@ async def test_the_readme_first_loop_runs_as_pasted(settings: Settings, database
     block = first_loop()
     with live_server(settings, database_url) as base_url:
         script = block.replace(README_ADDRESS, f"API={base_url}/api/v1", 1)
-        result = subprocess.run(
-            ["bash", "-e", "-o", "pipefail", "-c", script], capture_output=True, text=True, timeout=120
-        )
+        bash = ["bash", "-e", "-o", "pipefail", "-c", script]
+        result = await asyncio.to_thread(subprocess.run, bash, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     lines = result.stdout.split()
     statuses = ["approved", "dispatched", "accepted", "in_service", "completed", "rated"]
