@@ -175,11 +175,10 @@ def install_docs(app: FastAPI) -> None:
     openapi_url = app.openapi_url or "/openapi.json"
     oauth2_redirect = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
 
-    @app.get("/", include_in_schema=False)
+    # Plain Starlette routes, as FastAPI's own docs routes: GET and HEAD, outside the schema.
     async def root(request: Request) -> RedirectResponse:
         return RedirectResponse(f"{request.scope.get('root_path', '')}/docs")
 
-    @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_swagger_ui_html(
@@ -193,11 +192,9 @@ def install_docs(app: FastAPI) -> None:
             swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
         )
 
-    @app.get(oauth2_redirect, include_in_schema=False)
-    async def swagger_ui_redirect() -> HTMLResponse:
+    async def swagger_ui_redirect(_: Request) -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
 
-    @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_redoc_html(
@@ -207,3 +204,6 @@ def install_docs(app: FastAPI) -> None:
             redoc_favicon_url=f"{root}{DOCS_STATIC}/favicon.png",
             with_google_fonts=False,
         )
+
+    for path, page in (("/", root), ("/docs", swagger_ui), (oauth2_redirect, swagger_ui_redirect), ("/redoc", redoc)):
+        app.add_route(path, page, include_in_schema=False)
