@@ -344,3 +344,18 @@ async def test_generated_client_runs_the_whole_loop(
         assert stats.overall.placed == 1 and stats.overall.credit_hours == 0.5
         export = await sdk.call("center_admin", "admin_stats", "admin_stats_export_orders")
         assert placed.code in export.payload.read().decode("utf-8-sig")
+
+
+def test_answers_stored_before_url_spellings_replay_in_them() -> None:
+    """An ``Idempotency-Key`` replay loads the answer stored at the time: ``check_in`` then, ``check-in`` now."""
+    from app.schemas.orders import OrderOut
+
+    fields = {name: None for name in OrderOut.model_fields}
+    stored = fields | {"allowed_actions": ["check_in", "release", "cancel"]}
+    stored |= {"id": 1, "code": "X", "status": "accepted", "status_label": "已接单", "version": 3, "round": 1}
+    stored |= {"unit_id": 1, "title": "t", "description": "d", "address": "a", "contact_name": "n"}
+    stored |= {"contact_phone": "138****5678", "beneficiaries": 1, "channel": "app", "placed_by_id": 1}
+    stored |= {"by_proxy": False, "created_at": "2026-12-03T08:00:00Z", "updated_at": "2026-12-03T08:00:00Z"}
+    stored |= {"needs_followup": False}
+    replayed = OrderOut.model_validate(stored)
+    assert [a.value for a in replayed.allowed_actions] == ["check-in", "release", "cancel"]
