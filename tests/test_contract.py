@@ -350,7 +350,7 @@ def test_answers_stored_before_url_spellings_replay_in_them() -> None:
     """An ``Idempotency-Key`` replay loads the answer stored at the time: ``check_in`` then, ``check-in`` now."""
     from app.schemas.orders import OrderOut
 
-    fields = {name: None for name in OrderOut.model_fields}
+    fields: dict[str, Any] = dict.fromkeys(OrderOut.model_fields)
     stored = fields | {"allowed_actions": ["check_in", "release", "cancel"]}
     stored |= {"id": 1, "code": "X", "status": "accepted", "status_label": "已接单", "version": 3, "round": 1}
     stored |= {"unit_id": 1, "title": "t", "description": "d", "address": "a", "contact_name": "n"}
