@@ -88,7 +88,7 @@ def test_names_are_short_stable_and_ascii(spec: dict[str, Any]) -> None:
     used = {tag for _, _, operation in _operations(spec) for tag in operation["tags"]}
     for tag in used:
         assert tag.isascii() and re.fullmatch(OPERATION_ID, tag), tag
-        assert not described.get(tag, "").isascii(), f"tag {tag}: its Chinese name belongs in its description"
+        assert not described.get(tag, "").isascii(), f"add {tag} and its Chinese name to app.openapi.TAG_DESCRIPTIONS"
     assert "爱心超市" in described["supermarket"]
 
 
