@@ -7,6 +7,7 @@ With no ``DATABASE_URL`` the service runs a real PostgreSQL from the ``pgserver`
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,7 +32,17 @@ _embedded_servers: dict[Path, Any] = {}
 
 def start_embedded_postgres(data_dir: Path, database: str = EMBEDDED_DATABASE) -> str:
     """Start (or reuse) the embedded PostgreSQL in ``data_dir`` and return an asyncpg URL to ``database``."""
-    import pgserver
+    # pgserver logs every initdb / pg_ctl command with its whole output at INFO: a newcomer's first
+    # screen was PostgreSQL's. Its failures are logged at ERROR and still show (SIDAN_LOG_LEVEL=DEBUG
+    # does not bring the rest back: set the ``pgserver`` logger's level to see them).
+    pg_log = logging.getLogger("pgserver")
+    if pg_log.level == logging.NOTSET:
+        pg_log.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        # platformdirs warns, on import, that XDG_RUNTIME_DIR is unset (servers, containers) and uses
+        # /tmp/runtime-<uid> for pgserver's lock file, which is what we want there anyway.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        import pgserver
 
     pgdata = (data_dir / "pgdata").resolve()
     server = _embedded_servers.get(pgdata)

@@ -82,6 +82,44 @@ class Action(StrEnum):
         return self.value.replace("_", "-")
 
 
+class ActionPath(StrEnum):
+    """An action as a client names it: the URL segment of ``POST /orders/{id}/{segment}``. Responses
+    list the actions a caller may take (``allowed_actions``) in this spelling, ready for the URL; the
+    timeline (``OrderEvent.action``) keeps the state machine's names (``check_in``)."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+    ESCALATE = "escalate"
+    TRANSFER = "transfer"
+    DISPATCH = "dispatch"
+    PUBLISH = "publish"
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    GRAB = "grab"
+    WITHDRAW = "withdraw"
+    RELEASE = "release"
+    CHECK_IN = "check-in"
+    COMPLETE = "complete"
+    RATE = "rate"
+    REOPEN = "reopen"
+    CANCEL = "cancel"
+
+
+_ENDPOINTS = {path.value: path for path in ActionPath}
+
+
+def action_paths(actions: list[Action]) -> list[ActionPath]:
+    """The URL segments of ``actions`` that have an endpoint (system actions have none)."""
+    return [_ENDPOINTS[action.path] for action in actions if action.path in _ENDPOINTS]
+
+
+class TimelineNote(StrEnum):
+    """Timeline entries that are not state-machine transitions (the status stays as it is)."""
+
+    ADJUST_HOURS = "adjust_hours"  # 时长更正
+    FOLLOWUP = "followup"  # 回访
+
+
 class Channel(StrEnum):
     MINIPROGRAM = "miniprogram"  # 微信小程序
     KIOSK = "kiosk"  # 点单机

@@ -8,12 +8,12 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.http import JsonResponse
+from app.schemas.errors import ErrorResponse as ErrorResponse  # the answer's model (``responses=``)
 
 log = logging.getLogger(__name__)
 
@@ -88,27 +88,18 @@ class DatabaseTimeout(ServiceUnavailable):
     message = "数据库响应超时, 请稍后再试"
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    details: dict[str, Any] = {}
-
-
-class ErrorResponse(BaseModel):
-    """Every error the API returns has this shape."""
-
-    error: ErrorBody
-
-
-RETRY_AFTER_SECONDS = "1"
+RETRY_AFTER_SECONDS = 1
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> JsonResponse:
-    body = {"error": {"code": code, "message": message, "details": details or {}}}
-    # 503 and "busy" are transient: tell clients (and proxies) a retry is expected to work.
-    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 or code == Busy.code else None
-    if status == 429 and isinstance(details, dict) and "retry_after_seconds" in details:
-        headers = {"Retry-After": str(details["retry_after_seconds"])}  # when the limit lets them in again
+    details = dict(details or {})
+    # 429, 503 and "busy" are transient: tell clients (and proxies) when a retry is expected to work, in
+    # the header and in ``details`` alike; a rate limit says when it lets them in again.
+    if status in (429, 503) or code == Busy.code:
+        details.setdefault("retry_after_seconds", RETRY_AFTER_SECONDS)
+    retry = details.get("retry_after_seconds")
+    headers = {"Retry-After": str(retry)} if retry is not None else None
+    body = {"error": {"code": code, "message": message, "details": details}}
     return JsonResponse(body, status_code=status, headers=headers)
 
 
@@ -124,6 +115,19 @@ STATUS_CODES = {
     422: "invalid_input",
     429: "rate_limited",
 }
+HTTP_ERROR, INTERNAL_ERROR = "http_error", "internal_error"  # any other HTTP status; a bug (500)
+
+
+def error_codes() -> list[str]:
+    """Every ``code`` an error answer may carry: each ``DomainError`` class's, wherever it is defined, and
+    the HTTP-level ones (the OpenAPI enum of ``ErrorResponse``, ``app.schemas.errors``)."""
+    codes = {HTTP_ERROR, INTERNAL_ERROR, *STATUS_CODES.values()}
+    classes: list[type[DomainError]] = [DomainError]
+    while classes:
+        cls = classes.pop()
+        codes.add(cls.code)
+        classes.extend(cls.__subclasses__())
+    return sorted(codes)
 
 
 # SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html) that say nothing about the
@@ -207,7 +211,7 @@ def install_error_handlers(app: FastAPI) -> None:
             # FastAPI's answer to a body it cannot decode (not UTF-8, broken form data): to the client
             # that is invalid input like any other, and 422 is what every endpoint declares for it.
             return error_response(422, "invalid_input", "请求体无法解析")
-        code = STATUS_CODES.get(exc.status_code, "http_error")
+        code = STATUS_CODES.get(exc.status_code, HTTP_ERROR)
         return error_response(exc.status_code, code, str(exc.detail))
 
     async def _database(request: Request, exc: Exception) -> JsonResponse:
@@ -231,7 +235,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if response is not None:
             return response
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "服务器内部错误")
+        return error_response(500, INTERNAL_ERROR, "服务器内部错误")
 
 
 def domain_error_response(exc: DomainError) -> JsonResponse:

@@ -30,9 +30,8 @@ from app.domain import Action
 from app.errors import DomainError, database_error_response, domain_error_response, error_response
 from app.limits import BodyTooLarge
 from app.routers.deps import expected_version
-from app.routers.orders import action_idempotency_key, perform_action
+from app.routers.orders import action_idempotency_key, body_when_empty, perform_action
 from app.schemas.common import MAX_BIGINT
-from app.schemas.orders import EmptyBody
 from app.workflow import ACTIONS, USER_ACTIONS
 
 
@@ -112,9 +111,10 @@ def _parse(
         caller = caller_from_token(authorization[7:].decode("latin-1").strip(), settings)
         version = expected_version(None if if_match is None else if_match.decode("latin-1"))
         if not raw:
-            if model is not EmptyBody:
+            empty = body_when_empty(action)
+            if empty is None:
                 return None
-            body: BaseModel = EmptyBody()
+            body: BaseModel = empty
         elif content_type != b"application/json":
             return None  # other JSON media types, forms …: FastAPI decides
         else:

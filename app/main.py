@@ -23,6 +23,7 @@ from app.errors import install_error_handlers
 from app.lane import ActionLane
 from app.limits import BodySizeLimit
 from app.observability import ObservabilityMiddleware, process_exiting, watch_pool
+from app.openapi import TAG_DESCRIPTIONS, SidanAPI, install_docs, operation_id
 from app.routers import (
     activities,
     admin,
@@ -88,10 +89,15 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             await engine.dispose()
             process_exiting()
 
-    app = FastAPI(
-        title="Sidan 四单 API",
+    app = SidanAPI(
+        title="Sidan API",  # ASCII: SDK generators make package names of it (app.openapi)
         version="0.1.0",
-        summary="群众点单 · 中心派单 · 志愿者接单 · 群众评单",
+        summary="Sidan 四单: 群众点单 · 中心派单 · 志愿者接单 · 群众评单",
+        description="新时代文明实践中心的四单服务. Every error is `{error: {code, message, details}}`.",
+        openapi_tags=[{"name": name, "description": text} for name, text in TAG_DESCRIPTIONS.items()],
+        generate_unique_id_function=operation_id,
+        docs_url=None,  # served from the installed package by install_docs, not a CDN
+        redoc_url=None,
         lifespan=lifespan,
         # Metrics and logs are ours (app.observability); FastAPI's own OpenTelemetry hooks otherwise
         # look the OTel providers up on every request (3 µs) to find them unconfigured.
@@ -135,6 +141,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         app.include_router(auth.dev_router, prefix=API_PREFIX)
     app.include_router(ops.router)
     console.install(app)  # 工作台 at /console (app.console)
+    install_docs(app)
     # Request id, log context, metrics and the access log line (see app.observability).
     app.add_middleware(ObservabilityMiddleware, api_prefix=API_PREFIX)
     return app

@@ -77,6 +77,7 @@ def _stop(server: Server) -> int:
 def server(tmp_path: Path) -> Iterator[Server]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SIDAN_DATABASE_URL"}}
     env |= {"SIDAN_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
+    env.pop("XDG_RUNTIME_DIR", None)  # as on a server or in a container: the first run must still be quiet
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
@@ -126,6 +127,10 @@ def test_serve_demo_runs_the_whole_loop_and_stops_on_sigterm(server: Server) -> 
     output = server.output()
     assert f"{server.base_url}/docs" in output, output
     assert "demo data loaded" in output, output
+    # A newcomer's first screen: no platformdirs warning, no initdb / pg_ctl transcript.
+    assert "XDG_RUNTIME_DIR" not in output and "initdb" not in output and "pg_ctl" not in output, output
+    root = httpx.get(f"{server.base_url}/", timeout=10)
+    assert root.status_code == 307 and root.headers["location"] == "/docs"
     assert httpx.get(f"{server.base_url}/docs", timeout=10).status_code == 200
     assert httpx.get(f"{server.base_url}/readyz", timeout=10).status_code == 200
 

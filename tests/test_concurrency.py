@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import issue_token
-from app.domain import Role, Status
+from app.domain import Action, Role, Status
 from app.models import (
     HoursEntry,
     Order,
@@ -213,26 +213,58 @@ async def test_twenty_grabs_that_all_read_the_pooled_order_have_one_winner(
     assert accepted == 1  # the reliability counter moved once too
 
 
-async def test_rate_racing_reopen_one_wins_and_no_rating_without_the_order(
-    world: World, sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+def _both_read_then_writes_in_order(monkeypatch: pytest.MonkeyPatch, first: Action) -> None:
+    """Hold two ``apply`` calls between their read and their write until both have read (decided on the
+    same version), then let ``first``'s write finish before the other's is sent. Which of two racing
+    writes lands first is up to timing: each order is tested on purpose. Retries pass straight through."""
+    barrier = asyncio.Barrier(2)
+    first_done = asyncio.Event()
+    held: list[int] = []
+    real = applying._write
+
+    async def ordered(*args: Any, **kwargs: Any) -> Any:
+        spec = args[1]
+        if len(held) < 2:
+            held.append(1)
+            await asyncio.wait_for(barrier.wait(), timeout=10)
+            if spec.action is not first:
+                await asyncio.wait_for(first_done.wait(), timeout=10)
+        try:
+            return await real(*args, **kwargs)
+        finally:
+            if spec.action is first:
+                first_done.set()
+
+    monkeypatch.setattr(applying, "_write", ordered)
+
+
+@pytest.mark.parametrize("first", [Action.REOPEN, Action.RATE])
+async def test_rate_racing_reopen_no_update_lost_and_no_rating_without_the_order(
+    world: World, sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch, first: Action
 ) -> None:
     """An action whose effect writes another table (rate: the rating) against one that takes the order
-    on elsewhere (reopen by staff), both legal and both decided on the same version: exactly one is
-    done, and the rating exists only if rate won."""
+    on elsewhere (reopen by staff), both legal and both decided on the same version. The first write wins;
+    the other finds the version moved, reads again and decides on the new state: a rate after a reopen is
+    refused (409, no rating written); a reopen after a rate is still legal and reopens the rated order."""
     order = await world.order_in(Status.COMPLETED)
-    _all_read_before_any_writes(monkeypatch, 2)
+    _both_read_then_writes_in_order(monkeypatch, first)
     rated, reopened = await asyncio.gather(
         world.act("r1", order["id"], "rate", {"stars": 5}),
         world.act("zhan11_admin", order["id"], "reopen", {"reason": "回访发现未完成"}),
     )
-    assert sorted([rated.status_code, reopened.status_code]) == [200, 409], (rated.json(), reopened.json())
     async with sessionmaker() as session:
         ratings = await session.scalar(select(func.count()).select_from(Rating))
         status = await session.scalar(select(Order.status).where(Order.id == order["id"]))
         events = await session.scalar(select(func.count()).where(OrderEvent.order_id == order["id"]))
-    assert status == ("rated" if rated.status_code == 200 else "approved")
-    assert ratings == (1 if rated.status_code == 200 else 0)
-    assert events == order["version"] + 1
+    assert status == "approved" and reopened.status_code == 200, reopened.text
+    if first is Action.REOPEN:
+        assert rated.status_code == 409 and rated.json()["error"]["details"]["status"] == "approved"
+        assert ratings == 0
+        assert events == order["version"] + 1
+    else:
+        assert rated.status_code == 200 and rated.json()["status"] == "rated"
+        assert ratings == 1
+        assert events == order["version"] + 2
 
 
 async def test_two_completes_of_one_order_credit_hours_once(

@@ -193,3 +193,19 @@ async def test_bad_if_match_is_422(world: World) -> None:
     order = await world.place("r1")
     response = await world.act("zhan11_admin", order["id"], "approve", headers={"If-Match": "abc"})
     assert response.status_code == 422
+
+
+async def test_actions_without_a_required_field_take_no_body(world: World) -> None:
+    """approve, accept, grab, check-in, publish: a request with no body at all is the empty
+    body, as a newcomer's curl sends it; a body that needs a field (reject's reason) is still 422."""
+    order = await world.order_in(Status.APPROVED)
+    headers = world.h("zhan11_admin")
+    published = await world.client.post(f"/orders/{order['id']}/publish", headers=headers)
+    assert published.status_code == 200 and published.json()["status"] == "pooled", published.text
+    grabbed = await world.client.post(f"/orders/{order['id']}/grab", headers=world.h("v11a"))
+    assert grabbed.status_code == 200, grabbed.text
+    checked_in = await world.client.post(f"/orders/{order['id']}/check-in", headers=world.h("v11a"))
+    assert checked_in.status_code == 200 and checked_in.json()["status"] == "in_service", checked_in.text
+    other = await world.place()
+    refused = await world.client.post(f"/orders/{other['id']}/reject", headers=headers)
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_input"

@@ -8,7 +8,7 @@ from app.routers.deps import ObjectId, errors
 from app.schemas.dispatching import CandidatesOut, PolicyIn, PolicyOut
 from app.services import dispatching
 
-router = APIRouter(prefix="/admin", tags=["admin: dispatch"])
+router = APIRouter(prefix="/admin", tags=["admin_dispatch"])
 
 
 @router.get("/units/{unit_id}/policy", response_model=PolicyOut, responses=errors(401, 403, 404, 422))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Request
+from pydantic import WithJsonSchema
 
 from app.config import Settings
 from app.errors import ErrorResponse, InvalidInput
@@ -30,7 +31,10 @@ IdempotencyKeyHeader = Annotated[
 
 async def parse_if_match(
     if_match: Annotated[
-        str | None, Header(alias="If-Match", description="expected order version; 409 if it moved on")
+        str | None,
+        # Declared as what clients send, the order's ``version``; ``"3"`` and ``W/"3"`` are read too.
+        WithJsonSchema({"type": "integer", "minimum": 0}),
+        Header(alias="If-Match", description="expected order version (its ``version``); 409 if it moved on"),
     ] = None,
 ) -> int | None:
     return expected_version(if_match)

@@ -46,7 +46,7 @@ Limit = Annotated[int, Query(ge=1, le=100)]
     "/admin/orders/{order_id}/hours",
     response_model=HoursAdjustmentOut,
     status_code=CREATED,
-    tags=["admin: ledger"],
+    tags=["admin_ledger"],
     responses=errors(401, 403, 404, 409, 422),
 )
 async def adjust_hours(
@@ -61,7 +61,7 @@ async def adjust_hours(
     "/admin/volunteers/{volunteer_id}/honor-hours",
     response_model=VolunteerHoursOut,
     status_code=CREATED,
-    tags=["admin: ledger"],
+    tags=["admin_ledger"],
     responses=errors(401, 403, 404, 409, 422),
 )
 async def honor_hours(
@@ -75,7 +75,7 @@ async def honor_hours(
     "/admin/volunteers/{volunteer_id}/points",
     response_model=VolunteerPointsOut,
     status_code=CREATED,
-    tags=["admin: ledger"],
+    tags=["admin_ledger"],
     responses=errors(401, 403, 404, 409, 422),
 )
 async def bonus_points(
@@ -88,7 +88,7 @@ async def bonus_points(
 @router.get(
     "/admin/volunteers/{volunteer_id}/summary",
     response_model=VolunteerSummary,
-    tags=["admin: ledger"],
+    tags=["admin_ledger"],
     responses=errors(401, 403, 404, 422),
 )
 async def volunteer_summary(volunteer_id: ObjectId, session: Session, actor: CurrentAdmin) -> VolunteerSummary:
@@ -99,7 +99,7 @@ async def volunteer_summary(volunteer_id: ObjectId, session: Session, actor: Cur
 @router.get(
     "/admin/teams/{team_id}/summary",
     response_model=TeamSummary,
-    tags=["admin: ledger"],
+    tags=["admin_ledger"],
     responses=errors(401, 403, 404, 422),
 )
 async def team_summary(team_id: ObjectId, session: Session, actor: CurrentAdmin) -> TeamSummary:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,7 +24,6 @@ from app.services.idempotency import IdempotencyKey
 from app.workflow import ACTIONS, USER_ACTIONS
 
 router = APIRouter(tags=["orders"])
-_NO_BODY = EmptyBody()
 # Under ``Annotated``, FastAPI takes a default of ``...`` as the value Ellipsis (the body became optional
 # and arrived as ``...``); "no default" is spelled ``PydanticUndefined``.
 _REQUIRED: Any = PydanticUndefined
@@ -129,19 +128,28 @@ def _outcome_seen(task: asyncio.Future[OrderOut]) -> None:
         task.exception()
 
 
+def body_when_empty(action: Action) -> BaseModel | None:
+    """The body an action request with none stands for: its model with no field given, when the model
+    requires nothing (approve, accept, check-in, publish …); ``None`` when a body is required."""
+    try:
+        return ACTIONS[action].body()
+    except ValidationError:  # a field, or one of several, is required (dispatch's target)
+        return None
+
+
 def _action_endpoint(action: Action) -> Callable[..., Awaitable[Response]]:
     body_model: Any = ACTIONS[action].body
-    optional = body_model is EmptyBody
+    empty = body_when_empty(action)
 
     async def endpoint(
         order_id: ObjectId,
         request: Request,
         caller: CurrentCaller,
         expected_version: ExpectedVersion,
-        body: Annotated[body_model, Body()] = _NO_BODY if optional else _REQUIRED,
+        body: Annotated[body_model, Body()] = _REQUIRED if empty is None else empty,
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response:
-        payload: BaseModel = body if body is not None else EmptyBody()
+        payload: BaseModel = body if body is not None else (empty or EmptyBody())
         idem = action_idempotency_key(idempotency_key, request.url.path, payload)
         engine = request.app.state.engine
         return await perform_action(engine, order_id, action, caller, payload, idem, expected_version)

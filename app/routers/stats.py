@@ -21,7 +21,7 @@ from app.schemas.stats import GroupBy, StatsOut
 from app.services import exports, exports_xlsx, stats
 from app.services.tabular import XLSX_MEDIA_TYPE
 
-router = APIRouter(prefix="/admin", tags=["admin: stats"])
+router = APIRouter(prefix="/admin", tags=["admin_stats"])
 
 UnitQuery = Annotated[Id | None, Query(description="this unit and everything under it; default: the caller's unit")]
 FromQuery = Annotated[
@@ -33,7 +33,10 @@ ToQuery = Annotated[
     Query(alias="to", description="a date (that whole day included) or a timestamp (exclusive)"),
 ]
 CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {}}, "description": "UTF-8 CSV with BOM, streamed"},
+    200: {
+        "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "UTF-8 CSV with BOM, streamed",
+    },
     **errors(401, 403, 404, 422),
 }
 XLSX_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -23,7 +23,7 @@ from app.schemas.ledger import (
 from app.services import supermarket
 from app.services.idempotency import IdempotencyKey
 
-router = APIRouter(tags=["爱心超市"])
+router = APIRouter(tags=["supermarket"])
 CREATED = http_status.HTTP_201_CREATED
 UnitFilter = Annotated[Id | None, Query(description="this unit and everything under it")]
 Cursor = Annotated[str | None, Query(max_length=200)]

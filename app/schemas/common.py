@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Final, Generic, TypeVar
 
 from pydantic import (
@@ -12,7 +13,9 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainSerializer,
     StringConstraints,
+    WithJsonSchema,
 )
 from pydantic import Tag as Variant
 
@@ -122,6 +125,16 @@ PeriodBound = Annotated[
 ]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
+
+
+# Hours (服务时长) are a JSON number everywhere, in requests and in responses (``2.5``): kept as ``Decimal``
+# inside, so sums are exact, and written as numbers (one decimal place, well within a double's precision).
+Hours = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
+
+
+def hours_schema(**bounds: float) -> WithJsonSchema:
+    """The request schema of a bounded ``Decimal`` hours field: a number (Pydantic also writes a string form)."""
+    return WithJsonSchema({"type": "number", **bounds, "description": "hours, one decimal place"}, mode="validation")
 
 
 class Schema(BaseModel):

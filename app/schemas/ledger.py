@@ -9,7 +9,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.schemas.common import Id, LongText, Page, Reason, Schema, Title
+from app.schemas.common import Hours, Id, LongText, Page, Reason, Schema, Title, hours_schema
 from app.schemas.directory import Patch
 from app.schemas.volunteers import StarLevel
 
@@ -36,14 +36,16 @@ class HoursAdjustIn(BaseModel):
     """时长更正: ``hours`` is the participant's corrected total for the order (not a difference)."""
 
     volunteer_id: Id
-    hours: Annotated[Decimal, Field(ge=0, le=999, max_digits=4, decimal_places=1)]
+    hours: Annotated[Decimal, Field(ge=0, le=999, max_digits=4, decimal_places=1), hours_schema(minimum=0, maximum=999)]
     reason: Reason
 
 
 class HonorHoursIn(BaseModel):
     """荣誉时长: positive to award, negative to withdraw an earlier award (never below zero in total)."""
 
-    hours: Annotated[Decimal, Field(ge=-9999, le=9999, max_digits=5, decimal_places=1)]
+    hours: Annotated[
+        Decimal, Field(ge=-9999, le=9999, max_digits=5, decimal_places=1), hours_schema(minimum=-9999, maximum=9999)
+    ]
     reason: Reason
 
     @model_validator(mode="after")
@@ -110,11 +112,11 @@ class RedemptionCancelIn(BaseModel):
 class HoursTotals(BaseModel):
     """Hours by kind. 信用时长 (``credit``) = service + adjustment; 荣誉时长 (``honor``) is never added to it."""
 
-    service: Decimal
-    adjustment: Decimal
-    honor: Decimal
-    credit: Decimal = Field(description="信用时长: service + adjustment; star levels use only this")
-    unverified: Decimal = Field(
+    service: Hours
+    adjustment: Hours
+    honor: Hours
+    credit: Hours = Field(description="信用时长: service + adjustment; star levels use only this")
+    unverified: Hours = Field(
         default=Decimal(0),
         description="未核验: of ``service``, hours of spans whose presence nobody proved (no check-in proof)",
     )
@@ -124,7 +126,7 @@ class HoursEntryOut(Schema):
     id: int
     volunteer_id: int
     kind: HoursKind
-    hours: Decimal
+    hours: Hours
     order_id: int | None
     record_id: int | None
     activity_signup_id: int | None = Field(default=None, description="活动: the sign-up these hours are for")
@@ -157,9 +159,9 @@ class PointsPage(Page[PointsEntryOut]):
 class HoursAdjustmentOut(BaseModel):
     order_id: int
     volunteer_id: int
-    previous_hours: Decimal
-    hours: Decimal
-    delta: Decimal
+    previous_hours: Hours
+    hours: Hours
+    delta: Hours
     points_delta: int = Field(description="积分 moved with the hours (a debit is capped at the balance)")
     entry: HoursEntryOut
 
@@ -184,8 +186,8 @@ class ServiceRecordOut(BaseModel):
     order_code: str
     title: str
     round: int
-    hours: Decimal = Field(description="the hours recorded for the volunteer in this round")
-    order_hours: Decimal = Field(description="the volunteer's 信用时长 on the order now, corrections included")
+    hours: Hours = Field(description="the hours recorded for the volunteer in this round")
+    order_hours: Hours = Field(description="the volunteer's 信用时长 on the order now, corrections included")
     served_count: int
     summary: str
     completed_at: datetime

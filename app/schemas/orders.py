@@ -6,9 +6,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from app.domain import STATUS_LABELS, Action, Channel, Status
+from app.domain import STATUS_LABELS, Action, ActionPath, Channel, Role, Status, TimelineNote
 from app.schemas.common import (
     Address,
     DateTime,
@@ -23,6 +23,7 @@ from app.schemas.common import (
     Tag,
     Title,
     Url,
+    hours_schema,
 )
 
 
@@ -127,7 +128,9 @@ MAX_PARTICIPANTS = 20  # people credited for one service round (参与者): a vi
 
 class Participant(BaseModel):
     volunteer_id: Id
-    hours: Annotated[Decimal, Field(gt=0, le=24, max_digits=4, decimal_places=1)]
+    hours: Annotated[
+        Decimal, Field(gt=0, le=24, max_digits=4, decimal_places=1), hours_schema(exclusiveMinimum=0, maximum=24)
+    ]
 
 
 class CompleteBody(BaseModel):
@@ -153,6 +156,14 @@ class RateBody(BaseModel):
     stars: Annotated[int, Field(ge=1, le=5, strict=True)]  # strict: `true` is not one star
     comment: LongText = ""
     tags: Annotated[list[Tag], Field(max_length=10)] = []
+
+
+def _url_segment(value: Any) -> Any:
+    # Answers stored for Idempotency-Key replays before actions were listed as URL segments say ``check_in``.
+    return value.replace("_", "-") if isinstance(value, str) else value
+
+
+AllowedAction = Annotated[ActionPath, BeforeValidator(_url_segment)]
 
 
 class OrderRating(Schema):
@@ -197,7 +208,9 @@ class OrderOut(Schema):
     completed_at: datetime | None
     created_at: datetime
     updated_at: datetime
-    allowed_actions: list[Action] = Field(description="actions the caller may take now")
+    allowed_actions: list[AllowedAction] = Field(
+        description="actions the caller may take now, as URL segments: POST /orders/{id}/{segment}"
+    )
     # Defaulted so responses stored for Idempotency-Key replays before this field existed still load.
     needs_followup: bool = Field(default=False, description="差评待回访: a 1–2 star rating not yet followed up")
     rating: OrderRating | None = Field(
@@ -208,11 +221,13 @@ class OrderOut(Schema):
 
 class EventOut(Schema):
     id: int
-    action: str = Field(description="a state-machine action, or adjust_hours / followup (the status stays)")
+    action: Action | TimelineNote = Field(
+        description="a state-machine action (``check_in``), or adjust_hours / followup (the status stays)"
+    )
     from_status: Status | None
     to_status: Status
     actor_id: int | None
-    actor_role: str
+    actor_role: Role
     reason: str | None
     payload: dict[str, Any]
     created_at: datetime

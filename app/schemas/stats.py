@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -84,7 +85,7 @@ class StatsOut(BaseModel):
     unit_name: str
     period_from: datetime = Field(description="inclusive")
     period_to: datetime = Field(description="exclusive")
-    timezone: str = "Asia/Shanghai"
+    timezone: Literal["Asia/Shanghai"] = Field(default="Asia/Shanghai", description="of dates and months")
     group_by: GroupBy | None
     overall: Figures
     activities: ActivityFigures | None = Field(default=None, description="活动 of the subtree in the period")

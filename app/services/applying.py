@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from app.auth import SYSTEM_ACTOR, Actor, Caller, actor_from_row
-from app.domain import Action, Status
+from app.domain import Action, Status, action_paths
 from app.errors import Busy, Forbidden, IllegalTransition, InvalidInput, NotFound, VersionMismatch
 from app.models.orders import OrderRow
 from app.observability import count_transition
@@ -171,7 +171,7 @@ def _checked_rule(order: OrderRow, action: Action, actor: Actor, expected_versio
             f"订单处于「{status.value}」, 不能执行 {action.value}",
             order_id=order.id,
             status=status.value,
-            allowed_actions=[a.value for a in allowed_actions(actor, order)],
+            allowed_actions=[path.value for path in action_paths(allowed_actions(actor, order))],
         )
     if actor.role not in rule.actors or not guard_holds(rule.guard, actor, order):
         raise Forbidden(f"无权对此订单执行 {action.value}", status=status.value)

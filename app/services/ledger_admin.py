@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any, cast
 
 from sqlalchemy import select
@@ -18,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
 from app.db import transaction
-from app.domain import Action, Status
+from app.domain import Action, Status, TimelineNote
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import (
     HoursEntry,
@@ -57,13 +56,6 @@ from app.services.volunteering import star_level
 
 # Hours may be corrected once the service is over, and only then.
 ADJUSTABLE = frozenset({Status.COMPLETED.value, Status.RATED.value, Status.CLOSED.value})
-
-
-class TimelineNote(StrEnum):
-    """Timeline entries that are not state-machine transitions (the status stays as it is)."""
-
-    ADJUST_HOURS = "adjust_hours"  # 时长更正
-    FOLLOWUP = "followup"  # 回访
 
 
 async def _note(

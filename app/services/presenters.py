@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.auth import Actor
-from app.domain import STATUS_LABELS, Status
+from app.domain import STATUS_LABELS, Status, action_paths
 from app.models import OrderView
 from app.schemas.common import mask_phone
 from app.schemas.orders import OrderOut, OrderRating
@@ -52,7 +52,7 @@ def present_order(
         completed_at=order.completed_at,
         created_at=order.created_at,
         updated_at=order.updated_at,
-        allowed_actions=allowed_actions(actor, order),
+        allowed_actions=action_paths(allowed_actions(actor, order)),
         needs_followup=order.needs_followup,
         rating=rating,
     )
