@@ -99,6 +99,7 @@ class ActionPath(StrEnum):
     WITHDRAW = "withdraw"
     RELEASE = "release"
     CHECK_IN = "check-in"
+    CONFIRM_PRESENCE = "confirm-presence"
     COMPLETE = "complete"
     RATE = "rate"
     REOPEN = "reopen"

@@ -166,7 +166,8 @@ async def order_detail(request: Request, session: Session, order_id: ObjectId) -
     user = await console_user(request, session)
     order = await ordering.get_order(session, user.actor, order_id)  # 404 outside the caller's scope
     events = await ordering.order_events(session, user.actor, order_id)
-    allowed = [a for a in STAFF_ACTIONS if a in order.allowed_actions]
+    offered = {path.value for path in order.allowed_actions}  # URL segments (ActionPath)
+    allowed = [a for a in STAFF_ACTIONS if a.path in offered]
     candidates = (
         await dispatching.order_candidates(session, user.actor, order_id) if Action.DISPATCH in allowed else None
     )
