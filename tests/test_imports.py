@@ -248,7 +248,7 @@ async def test_only_admins_import_and_only_into_their_subtree(world: World, sess
     assert taken.status_code == 422
     assert taken.json()["error"]["details"]["errors"][0]["column"] == "手机号"
     # Nor another 站's residents, nor its teams.
-    resident = csv_bytes([RESIDENT_HEADER, ["抢人", "13900000014", "zhan11"]])  # r3 of zhan21 (tests/world.py)
+    resident = csv_bytes([RESIDENT_HEADER, ["抢人", "13900000002", "zhan11"]])  # r3 of zhan21 (tests/world.py)
     assert (await upload(world.client, world.h("zhan11_admin"), "residents", resident, "r.csv")).status_code == 422
     team = xlsx([VOLUNTEER_HEADER, ["队员", "13822229999", "zhan11", "", "测试team21", ""]])
     assert (await upload(world.client, world.h("zhan11_admin"), "volunteers", team)).status_code == 422

@@ -167,13 +167,13 @@ async def build_world(sessionmaker: async_sessionmaker[AsyncSession], client: ht
                 unit_id=units[unit_name].id,
                 display_name=username,
             )
-        for username, unit_name in RESIDENTS.items():
+        for i, (username, unit_name) in enumerate(RESIDENTS.items()):
             users[username] = User(
                 username=username,
                 role=Role.RESIDENT.value,
                 unit_id=units[unit_name].id,
                 display_name=username,
-                phone=f"1390000{len(users):04d}",
+                phone=f"1390000{i:04d}",  # r1 13900000000, r2 …01, r3 …02
             )
         session.add_all(users.values())
         await session.flush()
