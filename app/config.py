@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     # 签到码 (app.services.presence): the length of a code's time window; a code is valid in its own
     # window and the next, so for 1–2 windows after it is shown.
     presence_code_seconds: int = Field(default=120, ge=30, le=3600)
+    # 签到码 a volunteer may submit per order (or activity sign-up) in 15 minutes, then 429: 10⁶ codes.
+    presence_code_attempts: int = Field(default=5, ge=1, le=100)
 
     # ``POST /orders/{id}/{action}`` parsed below FastAPI's routing (``app.lane``: transport only, the
     # same parsing and ``apply``); off: every request goes through FastAPI's endpoint.

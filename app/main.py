@@ -104,7 +104,9 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
-    presence.configure(settings.token_secret, settings.presence_code_seconds)  # 签到码 key (app.services.presence)
+    presence.configure(
+        settings.token_secret, settings.presence_code_seconds, settings.presence_code_attempts
+    )  # 签到码 key (app.services.presence)
     app.state.login_throttle = LoginThrottle(
         settings.login_failures_per_account, settings.login_attempts_per_address, settings.login_window_seconds
     )

@@ -243,12 +243,12 @@ async def test_check_in_and_out_with_proofs_credit_verified_hours(world: World, 
 
     out = await step(world, "v11a", signup["id"], "check-out", near(50))
     assert out.status_code == 200, out.text
-    assert out.json()["checked_out_proof"] == "gps" and out.json()["hours"] == "0.5" and out.json()["verified"]
+    assert out.json()["checked_out_proof"] == "gps" and out.json()["hours"] == 0.5 and out.json()["verified"]
     hours = (await world.client.get("/volunteer/me/hours", headers=world.h("v11a"))).json()
     assert [(e["activity_signup_id"], e["verified"], e["hours"]) for e in hours["items"]] == [
-        (signup["id"], True, "0.5")
+        (signup["id"], True, 0.5)
     ]
-    assert hours["totals"]["credit"] == "0.5" and hours["totals"]["unverified"] == "0"
+    assert hours["totals"]["credit"] == 0.5 and hours["totals"]["unverified"] == 0
 
 
 async def test_unproven_span_hours_are_unverified(world: World) -> None:
@@ -258,7 +258,7 @@ async def test_unproven_span_hours_are_unverified(world: World) -> None:
     out = (await step(world, "v11b", signup["id"], "check-out")).json()
     assert out["verified"] is False
     hours = (await world.client.get("/volunteer/me/hours", headers=world.h("v11b"))).json()
-    assert hours["totals"]["unverified"] == "0.5"
+    assert hours["totals"]["unverified"] == 0.5
 
 
 async def test_the_units_policy_governs_activity_proofs(world: World, app: FastAPI) -> None:

@@ -69,7 +69,7 @@ async def test_the_pdf_states_name_hours_star_unit_and_code(world: World, app: F
         assert data == {
             "valid": True,
             "masked_name": "志******",
-            "hours": "1.0",
+            "hours": 1.0,
             "unit_name": "测试zhan11",
             "period_start": period()["period_start"],
             "period_end": period()["period_end"],
@@ -89,7 +89,7 @@ async def test_the_pdf_states_name_hours_star_unit_and_code(world: World, app: F
     assert stored.code_hash == hashlib.sha256(code.replace("-", "").encode()).hexdigest()
     assert code not in repr(stored.__dict__) and code.replace("-", "") not in stored.code_hash
     listed = await world.client.get("/volunteer/certificates", headers=world.h("v11a"))
-    assert [c["hours"] for c in listed.json()] == ["1.0"] and "code" not in listed.text.lower()
+    assert [c["hours"] for c in listed.json()] == [1.0] and "code" not in listed.text.lower()
 
 
 async def test_hours_are_those_of_the_period_only(world: World, app: FastAPI) -> None:

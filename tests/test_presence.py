@@ -155,6 +155,28 @@ async def test_concurrent_check_ins_with_one_code_use_it_once(world: World, app:
     assert await count(app, PresenceCodeUse) == 1
 
 
+async def test_guessing_codes_is_limited_per_order_and_caller(world: World, app: FastAPI) -> None:
+    """Six digits are 10⁶ codes: a volunteer may submit ``presence_code_attempts`` codes per order in
+    15 minutes, counted in PostgreSQL under concurrency; past it even the right code is 429 and nothing
+    is recorded. A check-in without a code is not a guess."""
+    order = await accepted_order(world)
+    oid, limit = order["id"], world.settings.presence_code_attempts
+    right = (await code_of(world, oid))["code"]
+    wrong = "000000" if right != "000000" else "111111"
+    before = await snapshot(app, oid)
+    guesses = await asyncio.gather(*(world.act("v11a", oid, "check_in", {"code": wrong}) for _ in range(limit + 6)))
+    assert sorted(g.status_code for g in guesses) == [422] * limit + [429] * 6
+    late = await world.act("v11a", oid, "check_in", {"code": right})
+    assert late.status_code == 429, late.text
+    assert int(late.headers["Retry-After"]) > 0
+    assert await snapshot(app, oid) == before
+    assert await count(app, PresenceCodeUse) == 0
+    other = await accepted_order(world)  # another order's count is its own
+    other_code = (await code_of(world, other["id"]))["code"]
+    assert (await world.ok("v11a", other["id"], "check_in", {"code": other_code}))["presence_proof"] == "code"
+    assert (await world.ok("v11a", oid, "check_in", {}))["presence_proof"] is None  # 未核验, where allowed
+
+
 async def test_the_code_is_for_the_orderer_only_and_only_while_it_is_held(world: World) -> None:
     order = await accepted_order(world)
     path = f"/orders/{order['id']}/presence-code"
@@ -289,7 +311,7 @@ async def test_hours_of_an_unproven_span_are_marked_unverified(world: World, app
     assert (await events(world, oid))[-1]["payload"]["presence"] == "未核验"
     hours = (await world.client.get("/volunteer/me/hours", headers=world.h("v11a"))).json()
     assert [e["verified"] for e in hours["items"]] == [False]
-    assert hours["totals"]["unverified"] == "0.5" and hours["totals"]["credit"] == "0.5"
+    assert hours["totals"]["unverified"] == 0.5 and hours["totals"]["credit"] == 0.5
     records = (await world.client.get("/volunteer/me/records", headers=world.h("v11a"))).json()
     assert records["items"][0]["presence_proof"] is None
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Self
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.schemas.common import Address, DateTime, Id, Latitude, Longitude, LongText, Schema, Tag, Title
+from app.schemas.common import Address, DateTime, Hours, Id, Latitude, Longitude, LongText, Schema, Tag, Title
 
 
 class ActivityKind(StrEnum):
@@ -108,6 +107,6 @@ class SignupOut(Schema):
     checked_in_proof: str | None = Field(description="code / gps / admin; null: 未核验 (or not checked in)")
     checked_out_at: datetime | None
     checked_out_proof: str | None
-    hours: Decimal | None = Field(description="信用时长 credited at check-out")
+    hours: Hours | None = Field(description="信用时长 credited at check-out")
     verified: bool | None = Field(description="hours proven at check-in and check-out; false: 未核验")
     created_at: datetime

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Self
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.schemas.common import Schema
+from app.schemas.common import Hours, Schema
 
 EARLIEST_PERIOD = date(2000, 1, 1)
 MAX_PERIOD_DAYS = 10 * 366
@@ -37,7 +36,7 @@ class CertificateOut(Schema):
     id: int
     period_start: date
     period_end: date
-    hours: Decimal
+    hours: Hours
     star_level: int
     unit_name: str
     created_at: datetime
@@ -48,7 +47,7 @@ class CertificateCheck(BaseModel):
 
     valid: bool = True
     masked_name: str = Field(description="the volunteer's name, all but the first character masked")
-    hours: Decimal = Field(description="信用时长 in the period")
+    hours: Hours = Field(description="信用时长 in the period")
     unit_name: str = Field(description="the issuing unit")
     period_start: date
     period_end: date

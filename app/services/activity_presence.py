@@ -93,6 +93,8 @@ def _own(actor: Actor) -> int:
 
 async def check_in(session: AsyncSession, actor: Actor, signup_id: int, body: CheckInBody) -> SignupOut:
     """活动签到, from an hour before the slot starts until it ends."""
+    if body.code is not None or body.qr is not None:  # a guess at the slot's 签到码 counts first
+        await presence.count_code_attempt(session, f"signup:{signup_id}", actor.user_id)
     async with transaction(session):
         signup, slot, activity = await _locked(session, signup_id, volunteer_id=_own(actor))
         if signup.checked_in_at is not None:
@@ -116,6 +118,8 @@ def activity_hours(checked_in_at: datetime, slot: ActivitySlot, now: datetime) -
 async def check_out(session: AsyncSession, actor: Actor, signup_id: int, body: CheckInBody) -> SignupOut:
     """活动签退: the span's hours go to the ledger (信用时长, 未核验 unless both ends were proven) with the
     points of the unit's policy."""
+    if body.code is not None or body.qr is not None:  # a guess at the slot's 签到码 counts first
+        await presence.count_code_attempt(session, f"signup:{signup_id}", actor.user_id)
     async with transaction(session):
         signup, slot, activity = await _locked(session, signup_id, volunteer_id=_own(actor))
         if signup.checked_in_at is None:

@@ -17,6 +17,10 @@ whether a check-in with none (未核验) is allowed at all:
 - ``admin``: staff confirm presence with a reason (an audited action of their own).
 
 A position without ``accuracy_m`` is recorded as reported but proves nothing.
+
+Guessing: six digits are 10⁶ codes, so a caller may submit at most ``presence_code_attempts`` codes
+per subject in ``CODE_ATTEMPT_SECONDS`` (``count_code_attempt``, counted in PostgreSQL like logins, so
+every instance shares the count and a refused check-in does not undo it); past it, 429.
 """
 
 from __future__ import annotations
@@ -28,15 +32,18 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import BigInteger, ColumnElement, String, bindparam, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
+from app.db import transaction
 from app.errors import PresenceCodeUsed, PresenceRefused
 from app.models import PresenceCodeUse
 from app.models.base import table_of
 from app.services.policies import Policy
+from app.services.throttle import count_attempt
 
 
 class Proof(StrEnum):
@@ -63,16 +70,31 @@ EARTH_RADIUS_M = 6_371_000.0
 class _Keys:
     secret: bytes = hashlib.sha256(b"sidan-presence-dev").digest()
     window_seconds: int = 120
+    attempts: int = 5
 
 
 _KEYS = _Keys()  # set once by ``configure`` when the app starts (``app.main.create_app``)
 
 
-def configure(token_secret: str, window_seconds: int) -> None:
+def configure(token_secret: str, window_seconds: int, attempts: int = 5) -> None:
     """Derive the code key from the service's secret: every instance with the same secret issues and
-    accepts the same codes."""
+    accepts the same codes. ``attempts``: codes a caller may submit per subject in
+    ``CODE_ATTEMPT_SECONDS``."""
     _KEYS.secret = hmac.new(token_secret.encode(), b"sidan-presence-code", hashlib.sha256).digest()
     _KEYS.window_seconds = window_seconds
+    _KEYS.attempts = attempts
+
+
+CODE_ATTEMPT_SECONDS: Final = 15 * 60
+
+
+async def count_code_attempt(session: AsyncSession, subject: str, user_id: int, now: datetime | None = None) -> None:
+    """Count one submitted 签到码 (typed or scanned) of ``user_id`` for ``subject``, in a transaction of
+    its own on ``session`` (committed before the code is checked, so a refusal does not undo it); 429
+    past ``attempts`` in ``CODE_ATTEMPT_SECONDS``."""
+    async with transaction(session):  # adopts the request's open transaction, commits either way
+        key = f"presence-code:{subject}:{user_id}"
+        await count_attempt(session, key, _KEYS.attempts, CODE_ATTEMPT_SECONDS, now or datetime.now(UTC))
 
 
 def window_of(now: datetime) -> int:
