@@ -39,6 +39,11 @@ TAG_DESCRIPTIONS: dict[str, str] = {
     "admin_ledger": "管理后台 · 服务时长与积分",
     "admin_stats": "管理后台 · 统计与导出",
     "supermarket": "爱心超市: 积分兑换",
+    "activities": "活动招募: 活动, 报名与候补, 签到签退",
+    "certificates": "志愿服务时长证明: 开具与公开核验",
+    "admin_imports": "管理后台 · 花名册导入 (Excel/CSV)",
+    "standing_orders": "常态化服务: 周期性订单",
+    "notifications": "通知: 微信订阅消息授权",
     "ops": "运维: 健康检查与指标",
 }
 

@@ -74,8 +74,8 @@ def settings() -> Settings:
         environment="test",
         enable_dev_token=True,
         run_worker=False,  # tests drive the sweeper and sender themselves, with an injected clock
-        login_attempts_per_address=100_000,
-        presence_code_attempts=10,  # tests/test_presence.py counts to it  # the whole suite logs in from one address; limits have own tests
+        login_attempts_per_address=100_000,  # the whole suite logs in from one address; limits have own tests
+        presence_code_attempts=10,  # tests/test_presence.py counts to it
         resident_orders_per_hour=1_000,
         db_pool_size=30,
         db_max_overflow=10,

@@ -245,9 +245,7 @@ async def test_check_in_and_out_with_proofs_credit_verified_hours(world: World, 
     assert out.status_code == 200, out.text
     assert out.json()["checked_out_proof"] == "gps" and out.json()["hours"] == 0.5 and out.json()["verified"]
     hours = (await world.client.get("/volunteer/me/hours", headers=world.h("v11a"))).json()
-    assert [(e["activity_signup_id"], e["verified"], e["hours"]) for e in hours["items"]] == [
-        (signup["id"], True, 0.5)
-    ]
+    assert [(e["activity_signup_id"], e["verified"], e["hours"]) for e in hours["items"]] == [(signup["id"], True, 0.5)]
     assert hours["totals"]["credit"] == 0.5 and hours["totals"]["unverified"] == 0
 
 

@@ -105,6 +105,14 @@ async def test_hours_are_those_of_the_period_only(world: World, app: FastAPI) ->
     assert "0.5 小时" in pdf_text(older.content)
     nothing = await issue(world, **period(date(2020, 1, 1), date(2020, 12, 31)))
     assert "共计 0.0 小时" in pdf_text(nothing.content)
+    mine = (await world.client.get("/volunteer/me/hours", headers=world.h("v11a"))).json()["totals"]
+    async with app.state.sessionmaker() as session, session.begin():  # 未核验 hours are stated apart
+        session.add(
+            HoursEntry(volunteer_id=world.volunteers["v11a"], kind="service", hours=Decimal("2"), verified=False)
+        )
+    stated = pdf_text((await issue(world)).content)
+    assert "共计 3.0 小时" in stated
+    assert f"其中未核验 (到场未经签到证明) {mine['unverified'] + 2:.1f} 小时" in stated
 
 
 async def test_only_volunteers_with_a_sane_period(world: World, app: FastAPI) -> None:

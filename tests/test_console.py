@@ -439,3 +439,31 @@ async def test_console_root_and_bad_forms(web: httpx.AsyncClient, world: World) 
     assert bad.status_code == 422
     unknown = await web.post(f"/console/orders/{order['id']}/actions/grab", data={})
     assert unknown.status_code == 403  # no token: refused before anything else
+
+
+async def test_saving_the_dispatch_policy_keeps_the_check_in_rules(web: httpx.AsyncClient, world: World) -> None:
+    """The 设置 form edits the dispatch fields only: the unit's check-in proofs stay as they were."""
+    path = f"/admin/units/{world.units['zhan11']}/policy"
+    strict = {"presence_proofs": ["code"], "allow_unproven": False, "presence_radius_m": 150}
+    assert (await world.client.put(path, json=strict, headers=world.h("zhan11_admin"))).status_code == 200
+    signed_in(web, world, "zhan11_admin")
+    page = (await web.get("/console/settings")).text
+    saved = await web.post("/console/settings/policy", data={"csrf_token": csrf_of(page), "accept_minutes": "45"})
+    assert saved.status_code == 303
+    policy = (await world.client.get(path, headers=world.h("zhan11_admin"))).json()
+    assert policy["accept_minutes"] == 45
+    assert (policy["presence_proofs"], policy["allow_unproven"], policy["presence_radius_m"]) == (["code"], False, 150)
+
+
+async def test_an_admin_confirms_presence_from_the_console(web: httpx.AsyncClient, world: World) -> None:
+    order = await world.order_in(Status.ACCEPTED)
+    signed_in(web, world, "zhan11_admin")
+    page = (await web.get(f"/console/orders/{order['id']}")).text
+    assert "确认到场" in page
+    confirmed = await web.post(
+        f"/console/orders/{order['id']}/actions/confirm_presence",
+        data={"csrf_token": csrf_of(page), "version": str(order["version"]), "reason": "电话核实到场"},
+    )
+    assert confirmed.status_code == 303, confirmed.text
+    api = (await world.client.get(f"/orders/{order['id']}", headers=world.h("zhan11_admin"))).json()
+    assert (api["status"], api["presence_proof"]) == ("in_service", "admin")

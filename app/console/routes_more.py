@@ -114,11 +114,16 @@ async def save_policy(request: Request, session: Session) -> Response:
     form = await read_form(request)
     check_csrf(request, user, form)
     fields = ("review_hours", "accept_minutes", "pool_hours", "auto_close_days", "dispatch_mode", "points_per_hour")
+    unit_id = user.actor.unit_id or 0
+    # The form edits the dispatch fields; every other field of the policy (the check-in proofs …) keeps
+    # the value in force, as the API's PUT would if sent the whole policy back.
+    current = await dispatching.get_policy(session, user.actor, unit_id)
+    kept = current.model_dump(mode="json", include=set(PolicyIn.model_fields))
     try:
-        body = PolicyIn.model_validate({k: form[k] for k in fields if form.get(k, "").strip()})
+        body = PolicyIn.model_validate(kept | {k: form[k] for k in fields if form.get(k, "").strip()})
     except ValidationError as exc:
         raise InvalidInput(validation_message(exc)) from exc
-    await dispatching.set_policy(session, user.actor, user.actor.unit_id or 0, body)
+    await dispatching.set_policy(session, user.actor, unit_id, body)
     return RedirectResponse("/console/settings?done=policy", status_code=303)
 
 

@@ -45,6 +45,7 @@ STAFF_ACTIONS = (
     Action.TRANSFER,
     Action.CANCEL,
     Action.REOPEN,
+    Action.CONFIRM_PRESENCE,
 )
 ADJUSTABLE = (Status.COMPLETED, Status.RATED, Status.CLOSED)
 PAGE_ROWS = 20

@@ -55,6 +55,7 @@ ACTION_LABELS = {
     "auto_close": "自动关闭",
     "reopen": "返工",
     "cancel": "取消",
+    "confirm_presence": "管理员确认到场",
     "adjust_hours": "时长更正",
     "followup": "回访",
 }

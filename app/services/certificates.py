@@ -103,17 +103,20 @@ async def issue_certificate(
             )
         ).one()
         real_name, unit_id, unit_name = row
-        hours = Decimal(
-            await session.scalar(
-                select(func.coalesce(func.sum(HoursEntry.hours), 0)).where(
+        sums = (
+            await session.execute(
+                select(
+                    func.coalesce(func.sum(HoursEntry.hours), 0),
+                    func.coalesce(func.sum(HoursEntry.hours).filter(HoursEntry.verified.is_(False)), 0),
+                ).where(
                     HoursEntry.volunteer_id == actor.volunteer_id,
                     HoursEntry.kind.in_(CREDIT_KINDS),
                     HoursEntry.created_at >= _day_start(body.period_start),
                     HoursEntry.created_at < _day_start(body.period_end + timedelta(days=1)),
                 )
             )
-            or 0
-        ).quantize(Decimal("0.1"))
+        ).one()
+        hours, unverified = (Decimal(value).quantize(Decimal("0.1")) for value in sums)
         total = (await hours_totals(session, [actor.volunteer_id])).credit.quantize(Decimal("0.1"))
         stars = star_level(total).stars
         record = HourCertificate(
@@ -131,7 +134,7 @@ async def issue_certificate(
         session.add(record)
         await session.flush()
         certificate = CertificateOut.model_validate(record)
-    page = _Page(real_name, hours, total, stars, unit_name, body, today, code, settings.public_base_url)
+    page = _Page(real_name, hours, unverified, total, stars, unit_name, body, today, code, settings.public_base_url)
     pdf = await asyncio.to_thread(page.render)
     return IssuedCertificate(pdf=pdf, code=code, certificate=certificate)
 
@@ -183,6 +186,7 @@ async def verify(
 class _Page:
     real_name: str
     hours: Decimal
+    unverified: Decimal  # 未核验: of ``hours``, spans whose presence nobody proved
     total: Decimal
     stars: int
     unit_name: str
@@ -203,14 +207,15 @@ class _Page:
         lines = [
             f"兹证明志愿者 {self.real_name}",
             f"于 {self.period.period_start:%Y年%m月%d日} 至 {self.period.period_end:%Y年%m月%d日} 期间,",
-            f"信用时长 (服务记录时长) 共计 {self.hours} 小时。",
+            f"信用时长 (服务记录时长) 共计 {self.hours} 小时,",
+            f"其中未核验 (到场未经签到证明) {self.unverified} 小时。",
             f"志愿者星级: {self.stars} 星 (累计信用时长 {self.total} 小时)",
             "",
             f"出具单位: {self.unit_name}",
             f"出具日期: {self.issued_on:%Y年%m月%d日}",
             f"验证码: {self.code}",
             "",
-            "信用时长仅含经签到并完成服务记录的时长, 不含荣誉时长。",
+            "信用时长含服务记录与核定调整的时长, 不含荣誉时长; 未核验时长已单独注明。",
             "真伪查询:",
         ]
         pdf.setFont(FONT, 13)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Column, String, cast, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import crypto
 from app.auth import Actor
 from app.db import transaction
 from app.domain import Role
-from app.models import Order, OrderView, PiiAccess, User, Volunteer
+from app.models import Base, Order, OrderView, PiiAccess, Volunteer
 from app.models.base import table_of
 from app.services.guards import is_orderer, may_see_phone
 
@@ -49,25 +50,35 @@ async def record_volunteer_phone_reads(
     return len(rows)
 
 
+def encrypted_columns() -> list[Column[Any]]:
+    """Every column stored encrypted (``crypto.EncryptedString``), in every table: what ``rotate_keys``
+    rewrites, found from the models so a new one is never forgotten."""
+    return [
+        column
+        for table in Base.metadata.sorted_tables
+        for column in table.columns
+        if isinstance(column.type, crypto.EncryptedString)
+    ]
+
+
 async def rotate_keys(session: AsyncSession, batch: int = 1000) -> int:
-    """Re-encrypt every stored phone under the first key of ``SIDAN_DATA_KEYS``, and recompute the
-    volunteers' and users' phone lookup hashes under the current lookup key; returns rows rewritten.
+    """Re-encrypt every stored phone (every ``encrypted_columns()``) under the first key of
+    ``SIDAN_DATA_KEYS``, and recompute the phone lookup hashes (``phone_hash`` beside ``phone``) under
+    the current lookup key; returns rows rewritten.
 
     Reads the raw column (bypassing the decrypting type), so rows written before encryption are
     encrypted too. Safe to re-run."""
     rewritten = 0
-    models: tuple[tuple[type[Order] | type[Volunteer] | type[User], str], ...] = (
-        (Order, "contact_phone"), (Volunteer, "phone"), (User, "phone"),
-    )  # fmt: skip
-    for model, column in models:
-        table = model.__table__
-        raw = table.c[column]
+    for raw in encrypted_columns():
+        table = raw.table
+        column_name = raw.name
+        hashed = "phone_hash" if column_name == "phone" and "phone_hash" in table.c else ""
         last_id = 0
         while True:
             async with transaction(session):
                 rows = (
                     await session.execute(
-                        select(table.c.id, raw.cast(raw.type.impl))  # type: ignore[attr-defined]
+                        select(table.c.id, cast(raw, String))
                         .where(table.c.id > last_id, raw.is_not(None))
                         .order_by(table.c.id)
                         .limit(batch)
@@ -75,10 +86,10 @@ async def rotate_keys(session: AsyncSession, batch: int = 1000) -> int:
                 ).all()
                 for row_id, value in rows:
                     phone = crypto.decrypt(value)
-                    values: dict[str, object] = {column: phone}
-                    if model is not Order:
-                        values["phone_hash"] = crypto.lookup_hash(phone)
-                    await session.execute(update(model).where(model.id == row_id).values(values))
+                    values: dict[str, object] = {column_name: phone}
+                    if hashed:
+                        values[hashed] = crypto.lookup_hash(phone)
+                    await session.execute(update(table).where(table.c.id == row_id).values(values))
             if not rows:
                 break
             rewritten += len(rows)
