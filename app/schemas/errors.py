@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.domain import ActionPath, Status
+from app.schemas.imports import ImportRowError
 
 
 class ValidationIssue(BaseModel):
@@ -38,7 +39,13 @@ class InvalidInputDetails(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    errors: list[ValidationIssue] | None = Field(default=None, description="one entry per problem")
+    errors: list[ValidationIssue] | list[ImportRowError] | None = Field(
+        default=None,
+        description="one entry per problem: where in the request, or (a roster import) the file's row and column",
+    )
+    error_count: int | None = Field(
+        default=None, description="a roster import: row errors found (errors: the first 1000)"
+    )
     field: str | None = None
 
 
