@@ -6,8 +6,9 @@ time zone; ``to`` defaults to now and ``from`` to a year before it; at most five
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
@@ -103,118 +104,42 @@ async def _export(
     )
 
 
-@router.get("/exports/orders.csv", response_class=StreamingResponse, responses=CSV_RESPONSES)
-async def export_orders(
-    request: Request,
-    session: ReportSession,
-    actor: CurrentAdmin,
-    unit_id: UnitQuery = None,
-    period_from: FromQuery = None,
-    period_to: ToQuery = None,
-) -> StreamingResponse:
-    """订单导出: orders placed in the period, contact phones masked."""
-    return await _export(request, session, actor, exports.ExportKind.ORDERS, unit_id, period_from, period_to)
+# One CSV and one XLSX download per kind, both from the same rows (``exports.export_chunks``).
+EXPORT_DESCRIPTIONS: Final[dict[exports.ExportKind, str]] = {
+    exports.ExportKind.ORDERS: "订单导出: orders placed in the period, contact phones masked.",
+    exports.ExportKind.SERVICE_RECORDS: (
+        "服务记录导出: the service records of orders placed in the period, with participants and hours."
+    ),
+    exports.ExportKind.VOLUNTEER_HOURS: "志愿时长导出: per volunteer, 信用时长 and 荣誉时长 kept apart.",
+    exports.ExportKind.ACTIVITIES: (
+        "活动导出: one row per sign-up of the subtree's activities with a slot starting in the period, with"
+        " check-in/check-out proofs and hours (未核验 marked)."
+    ),
+}
 
 
-@router.get("/exports/service-records.csv", response_class=StreamingResponse, responses=CSV_RESPONSES)
-async def export_service_records(
-    request: Request,
-    session: ReportSession,
-    actor: CurrentAdmin,
-    unit_id: UnitQuery = None,
-    period_from: FromQuery = None,
-    period_to: ToQuery = None,
-) -> StreamingResponse:
-    """服务记录导出: the service records of orders placed in the period, with participants and hours."""
-    return await _export(request, session, actor, exports.ExportKind.SERVICE_RECORDS, unit_id, period_from, period_to)
+def _export_endpoint(kind: exports.ExportKind, xlsx: bool) -> Callable[..., Awaitable[StreamingResponse]]:
+    async def endpoint(
+        request: Request,
+        session: ReportSession,
+        actor: CurrentAdmin,
+        unit_id: UnitQuery = None,
+        period_from: FromQuery = None,
+        period_to: ToQuery = None,
+    ) -> StreamingResponse:
+        return await _export(request, session, actor, kind, unit_id, period_from, period_to, xlsx=xlsx)
+
+    endpoint.__name__ = f"export_{kind.value.replace('-', '_')}" + ("_xlsx" if xlsx else "")
+    endpoint.__doc__ = EXPORT_DESCRIPTIONS[kind] + (" XLSX: the CSV's columns, filters and rows." if xlsx else "")
+    return endpoint
 
 
-@router.get("/exports/volunteer-hours.csv", response_class=StreamingResponse, responses=CSV_RESPONSES)
-async def export_volunteer_hours(
-    request: Request,
-    session: ReportSession,
-    actor: CurrentAdmin,
-    unit_id: UnitQuery = None,
-    period_from: FromQuery = None,
-    period_to: ToQuery = None,
-) -> StreamingResponse:
-    """志愿时长导出: per volunteer, 信用时长 and 荣誉时长 kept apart."""
-    return await _export(request, session, actor, exports.ExportKind.VOLUNTEER_HOURS, unit_id, period_from, period_to)
-
-
-@router.get("/exports/orders.xlsx", response_class=StreamingResponse, responses=XLSX_RESPONSES)
-async def export_orders_xlsx(
-    request: Request,
-    session: ReportSession,
-    actor: CurrentAdmin,
-    unit_id: UnitQuery = None,
-    period_from: FromQuery = None,
-    period_to: ToQuery = None,
-) -> StreamingResponse:
-    """订单导出 (XLSX): the CSV's columns, filters and rows."""
-    kind = exports.ExportKind.ORDERS
-    return await _export(request, session, actor, kind, unit_id, period_from, period_to, xlsx=True)
-
-
-@router.get("/exports/service-records.xlsx", response_class=StreamingResponse, responses=XLSX_RESPONSES)
-async def export_service_records_xlsx(
-    request: Request,
-    session: ReportSession,
-    actor: CurrentAdmin,
-    unit_id: UnitQuery = None,
-    period_from: FromQuery = None,
-    period_to: ToQuery = None,
-) -> StreamingResponse:
-    """服务记录导出 (XLSX): the CSV's columns, filters and rows."""
-    kind = exports.ExportKind.SERVICE_RECORDS
-    return await _export(request, session, actor, kind, unit_id, period_from, period_to, xlsx=True)
-
-
-@router.get("/exports/volunteer-hours.xlsx", response_class=StreamingResponse, responses=XLSX_RESPONSES)
-async def export_volunteer_hours_xlsx(
-    request: Request,
-    session: ReportSession,
-    actor: CurrentAdmin,
-    unit_id: UnitQuery = None,
-    period_from: FromQuery = None,
-    period_to: ToQuery = None,
-) -> StreamingResponse:
-    """志愿时长导出 (XLSX): the CSV's columns, filters and rows."""
-    kind = exports.ExportKind.VOLUNTEER_HOURS
-    return await _export(request, session, actor, kind, unit_id, period_from, period_to, xlsx=True)
-
-
-@router.get(
-    "/exports/activities.csv",
-    response_class=StreamingResponse,
-    responses=CSV_RESPONSES,
-)
-async def export_activities(
-    request: Request,
-    session: ReportSession,
-    actor: CurrentAdmin,
-    unit_id: UnitQuery = None,
-    period_from: FromQuery = None,
-    period_to: ToQuery = None,
-) -> StreamingResponse:
-    """活动导出: one row per sign-up of the subtree's activities with a slot starting in the period, with
-    check-in/check-out proofs and hours (未核验 marked)."""
-    return await _export(request, session, actor, exports.ExportKind.ACTIVITIES, unit_id, period_from, period_to)
-
-
-@router.get(
-    "/exports/activities.xlsx",
-    response_class=StreamingResponse,
-    responses=XLSX_RESPONSES,
-)
-async def export_activities_xlsx(
-    request: Request,
-    session: ReportSession,
-    actor: CurrentAdmin,
-    unit_id: UnitQuery = None,
-    period_from: FromQuery = None,
-    period_to: ToQuery = None,
-) -> StreamingResponse:
-    """活动导出 (XLSX): the CSV's columns, filters and rows."""
-    kind = exports.ExportKind.ACTIVITIES
-    return await _export(request, session, actor, kind, unit_id, period_from, period_to, xlsx=True)
+for _kind in exports.ExportKind:
+    for _xlsx in (False, True):
+        router.add_api_route(
+            f"/exports/{_kind.value}.{'xlsx' if _xlsx else 'csv'}",
+            _export_endpoint(_kind, _xlsx),
+            methods=["GET"],
+            response_class=StreamingResponse,
+            responses=XLSX_RESPONSES if _xlsx else CSV_RESPONSES,
+        )
