@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from alembic import command
@@ -17,10 +16,6 @@ def alembic_config(url: str) -> Config:
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.attributes["configure_logging"] = False
     return cfg
-
-
-# Alembic lists each of its autogenerate plugins at INFO on every start: noise in a server's log.
-logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def upgrade(url: str) -> None:
