@@ -410,6 +410,8 @@ def configure_logging(settings: Settings) -> None:
         handler.close()
     root.addHandler(log_handler(settings))
     root.setLevel(settings.log_level.upper())
+    # Alembic lists each of its autogenerate plugins at INFO when first imported: noise in a server's log.
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, root.level))
     # Fields no formatter here prints, not collected for every record (the logging HOWTO's
     # "Optimization" table): thread, process and multiprocessing names.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
