@@ -215,3 +215,43 @@ async def test_requirement_and_qualification_endpoints_are_scoped_and_validated(
     path = f"/admin/volunteers/{world.volunteers['v11a']}/qualifications/急救证"
     assert (await world.client.delete(path, headers=world.h("zhan11_admin"))).status_code == 204
     assert (await world.client.delete(path, headers=world.h("zhan11_admin"))).status_code == 404
+
+
+async def test_a_qualification_must_be_valid_on_the_orders_own_service_day_to_grab_accept_or_be_dispatched(
+    world: World, app: FastAPI
+) -> None:
+    """The check reads *this* order's service day. Other orders (here one placed today, without a
+    preferred start) must not lend theirs: a 急救证 valid today but expiring before the service day
+    does not qualify."""
+    await require(world, required_qualifications=["急救证"])
+    assert (await qualify(world, "v11a", expires_on=date.today() + timedelta(days=5))).status_code == 200
+    await approved(world)  # another order, served today
+    service_day = datetime.now(UTC) + timedelta(days=10)
+    window = {
+        "preferred_start": service_day.isoformat(),
+        "preferred_end": (service_day + timedelta(hours=1)).isoformat(),
+    }
+
+    pooled = await world.ok("zhan11_admin", (await approved(world, **window))["id"], "publish")
+    pool = (await world.client.get("/volunteer/tasks?kind=pool", headers=world.h("v11a"))).json()["items"]
+    assert pooled["id"] not in [o["id"] for o in pool]
+    before = await snapshot(app, pooled["id"])
+    refused = await world.act("v11a", pooled["id"], "grab")
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["details"]["missing_qualifications"] == ["急救证"]
+    assert await snapshot(app, pooled["id"]) == before
+
+    order = await approved(world, **window)
+    wrong = await world.act("zhan11_admin", order["id"], "dispatch", {"volunteer_id": world.volunteers["v11a"]})
+    assert wrong.status_code == 422 and wrong.json()["error"]["details"]["missing_qualifications"] == ["急救证"]
+
+    to_team = await world.ok(
+        "zhan11_admin", (await approved(world, **window))["id"], "dispatch", {"team_id": world.teams["team11"]}
+    )
+    before = await snapshot(app, to_team["id"])
+    assert (await world.act("v11a", to_team["id"], "accept")).status_code == 403
+    assert await snapshot(app, to_team["id"]) == before
+
+    # Valid through the service day: the same volunteer may.
+    assert (await qualify(world, "v11a", expires_on=date.today() + timedelta(days=11))).status_code == 200
+    assert (await world.act("v11a", pooled["id"], "grab")).status_code == 200

@@ -46,11 +46,20 @@ def holds(
     kind: ColumnElement[str] | str,
     on: ColumnElement[date] | date,
 ) -> ColumnElement[bool]:
-    """``volunteer_id`` holds a qualification of ``kind`` valid on day ``on``."""
-    return exists().where(
-        VolunteerQualification.volunteer_id == volunteer_id,
-        VolunteerQualification.kind == kind,
-        or_(VolunteerQualification.expires_on.is_(None), VolunteerQualification.expires_on >= on),
+    """``volunteer_id`` holds a qualification of ``kind`` valid on day ``on``.
+
+    Every table but the qualifications' is the enclosing query's, however deep this sits in it (the
+    order whose service day ``on`` is, the caller ``volunteer_id`` is read from): SQLAlchemy correlates
+    only to the immediately enclosing SELECT by itself, and would otherwise add them to this one's FROM,
+    asking whether the volunteer holds it on *some* order's day (and scanning every order)."""
+    return (
+        exists()
+        .where(
+            VolunteerQualification.volunteer_id == volunteer_id,
+            VolunteerQualification.kind == kind,
+            or_(VolunteerQualification.expires_on.is_(None), VolunteerQualification.expires_on >= on),
+        )
+        .correlate_except(VolunteerQualification)
     )
 
 
