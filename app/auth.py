@@ -16,7 +16,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Label, Subquery, bindparam, func, select
+from sqlalchemy import CTE, Label, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -145,11 +145,16 @@ def actor_from_row(row: Mapping[Any, Any] | None, token_version: int | None, pre
     )
 
 
-def caller_columns(prefix: str) -> tuple[Subquery, list[Label[Any]]]:
-    """``_ACTOR_QUERY`` as a subquery to join other tables to (its ``user_id`` parameter stays), and
-    its columns named ``prefix`` + key: one query reads the caller with what they act on
-    (``actor_from_row`` reads the row alike)."""
-    caller = _ACTOR_QUERY.subquery("caller")
+def caller_columns(prefix: str) -> tuple[CTE, list[Label[Any]]]:
+    """``_ACTOR_QUERY`` as a common table expression to join other tables to (its ``user_id``
+    parameter stays), and its columns named ``prefix`` + key: one query reads the caller with what they
+    act on (``actor_from_row`` reads the row alike).
+
+    ``MATERIALIZED``: the caller is read once. As a plain subquery PostgreSQL pulled its columns (the
+    team and category arrays, each a subquery) up into every place that uses them, the scope check
+    and the qualification check as well as the row: a transition's read planned in 2.7 ms instead of
+    1.0 ms and ran 115 µs instead of 100 µs (pg_stat_statements over a grab storm)."""
+    caller = _ACTOR_QUERY.cte("caller").prefix_with("MATERIALIZED")
     return caller, [column.label(prefix + column.key) for column in caller.c]
 
 
