@@ -68,6 +68,11 @@ class ActionSpec:
         """Every role that may perform the action from some state: outside it, the answer is 403."""
         return frozenset(role for rule in self.rules.values() for role in rule.actors)
 
+    @property
+    def leaves(self) -> frozenset[Status]:
+        """The states the action may be performed from."""
+        return frozenset(state for state in self.rules if state is not None)
+
 
 def _rule(
     to: Status | None,

@@ -39,8 +39,8 @@ async def test_the_transition_read_applies_the_same_scope_as_every_other_read(
     """The rule has two sources of "who": bound parameters (lists, detail reads) and the caller's own
     columns in the transition's read. Both must find the same orders for every person and order."""
     await _county_of_orders(world)
-    plain = statements.read_statement(False, frozenset(), False)
-    grab = statements.read_statement(False, frozenset({Read.PUBLISHED_REGION}), False)
+    plain = statements.read_statement(False, frozenset(), False, frozenset())
+    grab = statements.read_statement(False, frozenset({Read.PUBLISHED_REGION}), False, frozenset())
     async with sessionmaker() as session:
         order_ids = list((await session.execute(select(Order.id))).scalars())
         published = set(

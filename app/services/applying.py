@@ -109,7 +109,7 @@ async def _apply(
     dispatch_onward: bool = True,
 ) -> tuple[OrderRow, Actor, OrderOut | None] | None:
     db, outer = (connection, None) if isinstance(connection, RawConnection) else (await raw_of(connection), connection)
-    read = statements.read_statement(caller is None, spec.reads, idem is not None)
+    read = statements.read_statement(caller is None, spec.reads, idem is not None, spec.leaves)
     params: dict[str, Any] = {"order_id": order_id}
     if caller is not None:
         params["user_id"] = caller.user_id

@@ -28,9 +28,12 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     exists,
+    false,
     func,
     insert,
+    null,
     select,
     true,
     update,
@@ -82,7 +85,6 @@ WritePart = Callable[[ColumnElement[bool]], Insert]
 CALLER = "caller_"  # the prefix of the caller's columns in the read
 _ORDERS = table_of(Order)
 _ORDER_KEYS = tuple(column.key for column in _ORDERS.c)
-_POLICY = in_force_at(Order.unit_path).lateral("policy")
 _IDEMPOTENCY = table_of(IdempotencyRecord)
 
 TEAM_PATH = (
@@ -157,29 +159,41 @@ def _stored_answer() -> tuple[Label[Any], ...]:
 
 
 @cache
-def read_statement(by_system: bool, reads: frozenset[Read], idempotent: bool) -> Prepared:
+def read_statement(by_system: bool, reads: frozenset[Read], idempotent: bool, leaves: frozenset[Status]) -> Prepared:
     """The read of a transition (see the module docstring); parameters ``order_id``, the caller's
     ``user_id``, and those of ``reads`` and of the idempotency key. One row for a caller whose
     account exists (the order's columns ``NULL`` if they may not see it); for the system, one row if
-    the order exists."""
-    extra = [column for read in sorted(reads) for column in _EXTRA[read]]
+    the order exists.
+
+    What only a transition that can happen needs (the policy, the spec's ``reads``) is read only when
+    the order is in a state the action ``leaves``: a refusal reads the caller, the order and any stored
+    answer alone (a grab storm refuses 900 of 1,000 grabs: 100 µs of PostgreSQL each, against 60)."""
+    applies = _ORDERS.c.status == any_(array(sorted(state.value for state in leaves))) if leaves else false()
+    extra = [_when(applies, column) for read in sorted(reads) for column in _EXTRA[read]]
     if idempotent:
-        extra.extend(_stored_answer())
+        extra.extend(_stored_answer())  # a replay is answered whatever the order's state now
     order_id = Order.id == bindparam("order_id", type_=BigInteger)
+    policy = in_force_at(Order.unit_path).where(applies).lateral("policy")
     if by_system:
-        statement = select(*_ORDERS.c, *_POLICY.c, *extra).select_from(_ORDERS.outerjoin(_POLICY, true()))
+        statement = select(*_ORDERS.c, *policy.c, *extra).select_from(_ORDERS.outerjoin(policy, true()))
         return Prepared(statement.where(order_id))
     caller, columns = caller_columns(CALLER)
     if Read.IN_HAND in reads:
-        extra.extend(_in_hand(caller))
+        extra.extend(_when(applies, column) for column in _in_hand(caller))
     if Read.QUALIFIED in reads:
-        extra.append(_missing_qualifications(caller.c.volunteer_id, "caller_missing_qualifications"))
+        missing = _missing_qualifications(caller.c.volunteer_id, "caller_missing_qualifications")
+        extra.append(_when(applies, missing))
     visible = visible_to_caller(caller, published_region=Read.PUBLISHED_REGION in reads)
     return Prepared(
-        select(*columns, *_ORDERS.c, *_POLICY.c, *extra).select_from(
-            caller.outerjoin(_ORDERS, and_(order_id, visible)).outerjoin(_POLICY, true())
+        select(*columns, *_ORDERS.c, *policy.c, *extra).select_from(
+            caller.outerjoin(_ORDERS, and_(order_id, visible)).outerjoin(policy, true())
         )
     )
+
+
+def _when(applies: ColumnElement[bool], column: Label[Any]) -> Label[Any]:
+    """``column`` (a subquery, a ``nextval``), evaluated only if ``applies``; else ``NULL``."""
+    return case((applies, column.element), else_=null()).label(column.name)
 
 
 def order_from_row(row: Mapping[str, Any]) -> OrderRow:
