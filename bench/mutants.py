@@ -201,6 +201,27 @@ MUTANTS = (
         ("tests/test_limits_concurrency.py",),
     ),
     Mutant(
+        "a qualification valid on some other order's day counts",
+        "app/services/qualifications.py",
+        "        .correlate_except(VolunteerQualification)\n",
+        "",
+        ("tests/test_qualifications.py",),
+    ),
+    Mutant(
+        "the transition's read never gives the policy and the spec's reads (its state gate shut)",
+        "app/services/statements.py",
+        "    applies = _ORDERS.c.status == any_(array(sorted(state.value for state in leaves))) if leaves else false()",
+        "    applies = false()",
+        ("tests/test_state_machine.py", "tests/test_presence.py", "tests/test_qualifications.py"),
+    ),
+    Mutant(
+        "a refused action leaves a reference cycle for the garbage collector",
+        "app/routers/orders.py",
+        "        del applying",
+        "        pass",
+        ("tests/test_lane.py",),
+    ),
+    Mutant(
         "the reliability counter is not written",
         "app/services/statements.py",
         "    if counter is not None:\n        reliability = (",
