@@ -341,6 +341,18 @@ async def test_activities_appear_in_stats_and_the_export(world: World) -> None:
     outside = await world.client.get("/admin/exports/activities.csv", params=_today(), headers=world.h("suo2_admin"))
     assert len(list(csv.reader(io.StringIO(outside.content.decode("utf-8-sig"))))) == 1  # the header only
 
+    # The volunteers' hours: the activity's beside the orders', in the credit total and the unverified.
+    hours = await world.client.get("/admin/exports/volunteer-hours.csv", params=_today(), headers=world.h("suo1_admin"))
+    table = list(csv.DictReader(io.StringIO(hours.content.decode("utf-8-sig"))))
+    mine = next(r for r in table if r["志愿者编号"] == str(world.volunteers["v11a"]))
+    assert (mine["服务订单数"], mine["服务时长(小时)"], mine["活动时长(小时)"]) == ("0", "0.0", "0.5")
+    assert (mine["信用时长合计(小时)"], mine["荣誉时长(小时)"], mine["其中未核验(小时)"]) == ("0.5", "0.0", "0.5")
+    assert str(world.volunteers["v11b"]) not in [r["志愿者编号"] for r in table]  # waitlisted: no hours
+    elsewhere = await world.client.get(
+        "/admin/exports/volunteer-hours.csv", params=_today(), headers=world.h("suo2_admin")
+    )
+    assert str(world.volunteers["v11a"]) not in elsewhere.content.decode("utf-8-sig")
+
 
 async def test_a_slot_code_serves_each_participant_once_even_at_once(world: World, app: FastAPI) -> None:
     activity = await publish(world)

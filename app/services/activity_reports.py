@@ -21,7 +21,9 @@ Rows = Any
 SIGNUP_LABELS: Final = {"confirmed": "已录取", "waitlisted": "候补", "cancelled": "已取消"}
 
 
-def _slots_in(unit_path: str, start: Any, end: Any) -> ColumnElement[bool]:
+def slots_in(unit_path: str, start: Any, end: Any) -> ColumnElement[bool]:
+    """The slots of the subtree's activities starting in [start, end) (``Activity`` and ``ActivitySlot``
+    joined)."""
     return and_(
         subtree(Activity.unit_path, unit_path),
         ActivitySlot.starts_at >= start,
@@ -34,7 +36,7 @@ async def activity_figures(session: AsyncSession, unit_path: str, start: Any, en
     slots = (
         select(ActivitySlot.id, ActivitySlot.activity_id, ActivitySlot.capacity, ActivitySlot.confirmed)
         .join(Activity, Activity.id == ActivitySlot.activity_id)
-        .where(_slots_in(unit_path, start, end), Activity.status == "published")
+        .where(slots_in(unit_path, start, end), Activity.status == "published")
         .cte("slots")
     )
     places = (
@@ -124,7 +126,7 @@ def activity_rows(unit_path: str, start: Any, end: Any, local_time: Any) -> Rows
         .join(unit, unit.id == Activity.unit_id)
         .join(ActivitySignup, ActivitySignup.slot_id == ActivitySlot.id)
         .join(Volunteer, Volunteer.id == ActivitySignup.volunteer_id)
-        .where(_slots_in(unit_path, start, end))
+        .where(slots_in(unit_path, start, end))
         .order_by(ActivitySlot.starts_at, ActivitySlot.id, ActivitySignup.id)
     )
 

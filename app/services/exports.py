@@ -34,7 +34,19 @@ from sqlalchemy.orm import aliased
 from app.auth import Actor
 from app.db import transaction
 from app.domain import STATUS_LABELS, Channel, Status
-from app.models import HoursEntry, MenuCategory, Order, OrgUnit, Rating, ServiceParticipant, ServiceRecord, Volunteer
+from app.models import (
+    Activity,
+    ActivitySignup,
+    ActivitySlot,
+    HoursEntry,
+    MenuCategory,
+    Order,
+    OrgUnit,
+    Rating,
+    ServiceParticipant,
+    ServiceRecord,
+    Volunteer,
+)
 from app.schemas.common import mask_phone
 from app.services import activity_reports
 from app.services.directory_units import jurisdiction, unit_in_scope
@@ -309,6 +321,7 @@ HOURS_HEADER: Final = (
     "服务订单数",
     "服务时长(小时)",
     "时长更正(小时)",
+    "活动时长(小时)",
     "信用时长合计(小时)",
     "荣誉时长(小时)",
     "其中未核验(小时)",
@@ -316,8 +329,9 @@ HOURS_HEADER: Final = (
 
 
 def _volunteer_hours(plan: ExportPlan) -> Rows:
-    """One row per volunteer with hours: 信用时长 on the subtree's orders placed in the period, and
-    荣誉时长 entered in the period for volunteers homed in the subtree — never added together."""
+    """One row per volunteer with hours: 信用时长 on the subtree's orders placed in the period and at the
+    subtree's activities with a slot starting in it, and 荣誉时长 entered in the period for volunteers
+    homed in the subtree — never added together."""
     credit = (
         select(
             HoursEntry.volunteer_id,
@@ -330,6 +344,21 @@ def _volunteer_hours(plan: ExportPlan) -> Rows:
         .where(_order_scope(plan), HoursEntry.kind.in_(CREDIT_KINDS))
         .group_by(HoursEntry.volunteer_id)
         .cte("credit")
+    )
+    activity = (
+        select(
+            HoursEntry.volunteer_id,
+            func.sum(HoursEntry.hours).label("activity"),
+            func.coalesce(func.sum(HoursEntry.hours).filter(HoursEntry.verified.is_(False)), 0).label(
+                "activity_unverified"
+            ),
+        )
+        .join(ActivitySignup, ActivitySignup.id == HoursEntry.activity_signup_id)
+        .join(ActivitySlot, ActivitySlot.id == ActivitySignup.slot_id)
+        .join(Activity, Activity.id == ActivitySlot.activity_id)
+        .where(activity_reports.slots_in(plan.unit_path, plan.period.start, plan.period.end))
+        .group_by(HoursEntry.volunteer_id)
+        .cte("activity")
     )
     home = aliased(OrgUnit)
     honor_volunteer = aliased(Volunteer)
@@ -346,10 +375,21 @@ def _volunteer_hours(plan: ExportPlan) -> Rows:
         .group_by(HoursEntry.volunteer_id)
         .cte("honor")
     )
+    served = func.coalesce(credit.c.volunteer_id, activity.c.volunteer_id)
     both = (
-        select(func.coalesce(credit.c.volunteer_id, honor.c.volunteer_id).label("volunteer_id"), credit, honor.c.honor)
+        select(
+            func.coalesce(served, honor.c.volunteer_id).label("volunteer_id"),
+            credit.c.orders,
+            credit.c.service,
+            credit.c.adjustment,
+            credit.c.unverified,
+            activity.c.activity,
+            activity.c.activity_unverified,
+            honor.c.honor,
+        )
         .select_from(credit)
-        .join(honor, honor.c.volunteer_id == credit.c.volunteer_id, full=True)
+        .join(activity, activity.c.volunteer_id == credit.c.volunteer_id, full=True)
+        .join(honor, honor.c.volunteer_id == served, full=True)
         .subquery("both")
     )
     unit = aliased(OrgUnit)
@@ -362,8 +402,9 @@ def _volunteer_hours(plan: ExportPlan) -> Rows:
             func.coalesce(both.c.orders, 0),
             func.coalesce(both.c.service, 0),
             func.coalesce(both.c.adjustment, 0),
+            func.coalesce(both.c.activity, 0),
             func.coalesce(both.c.honor, 0),
-            func.coalesce(both.c.unverified, 0),
+            func.coalesce(both.c.unverified, 0) + func.coalesce(both.c.activity_unverified, 0),
         )
         .select_from(both)
         .join(Volunteer, Volunteer.id == both.c.volunteer_id)
@@ -373,7 +414,7 @@ def _volunteer_hours(plan: ExportPlan) -> Rows:
 
 
 def _hours_cells(row: Any) -> list[str | int]:
-    vid, name, phone, unit, orders, service, adjustment, honor, unverified = row
+    vid, name, phone, unit, orders, service, adjustment, activity, honor, unverified = row
     return [
         vid,
         safe_text(name),
@@ -382,7 +423,8 @@ def _hours_cells(row: Any) -> list[str | int]:
         orders,
         hours_cell(service),
         hours_cell(adjustment),
-        hours_cell(Decimal(service) + Decimal(adjustment)),
+        hours_cell(activity),
+        hours_cell(Decimal(service) + Decimal(adjustment) + Decimal(activity)),
         hours_cell(honor),
         hours_cell(unverified),
     ]
