@@ -255,3 +255,35 @@ async def test_a_qualification_must_be_valid_on_the_orders_own_service_day_to_gr
     # Valid through the service day: the same volunteer may.
     assert (await qualify(world, "v11a", expires_on=date.today() + timedelta(days=11))).status_code == 200
     assert (await world.act("v11a", pooled["id"], "grab")).status_code == 200
+
+
+async def test_grab_and_accept_are_offered_only_to_the_qualified(world: World, app: FastAPI) -> None:
+    """``allowed_actions`` does not offer what the action would refuse: a volunteer who can see a pooled
+    order, or a team order, but lacks the item's qualification is not offered grab or accept."""
+    await require(world, required_qualifications=["急救证"])
+    assert (await qualify(world, "v11a", expires_on=date.today() + timedelta(days=30))).status_code == 200
+    pooled = await world.ok("zhan11_admin", (await approved(world))["id"], "publish")
+    to_team = await world.ok(
+        "zhan11_admin", (await approved(world))["id"], "dispatch", {"team_id": world.teams["team11"]}
+    )
+
+    async def offered(name: str, order_id: int) -> list[str]:
+        response = await world.client.get(f"/orders/{order_id}", headers=world.h(name))
+        assert response.status_code == 200, response.text
+        actions: list[str] = response.json()["allowed_actions"]
+        return actions
+
+    assert "grab" in await offered("v11a", pooled["id"])
+    assert "grab" not in await offered("v11b", pooled["id"])  # sees it (its region), may not grab it
+    assert "accept" in await offered("v11a", to_team["id"])
+    assert {"accept", "grab"}.isdisjoint(await offered("v11b", to_team["id"]))
+    assert "decline" in await offered("v11b", to_team["id"])  # what does not need the qualification stays
+
+    async def assigned(name: str) -> dict[int, list[str]]:
+        page = await world.client.get("/volunteer/tasks?kind=assigned", headers=world.h(name))
+        return {o["id"]: o["allowed_actions"] for o in page.json()["items"]}
+
+    assert "accept" in (await assigned("v11a"))[to_team["id"]]
+    assert "accept" not in (await assigned("v11b"))[to_team["id"]]
+    # Staff are offered what they were: the rule is the volunteer's.
+    assert "withdraw" in await offered("zhan11_admin", to_team["id"])

@@ -49,6 +49,11 @@ _RULES_FROM: dict[Status, list[tuple[Action, Rule]]] = {
 }
 
 
+# The actions that also need the volunteer to hold the qualifications the order's menu item requires
+# (``Read.QUALIFIED`` in ``app.workflow``; what is offered: ``app.services.qualifications.lacking``).
+QUALIFIED_ACTIONS: frozenset[Action] = frozenset({Action.GRAB, Action.ACCEPT})
+
+
 def allowed_actions(actor: Actor, order: OrderView) -> list[Action]:
     """The actions ``actor`` may take on ``order`` right now, straight from the table."""
     return [

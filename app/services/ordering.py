@@ -20,7 +20,7 @@ from app.models import MenuItem, Order, OrderEvent, OrderView, OrgUnit, Rating, 
 from app.models.org import ancestor_paths
 from app.schemas.common import Page
 from app.schemas.orders import EventOut, OrderCreate, OrderOut, OrderRating, ReasonBody
-from app.services import idempotency, outbox
+from app.services import idempotency, offers, outbox
 from app.services.applying import apply_as_system
 from app.services.pagination import newest_first, page_of, page_params
 from app.services.policies import effective_policy, step_deadline
@@ -227,7 +227,12 @@ async def get_order(session: AsyncSession, actor: Actor, order_id: int) -> Order
                 )
             )
         ).one_or_none()
-        return present_order(order, actor, rating=None if rating is None else OrderRating.model_validate(rating))
+        return present_order(
+            order,
+            actor,
+            rating=None if rating is None else OrderRating.model_validate(rating),
+            unqualified=order.id in await offers.lacking(session, actor, [order]),
+        )
 
 
 async def order_events(session: AsyncSession, actor: Actor, order_id: int) -> list[EventOut]:
@@ -267,4 +272,7 @@ async def my_orders(
         query = _MINE[status is not None, bool(cursor)]
         rows = list((await session.execute(query, params)).scalars())
         items, next_cursor = page_of(rows, limit)
-        return Page[OrderOut](items=[present_order(o, actor) for o in items], next_cursor=next_cursor)
+        unqualified = await offers.lacking(session, actor, items)
+        return Page[OrderOut](
+            items=[present_order(o, actor, unqualified=o.id in unqualified) for o in items], next_cursor=next_cursor
+        )

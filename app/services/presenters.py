@@ -7,17 +7,27 @@ from app.domain import STATUS_LABELS, Status, action_paths
 from app.models import OrderView
 from app.schemas.common import mask_phone
 from app.schemas.orders import OrderOut, OrderRating
-from app.services.guards import allowed_actions, may_see_phone
+from app.services.guards import QUALIFIED_ACTIONS, allowed_actions, may_see_phone
 from app.services.privacy import logs_phone_read
 
 
 def present_order(
-    order: OrderView, actor: Actor, *, answering_action: bool = False, rating: OrderRating | None = None
+    order: OrderView,
+    actor: Actor,
+    *,
+    answering_action: bool = False,
+    rating: OrderRating | None = None,
+    unqualified: bool = False,
 ) -> OrderOut:
     """``order`` as ``actor`` may see it. ``answering_action``: the answer to something the caller did
     to the order, where staff see the contact phone masked: an action needs no phone, and every
     unmasked read of it by staff is logged (``privacy.logs_phone_read``), reading the order
-    (``GET /orders/{id}``, ``GET /admin/orders``) shows it."""
+    (``GET /orders/{id}``, ``GET /admin/orders``) shows it. ``unqualified``: the volunteer lacks a
+    qualification the order's menu item requires (``offers.lacking``): grab and accept, which
+    would refuse them, are not offered."""
+    offered = allowed_actions(actor, order)
+    if unqualified:
+        offered = [action for action in offered if action not in QUALIFIED_ACTIONS]
     status = Status(order.status)
     shown = may_see_phone(actor, order) and not (answering_action and logs_phone_read(actor, order))
     return OrderOut(
@@ -52,7 +62,7 @@ def present_order(
         completed_at=order.completed_at,
         created_at=order.created_at,
         updated_at=order.updated_at,
-        allowed_actions=action_paths(allowed_actions(actor, order)),
+        allowed_actions=action_paths(offered),
         needs_followup=order.needs_followup,
         rating=rating,
     )

@@ -18,7 +18,7 @@ from app.models import Order, TeamMember, Volunteer
 from app.schemas.common import Page
 from app.schemas.orders import OrderOut
 from app.schemas.volunteers import StarLevel, VolunteerMe
-from app.services import ledger
+from app.services import ledger, offers
 from app.services.pagination import newest_first, page_of, page_params
 from app.services.presenters import present_order
 from app.services.qualifications import lacks_a_qualification
@@ -102,7 +102,10 @@ async def tasks(
         params = scope_params(actor) | page_params(cursor, limit)
         rows = list((await session.execute(_ASSIGNED[bool(cursor)], params)).scalars())
         items, next_cursor = page_of(rows, limit)
-        return Page[OrderOut](items=[present_order(o, actor) for o in items], next_cursor=next_cursor)
+        unqualified = await offers.lacking(session, actor, items)
+        return Page[OrderOut](
+            items=[present_order(o, actor, unqualified=o.id in unqualified) for o in items], next_cursor=next_cursor
+        )
 
 
 async def _pool(session: AsyncSession, actor: Actor, limit: int) -> Page[OrderOut]:
