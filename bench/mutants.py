@@ -215,6 +215,13 @@ MUTANTS = (
         ("tests/test_state_machine.py", "tests/test_presence.py", "tests/test_qualifications.py"),
     ),
     Mutant(
+        "grab and accept are offered to a volunteer lacking the qualification",
+        "app/services/offers.py",
+        "    if actor.volunteer_id is None:\n        return frozenset()",
+        "    if True:\n        return frozenset()",
+        ("tests/test_qualifications.py",),
+    ),
+    Mutant(
         "a refused action leaves a reference cycle for the garbage collector",
         "app/routers/orders.py",
         "        del applying",
