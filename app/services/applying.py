@@ -5,7 +5,8 @@ dispatch that follows some actions all come here, and all get the same concurren
 
 1. **Read** in one statement who is asking, the order (found only if they may see it: the scope
    check is in that SQL), the policy in force at its unit and whatever the action's spec asks for
-   (``app.services.statements``). No lock is taken.
+   (``app.services.statements``; those two only if the order is in a state the action leaves). No
+   lock is taken.
 2. **Decide**: the rule for (state, action) from ``app.workflow.ACTIONS``, the caller's role and guard,
    ``If-Match``, then the action's effect (``app.services.effects``), which may refuse or read more.
 3. **Write** in one statement the order's new state, its event, its outbox rows, the reliability

@@ -50,7 +50,7 @@ _RULES_FROM: dict[Status, list[tuple[Action, Rule]]] = {
 
 
 # The actions that also need the volunteer to hold the qualifications the order's menu item requires
-# (``Read.QUALIFIED`` in ``app.workflow``; what is offered: ``app.services.qualifications.lacking``).
+# (``Read.QUALIFIED`` in ``app.workflow``; what is offered: ``app.services.offers.lacking``).
 QUALIFIED_ACTIONS: frozenset[Action] = frozenset({Action.GRAB, Action.ACCEPT})
 
 
