@@ -12,10 +12,11 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 
 from app.auth import issue_token
 from app.config import Settings
@@ -372,3 +373,86 @@ async def test_a_slot_code_serves_each_participant_once_even_at_once(world: Worl
     ).json()
     refused = await step(world, "v11a", mine["id"], "check-out", {"code": foreign["code"]})
     assert refused.status_code == 422 and refused.json()["error"]["details"]["reason"] == "code_invalid"
+
+
+# --- cancelling an activity ---------------------------------------------------------------------------------
+
+
+async def _cancel(world: World, admin: str, activity_id: int, body: Any) -> httpx.Response:
+    return await world.client.post(f"/admin/activities/{activity_id}/cancel", json=body, headers=world.h(admin))
+
+
+async def test_staff_cancel_an_activity_with_a_reason_and_the_checked_in_keep_their_hours(world: World) -> None:
+    activity = await publish(world, capacity=2)
+    slot = activity["slots"][0]["id"]
+    present = await signed(world, "v11a", slot)
+    assert (await step(world, "v11a", present["id"], "check-in", near(10))).status_code == 200
+    confirmed, waiting = await signed(world, "v11b", slot), await signed(world, "v12", slot)
+    assert (confirmed["status"], waiting["status"]) == ("confirmed", "waitlisted")
+
+    assert (await _cancel(world, "suo2_admin", activity["id"], {"reason": "暴雨预警"})).status_code == 404
+    assert (await _cancel(world, "suo1_admin", activity["id"], {})).status_code == 422
+    assert (await _cancel(world, "v11a", activity["id"], {"reason": "暴雨预警"})).status_code == 403
+    unchanged = await world.client.get(f"/admin/activities/{activity['id']}", headers=world.h("suo1_admin"))
+    assert unchanged.json()["status"] == "published" and unchanged.json()["cancelled_at"] is None
+
+    done = await _cancel(world, "suo1_admin", activity["id"], {"reason": "暴雨预警"})
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert (body["status"], body["cancel_reason"]) == ("cancelled", "暴雨预警") and body["cancelled_at"]
+    assert body["slots"][0]["confirmed"] == 1 and body["slots"][0]["waitlisted"] == 0  # the one checked in
+    again = await _cancel(world, "suo1_admin", activity["id"], {"reason": "再次"})
+    assert again.status_code == 409 and again.json()["error"]["details"]["status"] == "cancelled"
+
+    mine = {s["id"]: s["status"] for s in (await world.client.get("/activities/mine", headers=world.h("v11b"))).json()}
+    assert mine[confirmed["id"]] == "cancelled"
+    assert (await step(world, "v11b", confirmed["id"], "check-in", near(10))).status_code == 409
+    refused = await sign_up(world, "v12", slot)
+    assert refused.status_code == 409 and refused.json()["error"]["details"]["status"] == "cancelled"
+    listed = (await world.client.get("/activities", headers=world.h("v12"))).json()["items"]
+    assert activity["id"] not in [a["id"] for a in listed]
+    # Whoever was there already checks out as before: the hours served are theirs.
+    out = await step(world, "v11a", present["id"], "check-out", near(10))
+    assert out.status_code == 200 and out.json()["hours"] == 0.5
+
+
+async def test_a_sign_up_waiting_on_the_slot_while_the_activity_is_cancelled_is_refused(
+    world: World, app: FastAPI, database_url: str
+) -> None:
+    """The sign-up's first read saw the activity published, then waited for the slot a cancellation
+    held: once the cancellation commits, the sign-up must see it (no sign-up on a cancelled activity)."""
+    activity = await publish(world, capacity=2)
+    slot = activity["slots"][0]["id"]
+    holder = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False))
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT 1 FROM activity_slots WHERE id = $1 FOR UPDATE", slot)
+        cancelling = asyncio.create_task(_cancel(world, "suo1_admin", activity["id"], {"reason": "场地取消"}))
+        await _waiters(holder, 1)  # the cancellation holds the activity and waits for the slot
+        signing = asyncio.create_task(sign_up(world, "v11a", slot))
+        await _waiters(holder, 2)  # the sign-up read the activity published, and waits for the slot
+        await transaction.rollback()
+    finally:
+        await holder.close()
+    assert (await cancelling).status_code == 200
+    refused = await signing
+    assert refused.status_code == 409, refused.text
+    async with app.state.sessionmaker() as session:
+        live = select(func.count()).where(ActivitySignup.slot_id == slot, ActivitySignup.status != "cancelled")
+        assert await session.scalar(live) == 0
+        assert await session.scalar(select(ActivitySlot.confirmed).where(ActivitySlot.id == slot)) == 0
+
+
+async def _waiters(connection: asyncpg.Connection, n: int) -> None:
+    """Until ``n`` of the service's connections wait for a lock."""
+    for _ in range(200):
+        await connection.execute("SELECT pg_stat_clear_snapshot()")  # fresh figures inside its transaction
+        waiting = await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = 'sidan' AND wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        if waiting >= n:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"fewer than {n} requests waited for the slot")

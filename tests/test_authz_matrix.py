@@ -376,6 +376,9 @@ RULES: Final[dict[str, Rule]] = {
     ),
     # --- 活动招募: staff of the subtree; volunteers of the activity's unit's subtree ---
     "GET /admin/activities/{activity_id}": Rule(admin=Scope(activity("zhan11"), (activity("zhan21"),))),
+    "POST /admin/activities/{activity_id}/cancel": Rule(
+        body=_reason, admin=Scope(activity("zhan11"), (activity("zhan21"),))
+    ),
     "GET /admin/activity-slots/{slot_id}/signups": Rule(
         admin=Scope(activity_slot("zhan11"), (activity_slot("zhan21"),))
     ),

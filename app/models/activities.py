@@ -33,6 +33,10 @@ class Activity(IdMixin, CreatedAtMixin, Base):
     required_skills: Mapped[list[str]] = mapped_column(ARRAY(String(32)), server_default="{}")
     status: Mapped[str] = mapped_column(String(16), server_default="published")
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # 取消: who cancelled it, when and why (``app.services.activities.cancel_activity``).
+    cancelled_at: Mapped[datetime | None]
+    cancelled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class ActivitySlot(IdMixin, Base):

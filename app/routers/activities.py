@@ -42,6 +42,16 @@ async def admin_activity(activity_id: ObjectId, session: Session, actor: Current
     return await activities.admin_activity(session, actor, activity_id)
 
 
+@router.post(
+    "/admin/activities/{activity_id}/cancel", response_model=ActivityOut, responses=errors(401, 403, 404, 409, 422)
+)
+async def cancel_activity(
+    activity_id: ObjectId, body: ReasonBody, session: Session, actor: CurrentAdmin
+) -> ActivityOut:
+    """取消活动, with a reason: sign-ups not yet checked in are cancelled; the checked-in may check out."""
+    return await activities.cancel_activity(session, actor, activity_id, body.reason)
+
+
 @router.get(
     "/admin/activity-slots/{slot_id}/signups", response_model=list[SignupOut], responses=errors(401, 403, 404, 422)
 )

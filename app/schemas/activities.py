@@ -93,6 +93,8 @@ class ActivityOut(Schema):
     required_skills: list[str]
     status: str
     created_at: datetime
+    cancelled_at: datetime | None = Field(description="取消: when staff cancelled it (status cancelled)")
+    cancel_reason: str | None
     slots: list[SlotOut]
 
 

@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, String, any_, func, literal, select
+from sqlalchemy import Select, String, any_, func, literal, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
 from app.db import transaction
-from app.errors import InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.models import Activity, ActivitySignup, ActivitySlot, OrgUnit, Volunteer
 from app.models.base import table_of
 from app.models.org import ancestor_paths
@@ -119,6 +119,8 @@ async def present_activity(session: AsyncSession, activity: Activity) -> Activit
         required_skills=list(activity.required_skills),
         status=activity.status,
         created_at=activity.created_at,
+        cancelled_at=activity.cancelled_at,
+        cancel_reason=activity.cancel_reason,
         slots=slots,
     )
 
@@ -134,6 +136,57 @@ async def admin_activity(session: AsyncSession, actor: Actor, activity_id: int) 
         ).scalar_one_or_none()
         if activity is None:
             raise NotFound("活动不存在")
+        return await present_activity(session, activity)
+
+
+async def cancel_activity(session: AsyncSession, actor: Actor, activity_id: int, reason: str) -> ActivityOut:
+    """取消活动 of the caller's subtree (else 404), with a reason; 409 if it already is. Sign-ups not yet
+    checked in are cancelled with it (their places freed: nobody is promoted); whoever is already
+    checked in may still check out, and keeps the hours served. The activity's row, then its slots, are
+    locked as a sign-up locks its slot: no sign-up lands on a cancelled activity."""
+    async with transaction(session):
+        activity = (
+            await session.execute(
+                select(Activity).where(Activity.id == activity_id, _admin_scope(actor)).with_for_update()
+            )
+        ).scalar_one_or_none()
+        if activity is None:
+            raise NotFound("活动不存在")
+        if activity.status != "published":
+            raise Conflict("活动已取消", status=activity.status)
+        now = datetime.now(UTC)
+        slots = list(
+            (
+                await session.execute(
+                    select(ActivitySlot)
+                    .where(ActivitySlot.activity_id == activity.id)
+                    .order_by(ActivitySlot.id)
+                    .with_for_update()
+                )
+            ).scalars()
+        )
+        await session.execute(
+            update(ActivitySignup)
+            .where(
+                ActivitySignup.slot_id.in_([slot.id for slot in slots]),
+                ActivitySignup.status != SignupStatus.CANCELLED.value,
+                ActivitySignup.checked_in_at.is_(None),
+            )
+            .values(status=SignupStatus.CANCELLED.value, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        for slot in slots:  # the places still taken: those checked in
+            slot.confirmed = (
+                await session.scalar(
+                    select(func.count()).where(
+                        ActivitySignup.slot_id == slot.id, ActivitySignup.status == SignupStatus.CONFIRMED.value
+                    )
+                )
+                or 0
+            )
+        activity.status, activity.cancelled_at = "cancelled", now
+        activity.cancelled_by_id, activity.cancel_reason = actor.user_id, reason
+        await session.flush()
         return await present_activity(session, activity)
 
 

@@ -50,8 +50,11 @@ async def sign_up(session: AsyncSession, actor: Actor, slot_id: int) -> SignupOu
         if found is None:
             raise NotFound("活动时段不存在")
         slot, activity = found
-        if activity.status != "published":
-            raise Conflict("活动已取消", status=activity.status)
+        # Read again now the slot is ours: the row above is of the snapshot taken before waiting for the
+        # lock, and a cancellation (which locks every slot of the activity) may have committed meanwhile.
+        status = await session.scalar(select(Activity.status).where(Activity.id == activity.id))
+        if status != "published":
+            raise Conflict("活动已取消", status=status)
         now = datetime.now(UTC)
         if now >= slot.starts_at:
             raise Conflict("该时段已开始, 报名已截止", starts_at=slot.starts_at.isoformat())
