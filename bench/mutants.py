@@ -222,6 +222,13 @@ MUTANTS = (
         ("tests/test_qualifications.py",),
     ),
     Mutant(
+        "a sign-up trusts the activity's status read before waiting for the slot",
+        "app/services/activity_signups.py",
+        "        status = await session.scalar(select(Activity.status).where(Activity.id == activity.id))",
+        "        status = activity.status",
+        ("tests/test_activities.py",),
+    ),
+    Mutant(
         "a refused action leaves a reference cycle for the garbage collector",
         "app/routers/orders.py",
         "        del applying",
