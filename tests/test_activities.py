@@ -456,3 +456,25 @@ async def _waiters(connection: asyncpg.Connection, n: int) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"fewer than {n} requests waited for the slot")
+
+
+async def test_twenty_cancellations_at_once_across_instances_cancel_once(
+    world: World, two_instances: tuple[httpx.AsyncClient, ...]
+) -> None:
+    """The activity's row is locked: of 20 simultaneous cancellations through two instances exactly one
+    is done (and its reason kept); the others find it cancelled (409)."""
+    activity = await publish(world, capacity=2)
+    answers = await asyncio.gather(
+        *(
+            two_instances[i % 2].post(
+                f"/admin/activities/{activity['id']}/cancel", json={"reason": f"原因{i}"}, headers=world.h("suo1_admin")
+            )
+            for i in range(20)
+        )
+    )
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200] + [409] * 19, codes
+    winner = next(a.json() for a in answers if a.status_code == 200)
+    kept = await world.client.get(f"/admin/activities/{activity['id']}", headers=world.h("suo1_admin"))
+    assert kept.json()["cancel_reason"] == winner["cancel_reason"]
+    assert kept.json()["cancelled_at"] == winner["cancelled_at"]
