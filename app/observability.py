@@ -275,15 +275,22 @@ class ObservabilityMiddleware:
                 (method, route, status), REQUESTS.labels(method, route, str(status))
             )
             requests.inc()
-            access_log.log(
-                logging.WARNING if status >= 500 else logging.INFO,
-                "%s %s %s %.1fms",
-                scope["method"],
-                scope["path"],  # never the query string: it may carry search terms such as phones
-                status,
-                elapsed * 1000,
-                extra={"route": route, "status": status, "duration_ms": round(elapsed * 1000, 2)},
-            )
+            level = logging.WARNING if status >= 500 else logging.INFO
+            if access_log.isEnabledFor(level):
+                # ``Logger.log`` without looking up the caller's file and line, which no line prints.
+                access_log.handle(
+                    access_log.makeRecord(
+                        access_log.name,
+                        level,
+                        __file__,
+                        0,
+                        "%s %s %s %.1fms",
+                        # never the query string: it may carry search terms such as phones
+                        (method, scope["path"], status, elapsed * 1000),
+                        None,
+                        extra={"route": route, "status": status, "duration_ms": round(elapsed * 1000, 2)},
+                    )
+                )
             _request_scope.reset(token)
 
     def _template(self, scope: Scope) -> str:

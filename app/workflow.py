@@ -62,16 +62,13 @@ class ActionSpec:
     timer: frozenset[Status] = frozenset()  # the sweeper fires it once an order waits here past its deadline
     dispatches_onward: bool = False  # back at 待派单 under an automatic dispatch mode, the next dispatch follows
     reads: frozenset[Read] = field(default_factory=frozenset)
+    # Derived from ``rules`` once (every action request asks for both):
+    roles: frozenset[Role] = field(init=False)  # who may perform it from some state (else 403)
+    leaves: frozenset[Status] = field(init=False)  # the states it may be performed from
 
-    @property
-    def roles(self) -> frozenset[Role]:
-        """Every role that may perform the action from some state: outside it, the answer is 403."""
-        return frozenset(role for rule in self.rules.values() for role in rule.actors)
-
-    @property
-    def leaves(self) -> frozenset[Status]:
-        """The states the action may be performed from."""
-        return frozenset(state for state in self.rules if state is not None)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "roles", frozenset(role for rule in self.rules.values() for role in rule.actors))
+        object.__setattr__(self, "leaves", frozenset(state for state in self.rules if state is not None))
 
 
 def _rule(

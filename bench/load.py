@@ -269,7 +269,7 @@ async def grab_storm(base: str, seed: Seed, grabbers: int, pooled: int) -> None:
     exactly_once = len(grabs) == pooled and all(n == 1 for _, n in grabs)
     verdict = "OK" if exactly_once and len(set(winners)) == len(winners) else "WRONG"
     print(
-        f"(b) grab storm: {grabbers} volunteers over {pooled} pooled orders in {elapsed:.1f} s: "
+        f"(b) grab storm: {grabbers} volunteers over {pooled} pooled orders in {elapsed:.3f} s: "
         f"winners {len(winners)}, grab events {sum(n for _, n in grabs)} on {len(grabs)} orders "
         f"({verdict}: exactly one per order), "
         f"status codes {dict(sorted(codes.items()))}, {percentiles(latencies)}"

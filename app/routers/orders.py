@@ -129,6 +129,8 @@ async def perform_action(
 
 
 def action_idempotency_key(key: str | None, path: str, body: BaseModel) -> IdempotencyKey | None:
+    if key is None:
+        return None  # most requests: the body is not dumped for a fingerprint nobody needs
     return IdempotencyKey.from_request(key, "POST", path, body.model_dump(mode="json"))
 
 
