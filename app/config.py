@@ -18,7 +18,7 @@ DEFAULT_TOKEN_SECRET = "sidan-dev-secret-change-me-0123456789abcdef"
 
 
 # What a notification template may name (``app.services.channels.message_fields``).
-NOTIFICATION_FIELDS = frozenset({"code", "title", "status", "status_label", "action", "order_id"})
+NOTIFICATION_FIELDS = frozenset({"code", "title", "status", "status_label", "action", "order_id", "activity_id"})
 
 
 def _known_fields(names: list[str], setting: str) -> None:
@@ -114,6 +114,8 @@ class Settings(BaseSettings):
         "phrase3": "status_label",
     }
     wechat_page: str = "pages/order/detail?id={order_id}"
+    # The page an activity's notification (活动取消, 候补转正) opens (``{activity_id}`` is filled in).
+    wechat_activity_page: str = "pages/activity/detail?id={activity_id}"
     # Count subscription consents (POST /me/wechat/subscriptions) and send only while one is left.
     wechat_count_consents: bool = True
 

@@ -21,7 +21,7 @@ from sqlalchemy import func, make_url, select
 from app.auth import issue_token
 from app.config import Settings
 from app.main import create_app
-from app.models import ActivitySignup, ActivitySlot, HoursEntry, PresenceCodeUse, User, Volunteer
+from app.models import ActivitySignup, ActivitySlot, HoursEntry, OutboxMessage, PresenceCodeUse, User, Volunteer
 from app.services import activity_reports
 from tests.helpers import count
 from tests.world import World
@@ -414,6 +414,53 @@ async def test_staff_cancel_an_activity_with_a_reason_and_the_checked_in_keep_th
     # Whoever was there already checks out as before: the hours served are theirs.
     out = await step(world, "v11a", present["id"], "check-out", near(10))
     assert out.status_code == 200 and out.json()["hours"] == 0.5
+
+
+async def _activity_notices(app: FastAPI) -> list[tuple[str, int | None, dict[str, Any]]]:
+    async with app.state.sessionmaker() as session:
+        rows = await session.execute(
+            select(OutboxMessage.topic, OutboxMessage.recipient_user_id, OutboxMessage.payload)
+            .where(OutboxMessage.topic.like("activity.%"))
+            .order_by(OutboxMessage.id)
+        )
+        return [(topic, user_id, payload) for topic, user_id, payload in rows]
+
+
+async def test_volunteers_hear_of_a_place_freed_for_them_and_of_a_cancelled_activity(
+    world: World, app: FastAPI
+) -> None:
+    """候补转正 tells the volunteer promoted; 取消活动 tells everyone whose sign-up it cancelled (the one
+    already checked in keeps the place, and hears nothing), with the reason. Outbox rows, written in the
+    transaction that decided it."""
+    activity = await publish(world, capacity=1)
+    slot = activity["slots"][0]["id"]
+    first = await signed(world, "v11a", slot)
+    second, third = await signed(world, "v11b", slot), await signed(world, "v12", slot)
+    assert (second["status"], third["status"]) == ("waitlisted", "waitlisted")
+    assert await _activity_notices(app) == []  # signing up is answered at once: nothing to send
+
+    assert (await step(world, "v11a", first["id"], "cancel")).status_code == 200
+    [(topic, user_id, payload)] = await _activity_notices(app)
+    assert (topic, user_id) == ("activity.promote", world.users["v11b"])
+    assert payload["activity_id"] == activity["id"] and payload["title"] == "重阳节义诊"
+    assert (payload["status"], payload["action"]) == ("confirmed", "promote") and payload["slot_starts_at"]
+
+    assert (await step(world, "v11b", second["id"], "check-in", near(10))).status_code == 200
+    assert (await _cancel(world, "suo1_admin", activity["id"], {"reason": "暴雨预警"})).status_code == 200
+    notices = await _activity_notices(app)
+    assert [(t, u) for t, u, _ in notices] == [
+        ("activity.promote", world.users["v11b"]),
+        ("activity.cancel", world.users["v12"]),  # not v11b, who is there; not v11a, who had left
+    ]
+    cancelled = notices[1][2]
+    assert (cancelled["status"], cancelled["reason"], cancelled["activity_id"]) == (
+        "cancelled",
+        "暴雨预警",
+        activity["id"],
+    )
+    # A refused cancellation writes nothing.
+    assert (await _cancel(world, "suo1_admin", activity["id"], {"reason": "再次"})).status_code == 409
+    assert len(await _activity_notices(app)) == 2
 
 
 async def test_a_sign_up_waiting_on_the_slot_while_the_activity_is_cancelled_is_refused(

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import NOTIFICATION_FIELDS, Settings
 from app.domain import Status
-from app.models import OutboxMessage, User, WechatConsent
+from app.models import Activity, OutboxMessage, User, WechatConsent
+from app.services.activities import activity_notice
 from app.services.channels import message_fields
 from app.services.consents import ConsentBook
 from app.services.delivery import Channel, LogChannel, Recipient, WechatSubscribeChannel, default_channels, deliver_due
@@ -256,6 +257,30 @@ async def test_template_keywords_and_page_are_configuration(
         "thing9": {"value": order["title"][:20]},
         "phrase1": {"value": "已接单"},
     }
+
+
+async def test_an_activity_notice_opens_the_activity_page_with_its_own_label(
+    wechat_server: str, http: httpx.AsyncClient
+) -> None:
+    """活动取消 / 候补转正 go through the same template: the activity's id fills the activity page
+    (``SIDAN_WECHAT_ACTIVITY_PAGE``), a sign-up's status gets its 中文 (已录取), the reason stays in the
+    payload."""
+    settings = settings_for(wechat_server, wechat_activity_page="pages/act/show?aid={activity_id}")
+    [channel] = [c for c in default_channels(settings, http) if isinstance(c, WechatSubscribeChannel)]
+    activity = Activity(id=77, title="重阳节义诊：为老人量血压、测血糖、讲解防诈骗知识")
+    for topic, status, label in [
+        ("activity.promote", "confirmed", "已录取"),
+        ("activity.cancel", "cancelled", "已取消"),
+    ]:
+        payload = activity_notice(activity, status, reason="暴雨预警")
+        assert await channel.send(Recipient(1, "openid-v"), OutboxMessage(id=1, topic=topic, payload=payload))
+        sent = StandInWechat.sends[-1]
+        assert sent["page"] == "pages/act/show?aid=77"
+        assert sent["data"] == {
+            "character_string1": {"value": "A77"},
+            "thing2": {"value": activity.title[:20]},
+            "phrase3": {"value": label},
+        }
 
 
 def test_channels_without_a_database_do_not_count() -> None:

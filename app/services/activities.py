@@ -33,6 +33,7 @@ from app.schemas.activities import (
     SlotOut,
 )
 from app.schemas.common import Page
+from app.services import outbox
 from app.services.pagination import keyset, page_of
 from app.services.scope import subtree
 
@@ -125,6 +126,12 @@ async def present_activity(session: AsyncSession, activity: Activity) -> Activit
     )
 
 
+def activity_notice(activity: Activity, status: str, **extra: Any) -> dict[str, Any]:
+    """A notification's payload about ``activity`` (``app.services.channels.message_fields``): its id,
+    title and the sign-up's new ``status``; ``code`` for a template's 编号 keyword."""
+    return {"activity_id": activity.id, "code": f"A{activity.id}", "title": activity.title, "status": status} | extra
+
+
 def _admin_scope(actor: Actor) -> Any:
     return subtree(Activity.unit_path, actor.unit_path or "\0")
 
@@ -165,7 +172,7 @@ async def cancel_activity(session: AsyncSession, actor: Actor, activity_id: int,
                 )
             ).scalars()
         )
-        await session.execute(
+        cancelled = await session.scalars(
             update(ActivitySignup)
             .where(
                 ActivitySignup.slot_id.in_([slot.id for slot in slots]),
@@ -173,7 +180,15 @@ async def cancel_activity(session: AsyncSession, actor: Actor, activity_id: int,
                 ActivitySignup.checked_in_at.is_(None),
             )
             .values(status=SignupStatus.CANCELLED.value, updated_at=now)
+            .returning(ActivitySignup.id)
             .execution_options(synchronize_session=False)
+        )
+        # Everyone whose place (or place on the waitlist) went with it hears why.
+        await outbox.enqueue_for_signups(
+            session,
+            "activity.cancel",
+            list(cancelled),
+            activity_notice(activity, "cancelled", action="cancel", reason=reason),
         )
         for slot in slots:  # the places still taken: those checked in
             slot.confirmed = (

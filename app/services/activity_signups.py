@@ -22,7 +22,14 @@ from app.db import transaction
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.models import Activity, ActivitySignup, ActivitySlot
 from app.schemas.activities import SignupOut, SignupStatus
-from app.services.activities import eligible_for, present_signups, signups_query, volunteer_skills
+from app.services import outbox
+from app.services.activities import (
+    activity_notice,
+    eligible_for,
+    present_signups,
+    signups_query,
+    volunteer_skills,
+)
 
 
 async def _present(session: AsyncSession, signup_id: int) -> SignupOut:
@@ -138,4 +145,10 @@ async def promote_next(session: AsyncSession, slot: ActivitySlot, now: datetime)
         .values(status=SignupStatus.CONFIRMED.value, updated_at=now)
         .execution_options(synchronize_session=False)
     )
+    activity = await session.get(Activity, slot.activity_id)
+    assert activity is not None
+    notice = activity_notice(
+        activity, SignupStatus.CONFIRMED.value, action="promote", slot_starts_at=slot.starts_at.isoformat()
+    )
+    await outbox.enqueue_for_signups(session, "activity.promote", [head], notice)  # 候补转正: they may come
     return int(head)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from app.domain import STATUS_LABELS, Status
+from app.domain import STATUS_LABELS
 from app.models import OutboxMessage
 
 log = logging.getLogger("app.services.delivery")
@@ -65,19 +65,23 @@ class LogChannel:
         return True
 
 
-_STATUS_VALUES = frozenset(s.value for s in Status)
+# 中文 of an order's status, and of an activity sign-up's (``activity.…`` topics).
+_LABELS = {status.value: label for status, label in STATUS_LABELS.items()}
+_SIGNUP_LABELS = _LABELS | {"confirmed": "已录取", "waitlisted": "候补"}
 
 
 def message_fields(message: OutboxMessage) -> dict[str, str]:
     """The fields a template may name (``app.config.NOTIFICATION_FIELDS``): ``code``, ``title``,
-    ``status`` and ``status_label`` (中文), ``action``, ``order_id``."""
+    ``status`` and ``status_label`` (中文), ``action``, ``order_id``, ``activity_id``."""
     payload = message.payload or {}
     status = str(payload.get("status", ""))
+    labels = _SIGNUP_LABELS if (message.topic or "").startswith("activity.") else _LABELS
     return {
         "code": str(payload.get("code", "")),
         "title": str(payload.get("title", "")),
         "status": status,
-        "status_label": STATUS_LABELS[Status(status)] if status in _STATUS_VALUES else status,
+        "status_label": labels.get(status, status),
         "action": str(payload.get("action", "")),
         "order_id": str(payload.get("order_id", "")),
+        "activity_id": str(payload.get("activity_id", "")),
     }

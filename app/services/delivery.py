@@ -60,6 +60,7 @@ def default_channels(
         timeout=settings.wechat_timeout_seconds,
         template_fields=dict(settings.wechat_template_fields),
         page=settings.wechat_page,
+        activity_page=settings.wechat_activity_page,
         consents=ConsentBook(sessionmaker) if sessionmaker is not None and settings.wechat_count_consents else None,
     )
     channels: list[Channel] = [wechat]

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import Action, Notify, Role
-from app.models import OrderView, OutboxMessage, TeamMember, User, Volunteer
+from app.models import ActivitySignup, OrderView, OutboxMessage, TeamMember, User, Volunteer
 from app.models.base import table_of
 
 # Recipients resolved in SQL, and their rows written, by one prebuilt statement: the people named
@@ -119,3 +119,22 @@ async def enqueue(
         return 0
     result = await session.execute(ENQUEUE, enqueue_params(order, action, audiences, previous_target))
     return cast(CursorResult[Any], result).rowcount
+
+
+async def enqueue_for_signups(session: AsyncSession, topic: str, signup_ids: list[int], payload: dict[str, Any]) -> int:
+    """活动通知: one outbox row per volunteer of ``signup_ids`` (``topic`` ``activity.…``, no order),
+    in the caller's transaction; returns how many."""
+    if not signup_ids:
+        return 0
+    recipients = (
+        select(
+            bindparam("outbox_topic", topic, type_=String),
+            Volunteer.user_id,
+            bindparam("outbox_payload", payload, type_=JSONB),
+        )
+        .join(ActivitySignup, ActivitySignup.volunteer_id == Volunteer.id)
+        .where(ActivitySignup.id.in_(signup_ids))
+        .order_by(Volunteer.user_id)
+    )
+    statement = insert(table_of(OutboxMessage)).from_select(["topic", "recipient_user_id", "payload"], recipients)
+    return cast(CursorResult[Any], await session.execute(statement)).rowcount

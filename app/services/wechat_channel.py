@@ -32,6 +32,7 @@ NO_CONSENT = 43101
 PERMANENT_ERRORS = frozenset({47003, 40037, 41030, 40003})
 DEFAULT_FIELDS = {"character_string1": "code", "thing2": "title", "phrase3": "status_label"}
 DEFAULT_PAGE = "pages/order/detail?id={order_id}"
+DEFAULT_ACTIVITY_PAGE = "pages/activity/detail?id={activity_id}"
 # WeChat's length limit of a keyword's value, by the keyword's type (its name without the number).
 VALUE_LIMITS = {"thing": 20, "character_string": 32, "phrase": 5, "number": 32, "letter": 32, "symbol": 5, "name": 10}
 
@@ -63,6 +64,7 @@ class WechatSubscribeChannel:
     timeout: float = 5.0
     template_fields: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_FIELDS))
     page: str = DEFAULT_PAGE
+    activity_page: str = DEFAULT_ACTIVITY_PAGE  # for the ``activity.…`` topics
     consents: ConsentBook | None = None
     name: str = "wechat"
     _token: str | None = field(default=None, repr=False)
@@ -147,7 +149,9 @@ class WechatSubscribeChannel:
         return {
             "touser": openid,
             "template_id": self.template_id,
-            "page": self.page.format_map(_Blank(fields)),
+            "page": (self.activity_page if (message.topic or "").startswith("activity.") else self.page).format_map(
+                _Blank(fields)
+            ),
             "data": {
                 keyword: {"value": keyword_value(keyword, fields.get(source, ""))}
                 for keyword, source in self.template_fields.items()
