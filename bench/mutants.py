@@ -242,6 +242,20 @@ MUTANTS = (
         "    if False:\n        reliability = (",
         ("tests/test_candidates.py", "tests/test_concurrency.py"),
     ),
+    Mutant(
+        "a WeChat login binds an account another WeChat already holds",
+        "app/services/accounts.py",
+        "                    .where(User.id == user_id, User.wechat_openid.is_(None))",
+        "                    .where(User.id == user_id)",
+        ("tests/test_wechat_channel.py",),
+    ),
+    Mutant(
+        "a cancelled activity's volunteers are not told",
+        "app/services/activities.py",
+        '            "activity.cancel",\n            list(cancelled),',
+        '            "activity.cancel",\n            [],',
+        ("tests/test_activities.py",),
+    ),
 )
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import NOTIFICATION_FIELDS, Settings
 from app.domain import Status
-from app.models import Activity, OutboxMessage, User, WechatConsent
+from app.models import Activity, OutboxMessage, User, Volunteer, WechatConsent
 from app.services.activities import activity_notice
 from app.services.channels import message_fields
 from app.services.consents import ConsentBook
@@ -331,3 +331,87 @@ async def test_a_login_with_the_wrong_secret_is_503_not_401(
 
 def test_message_fields_are_the_configurable_ones() -> None:
     assert set(message_fields(OutboxMessage(payload={}))) == NOTIFICATION_FIELDS
+
+
+# ---- 手机号快速验证: a first WeChat login takes over the account registered with the phone --------------
+
+
+async def roster_volunteer(sessionmaker: Sessions, world: World, phone: str) -> int:
+    """A volunteer as an import leaves them: a login without password or WeChat, a profile with a phone."""
+    async with sessionmaker() as session, session.begin():
+        user = User(role="volunteer", unit_id=world.units["zhan11"], display_name="花名册志愿者")
+        session.add(user)
+        await session.flush()
+        session.add(
+            Volunteer(user_id=user.id, real_name="花名册志愿者", phone=phone, home_unit_id=world.units["zhan11"])
+        )
+        return user.id
+
+
+async def wechat_login(world: World, code: str, phone_code: str | None = None) -> httpx.Response:
+    body = {"code": code} | ({"phone_code": phone_code} if phone_code else {})
+    return await world.client.post("/auth/wechat", json=body)
+
+
+async def openids(sessionmaker: Sessions, *wanted: str) -> dict[str, int]:
+    async with sessionmaker() as session:
+        rows = await session.execute(select(User.wechat_openid, User.id).where(User.wechat_openid.in_(wanted)))
+        return {openid: user_id for openid, user_id in rows if openid is not None}
+
+
+async def test_a_first_wechat_login_with_a_verified_phone_takes_over_the_imported_volunteer(
+    world: World, wechat_app: FastAPI, sessionmaker: Sessions
+) -> None:
+    volunteer = await roster_volunteer(sessionmaker, world, "13912345678")
+    first = await wechat_login(world, "good-vol", "phone-13912345678")
+    assert first.status_code == 200, first.text
+    assert (first.json()["user"]["id"], first.json()["user"]["role"]) == (volunteer, "volunteer")
+    token = {"Authorization": f"Bearer {first.json()['access_token']}"}
+    assert (await world.client.get("/activities", headers=token)).status_code == 200  # a volunteer's page
+    again = await wechat_login(world, "good-vol")  # later logins need no phone
+    assert again.status_code == 200 and again.json()["user"]["id"] == volunteer
+
+    # Another WeChat with the same (verified) phone cannot take the account over, and gets none.
+    taken = await wechat_login(world, "good-other", "phone-13912345678.again")
+    assert taken.status_code == 409, taken.text
+    assert await openids(sessionmaker, "openid-vol", "openid-other") == {"openid-vol": volunteer}
+    # A phone code works once.
+    used = await wechat_login(world, "good-third", "phone-13912345678")
+    assert used.status_code == 422 and used.json()["error"]["details"]["field"] == "phone_code"
+    assert await openids(sessionmaker, "openid-third") == {}
+
+
+async def test_a_phone_wechat_cannot_vouch_for_changes_nothing(
+    world: World, wechat_app: FastAPI, sessionmaker: Sessions
+) -> None:
+    """Another country's number, or a code issued to another mini-program: 422 and no account; a phone
+    nobody registered: the usual new resident."""
+    await roster_volunteer(sessionmaker, world, "13912345678")
+    foreign = await wechat_login(world, "good-a", "phone-1-2025550123")
+    assert foreign.status_code == 422, foreign.text
+    StandInWechat.phone_appid = "wx-someone-else"
+    elsewhere = await wechat_login(world, "good-b", "phone-13912345678")
+    assert elsewhere.status_code == 422, elsewhere.text
+    assert await openids(sessionmaker, "openid-a", "openid-b") == {}
+    StandInWechat.phone_appid = "wx-app"
+    stranger = await wechat_login(world, "good-c", "phone-13588889999")
+    assert stranger.status_code == 200 and stranger.json()["user"]["role"] == "resident"
+    assert stranger.json()["user"]["id"] not in world.users.values()
+    # A resident registered by phone (at the hotline, say) gets their WeChat the same way.
+    resident = await wechat_login(world, "good-d", "phone-13900000000")
+    assert resident.status_code == 200 and resident.json()["user"]["id"] == world.users["r1"]
+
+
+async def test_ten_wechat_users_binding_one_volunteer_at_once_bind_one(
+    world: World, wechat_app: FastAPI, sessionmaker: Sessions
+) -> None:
+    """The binding is a conditional UPDATE: exactly one of ten simultaneous first logins with the same
+    verified phone takes the account, nine get 409 (without the condition every one of them would)."""
+    volunteer = await roster_volunteer(sessionmaker, world, "13912345678")
+    answers = await asyncio.gather(*(wechat_login(world, f"good-race{i}", f"phone-13912345678.{i}") for i in range(10)))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200] + [409] * 9, [a.text for a in answers]
+    [winner] = [a.json()["user"]["id"] for a in answers if a.status_code == 200]
+    assert winner == volunteer
+    bound = await openids(sessionmaker, *(f"openid-race{i}" for i in range(10)))
+    assert list(bound.values()) == [volunteer]

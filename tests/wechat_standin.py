@@ -2,7 +2,7 @@
 
 It behaves the way WeChat does where the service depends on it: tokens are issued only for the right
 appid and secret; a new token voids the older ones (a send with one answers 40001); code2session and
-subscribe/send answer the errcodes a test asks for."""
+subscribe/send answer the errcodes a test asks for; getuserphonenumber verifies a phone code once."""
 
 from __future__ import annotations
 
@@ -51,12 +51,18 @@ class StandInWechat(BaseHTTPRequestHandler):
     send_errcodes: ClassVar[list[int]] = []  # the next sends answer these errcodes, one each
     login_errcodes: ClassVar[list[int]] = []  # the next code2session calls answer these errcodes
     stale_refusals: ClassVar[int] = 0  # sends refused (40001) for a token voided by a newer one
+    # getuserphonenumber: the code ``phone-<digits>`` verifies +86 <digits> (``phone-<cc>-<digits>``
+    # another country's; ``.<anything>`` after it makes another code for the same number), once;
+    # ``phone_appid`` is the app the watermark names.
+    used_phone_codes: ClassVar[set[str]] = set()
+    phone_appid: ClassVar[str] = APPID
 
     @classmethod
     def reset(cls) -> None:
         cls.sends, cls.attempts, cls.token_calls, cls.forced_refreshes, cls.issued = [], 0, 0, 0, 0
         cls.valid, cls.current, cls.fail_next, cls.expire_token_once, cls.refuse = set(), None, 0, False, None
         cls.send_errcodes, cls.login_errcodes, cls.stale_refusals = [], [], 0
+        cls.used_phone_codes, cls.phone_appid = set(), APPID
 
     def _reply(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
@@ -120,12 +126,29 @@ class StandInWechat(BaseHTTPRequestHandler):
             token = cls.current if cls.current in cls.valid else cls._issue()
         return self._reply(200, {"access_token": token, "expires_in": 7200})
 
+    def _phone_number(self, token: str, body: dict[str, Any]) -> None:
+        cls = StandInWechat
+        if token not in cls.valid:
+            cls.stale_refusals += 1
+            return self._error(40001)
+        code = str(body.get("code", ""))
+        if not code.startswith("phone-") or code in cls.used_phone_codes:
+            return self._error(40029)
+        cls.used_phone_codes.add(code)
+        country, _, number = code[len("phone-") :].partition(".")[0].rpartition("-")
+        return self._reply(200, {"errcode": 0, "errmsg": "ok", "phone_info": {
+            "phoneNumber": number, "purePhoneNumber": number, "countryCode": country or "86",
+            "watermark": {"timestamp": 1764979200, "appid": cls.phone_appid},
+        }})  # fmt: skip
+
     def do_POST(self) -> None:
         cls = StandInWechat
         url = urlparse(self.path)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if url.path == "/cgi-bin/stable_token":
             return self._stable_token(body)
+        if url.path == "/wxa/business/getuserphonenumber":
+            return self._phone_number(parse_qs(url.query)["access_token"][0], body)
         cls.attempts += 1
         if cls.fail_next > 0:
             cls.fail_next -= 1

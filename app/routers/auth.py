@@ -47,11 +47,14 @@ async def change_password(
     )
 
 
-@router.post("/auth/wechat", response_model=TokenOut, responses=errors(401, 403, 422, 429, 503))
+@router.post("/auth/wechat", response_model=TokenOut, responses=errors(401, 403, 409, 422, 429, 503))
 async def wechat_login(body: WechatLoginIn, request: Request, session: Session, settings: SettingsDep) -> TokenOut:
-    """微信小程序登录: ``code`` from ``wx.login()``; residents are created on first login."""
+    """微信小程序登录: ``code`` from ``wx.login()``. A first login with ``phone_code`` takes over the
+    volunteer or resident account registered with that phone (imported volunteers log in this way);
+    otherwise a resident is created on first login."""
     throttle, address = request.app.state.login_throttle, client_address(request)
-    return await accounts.wechat_login(session, settings, throttle, request.app.state.http, body.code, address)
+    http = request.app.state.http
+    return await accounts.wechat_login(session, settings, throttle, http, body.code, address, body.phone_code)
 
 
 @router.get("/me", response_model=MeOut, responses=errors(401))

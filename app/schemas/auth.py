@@ -17,7 +17,16 @@ class LoginIn(BaseModel):
 
 
 class WechatLoginIn(BaseModel):
-    code: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")]
+    code: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")] = Field(
+        description="``wx.login()``'s code"
+    )
+    phone_code: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")] | None = (
+        Field(
+            default=None,
+            description="``getPhoneNumber``'s code (手机号快速验证): on a first login, the volunteer or resident "
+            "account registered with that phone is bound to this WeChat (409 if another WeChat holds it)",
+        )
+    )
 
 
 class UserOut(Schema):

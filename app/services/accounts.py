@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import logging
+import re
+from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import hash_password, issue_token, verify_password
 from app.config import Settings
+from app.crypto import lookup_hash
 from app.db import transaction
 from app.domain import Role
-from app.errors import DomainError, Forbidden, InvalidInput, RateLimited, ServiceUnavailable, Unauthorized
-from app.models import User
+from app.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+)
+from app.models import User, Volunteer
 from app.schemas.auth import TokenOut, UserOut
+from app.services.channels import DeliveryError
 from app.services.throttle import LoginThrottle
+from app.services.wechat_channel import WechatServer
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +125,14 @@ async def wechat_login(
     http: httpx.AsyncClient,
     code: str,
     address: str,
+    phone_code: str | None = None,
 ) -> TokenOut:
-    """小程序登录: exchange ``code`` at code2session for the openid; first login creates the resident.
-    Counted against the client address like any login (429 past the limit), before WeChat is asked."""
+    """小程序登录: exchange ``code`` at code2session for the openid. An openid seen before logs in its
+    account. A new one with ``phone_code`` (the mini-program's 手机号快速验证) takes over the volunteer
+    or resident account registered with that phone (an imported roster's volunteers have no password:
+    this is how they first log in), unless another WeChat holds it (409); else, and without
+    ``phone_code``, a resident is created. Counted against the client address like any login (429
+    past the limit), before WeChat is asked."""
     async with transaction(session):
         await throttle.address_attempt(session, address)
     try:
@@ -136,12 +155,95 @@ async def wechat_login(
     if data.get("errcode") or not isinstance(openid, str) or not openid:
         raise code2session_error(data.get("errcode"), str(data.get("errmsg", ""))[:200])
     async with transaction(session):
-        await session.execute(
-            insert(User)
-            .values(wechat_openid=openid, role=Role.RESIDENT.value, display_name="微信用户")
-            .on_conflict_do_nothing(index_elements=[User.wechat_openid])
-        )
-        user = (await session.execute(select(User).where(User.wechat_openid == openid))).scalar_one()
+        user = await session.scalar(select(User).where(User.wechat_openid == openid))
+    if user is None and phone_code is not None:
+        phone = await verified_phone(settings, http, phone_code)
+        user = await _bind_by_phone(session, openid, phone)
+    if user is None:
+        async with transaction(session):
+            await session.execute(
+                insert(User)
+                .values(wechat_openid=openid, role=Role.RESIDENT.value, display_name="微信用户")
+                .on_conflict_do_nothing(index_elements=[User.wechat_openid])
+            )
+            user = (await session.execute(select(User).where(User.wechat_openid == openid))).scalar_one()
     if not user.is_active:
         raise Unauthorized("账号已停用")
     return token_response(settings, user)
+
+
+# getuserphonenumber's errcodes: a stale access token (fetched again once), a bad or used phone code.
+TOKEN_ERRORS = frozenset({40001, 40014, 42001})
+INVALID_PHONE_CODE = 40029
+
+
+async def verified_phone(settings: Settings, http: httpx.AsyncClient, phone_code: str) -> str:
+    """The mainland mobile number WeChat verified for ``phone_code`` (``getPhoneNumber``, issued to our
+    appid, single use): 422 for a code WeChat refuses or another country's number, 503 when WeChat
+    cannot answer."""
+    server = WechatServer(
+        http, settings.wechat_base_url, settings.wechat_appid, settings.wechat_secret, settings.wechat_timeout_seconds
+    )
+    data: dict[str, Any] = {}
+    failed: str | None = None
+    try:
+        for _ in range(2):
+            token, _ = await server.stable_token(force_refresh=False)
+            if token == failed:  # still the token WeChat just refused: the one time to force a new one
+                token, _ = await server.stable_token(force_refresh=True)
+            data = await server.call(
+                "POST", "/wxa/business/getuserphonenumber", params={"access_token": token}, json={"code": phone_code}
+            )
+            if data.get("errcode") not in TOKEN_ERRORS:
+                break
+            failed = token
+    except DeliveryError as exc:
+        raise ServiceUnavailable("微信手机号验证暂不可用") from exc
+    errcode = data.get("errcode") or 0
+    if errcode == INVALID_PHONE_CODE:
+        raise InvalidInput("手机号授权码无效或已使用", field="phone_code")
+    info = data.get("phone_info")
+    if errcode or not isinstance(info, dict):
+        log.warning("wechat getuserphonenumber: errcode %r %s", errcode, str(data.get("errmsg", ""))[:200])
+        raise ServiceUnavailable("微信手机号验证暂不可用")
+    watermark = info.get("watermark")
+    if not isinstance(watermark, dict) or watermark.get("appid") != settings.wechat_appid:
+        raise InvalidInput("手机号授权码不属于本小程序", field="phone_code")
+    phone = info.get("purePhoneNumber")
+    if str(info.get("countryCode")) != "86" or not isinstance(phone, str) or not MAINLAND_MOBILE.fullmatch(phone):
+        raise InvalidInput("仅支持中国大陆手机号", field="phone_code")
+    return phone
+
+
+MAINLAND_MOBILE = re.compile(r"1[3-9]\d{9}")
+
+
+async def _bind_by_phone(session: AsyncSession, openid: str, phone: str) -> User | None:
+    """The volunteer (else resident) account registered with ``phone``, now bound to ``openid``;
+    ``None`` if there is none. Staff accounts are never found by phone. The binding is one conditional
+    ``UPDATE … WHERE wechat_openid IS NULL``: of two WeChat users binding one account at once, one wins
+    and the other gets 409."""
+    key = lookup_hash(phone)
+    async with transaction(session):
+        user_id = await session.scalar(select(Volunteer.user_id).where(Volunteer.phone_hash == key))
+        if user_id is None:
+            user_id = await session.scalar(
+                select(User.id).where(User.phone_hash == key, User.role == Role.RESIDENT.value)
+            )
+        if user_id is None:
+            return None
+        try:
+            async with session.begin_nested():
+                await session.execute(
+                    update(User)
+                    .where(User.id == user_id, User.wechat_openid.is_(None))
+                    .values(wechat_openid=openid)
+                    .execution_options(synchronize_session=False)
+                )
+        except IntegrityError as exc:  # this WeChat was bound to another account a moment ago
+            raise Conflict("该微信已绑定其他账号") from exc
+        user = await session.get(User, user_id, populate_existing=True)
+        assert user is not None
+        if user.wechat_openid != openid:
+            raise Conflict("该手机号的账号已绑定其他微信")
+        return user

@@ -88,19 +88,12 @@ class WechatSubscribeChannel:
             self._token, self._token_expires = token, datetime.now(UTC) + timedelta(seconds=lifetime - 300)
             return token
 
+    @property
+    def server(self) -> WechatServer:
+        return WechatServer(self.http, self.base_url, self.appid, self.secret, self.timeout)
+
     async def _stable_token(self, *, force_refresh: bool) -> tuple[str, int]:
-        data = await self._call("POST", "/cgi-bin/stable_token", json={
-            "grant_type": "client_credential", "appid": self.appid, "secret": self.secret,
-            "force_refresh": force_refresh,
-        })  # fmt: skip
-        token = data.get("access_token")
-        if not isinstance(token, str) or not token:
-            errcode = data.get("errcode")
-            if errcode in (40013, 40125, 40164):
-                log.error("wechat stable_token refused: errcode %s %s (check appid/secret/IP whitelist)",
-                          errcode, data.get("errmsg", ""))  # fmt: skip
-            raise DeliveryError(f"wechat stable_token: errcode {errcode}")
-        return token, int(data.get("expires_in", 7200))
+        return await self.server.stable_token(force_refresh=force_refresh)
 
     async def send(self, recipient: Recipient, message: OutboxMessage) -> bool:
         if not recipient.wechat_openid:
@@ -159,8 +152,25 @@ class WechatSubscribeChannel:
         }
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        return await self.server.call(method, path, **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class WechatServer:
+    """WeChat's server API for one mini-program: where it is, our credentials, how long to wait."""
+
+    http: httpx.AsyncClient
+    base_url: str
+    appid: str
+    secret: str
+    timeout_seconds: float
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """One call: WeChat's JSON object (errcode and all); ``DeliveryError`` when no answer came
+        (network, 5xx, not JSON)."""
+        url = self.base_url.rstrip("/") + path
         try:
-            response = await self.http.request(method, self.base_url.rstrip("/") + path, timeout=self.timeout, **kwargs)
+            response = await self.http.request(method, url, timeout=self.timeout_seconds, **kwargs)
         except httpx.HTTPError as exc:
             raise DeliveryError(f"wechat {path}: {type(exc).__name__}") from exc
         if response.status_code >= 500:
@@ -172,3 +182,19 @@ class WechatSubscribeChannel:
         if not isinstance(data, dict):
             raise DeliveryError(f"wechat {path}: unexpected body")
         return data
+
+    async def stable_token(self, *, force_refresh: bool) -> tuple[str, int]:
+        """The access token and its lifetime from ``cgi-bin/stable_token`` (normal mode: the token
+        every instance gets while it is valid); ``DeliveryError`` if WeChat gives none."""
+        data = await self.call("POST", "/cgi-bin/stable_token", json={
+            "grant_type": "client_credential", "appid": self.appid, "secret": self.secret,
+            "force_refresh": force_refresh,
+        })  # fmt: skip
+        token = data.get("access_token")
+        if not isinstance(token, str) or not token:
+            errcode = data.get("errcode")
+            if errcode in (40013, 40125, 40164):
+                log.error("wechat stable_token refused: errcode %s %s (check appid/secret/IP whitelist)",
+                          errcode, data.get("errmsg", ""))  # fmt: skip
+            raise DeliveryError(f"wechat stable_token: errcode {errcode}")
+        return token, int(data.get("expires_in", 7200))
