@@ -28,6 +28,7 @@ The draws are seeded, so the cases are the same every run; set ``SIDAN_FUZZ_SEED
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import time
@@ -212,8 +213,18 @@ async def _send(http: httpx.AsyncClient, case: AnyCase, tokens: dict[str, str]) 
     return await http.request(prepared.method, prepared.url, headers=headers, content=body)
 
 
-def _wechat(request: httpx.Request) -> httpx.Response:
-    """Stand-in for WeChat code2session: codes of even length are good, others invalid."""
+def _wechat(request: httpx.Request, appid: str) -> httpx.Response:
+    """Stand-in for WeChat's login calls: code2session and getuserphonenumber take codes of even length
+    (a phone nobody registered) and refuse the others (40029); stable_token always gives a token."""
+    if request.url.path == "/cgi-bin/stable_token":
+        return httpx.Response(200, json={"access_token": "fuzz-token", "expires_in": 7200})
+    if request.url.path == "/wxa/business/getuserphonenumber":
+        code = str(json.loads(request.content).get("code", ""))
+        if len(code) % 2 == 0:
+            watermark = {"timestamp": 1764979200, "appid": appid}
+            info = {"purePhoneNumber": "13588880000", "countryCode": "86", "watermark": watermark}
+            return httpx.Response(200, json={"errcode": 0, "errmsg": "ok", "phone_info": info})
+        return httpx.Response(200, json={"errcode": 40029, "errmsg": "invalid code"})
     code = request.url.params.get("js_code", "")
     if len(code) % 2 == 0:
         return httpx.Response(200, json={"openid": f"fuzz-{zlib.crc32(code.encode())}", "session_key": "sk"})
@@ -242,9 +253,10 @@ def _is_lax_parsing(case: AnyCase, failure: Failure) -> bool:
 
 @pytest.fixture
 async def wechat(app: FastAPI) -> AsyncIterator[None]:
-    """The app's outbound HTTP client answers code2session itself (``State`` defeats monkeypatch)."""
+    """The app's outbound HTTP client answers WeChat's login calls itself (``State`` defeats monkeypatch)."""
     real = app.state.http
-    app.state.http = httpx.AsyncClient(transport=httpx.MockTransport(_wechat))
+    appid = app.state.settings.wechat_appid
+    app.state.http = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: _wechat(request, appid)))
     try:
         yield
     finally:

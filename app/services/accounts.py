@@ -225,7 +225,11 @@ async def _bind_by_phone(session: AsyncSession, openid: str, phone: str) -> User
     and the other gets 409."""
     key = lookup_hash(phone)
     async with transaction(session):
-        user_id = await session.scalar(select(Volunteer.user_id).where(Volunteer.phone_hash == key))
+        user_id = await session.scalar(
+            select(Volunteer.user_id)
+            .join(User, User.id == Volunteer.user_id)
+            .where(Volunteer.phone_hash == key, User.role == Role.VOLUNTEER.value)
+        )
         if user_id is None:
             user_id = await session.scalar(
                 select(User.id).where(User.phone_hash == key, User.role == Role.RESIDENT.value)
