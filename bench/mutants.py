@@ -250,6 +250,13 @@ MUTANTS = (
         ("tests/test_wechat_channel.py",),
     ),
     Mutant(
+        "a change of capacity does not wait for the slot's sign-ups",
+        "app/services/activity_edits.py",
+        "select(ActivitySlot).where(ActivitySlot.id == slot_id).with_for_update()",
+        "select(ActivitySlot).where(ActivitySlot.id == slot_id)",
+        ("tests/test_activities.py",),
+    ),
+    Mutant(
         "a cancelled activity's volunteers are not told",
         "app/services/activities.py",
         '            "activity.cancel",\n            list(cancelled),',

@@ -223,6 +223,133 @@ async def test_capacity_is_exact_under_a_sign_up_storm_across_instances(
     assert list(rows.values()).count("confirmed") == 20 and list(rows.values()).count("waitlisted") == 179
 
 
+# --- editing an activity and its slots ----------------------------------------------------------------------
+
+
+async def _edit(world: World, admin: str, path: str, body: Any) -> httpx.Response:
+    return await world.client.patch(path, json=body, headers=world.h(admin))
+
+
+async def test_staff_edit_an_activity_and_those_signed_up_hear_of_a_new_place(world: World, app: FastAPI) -> None:
+    activity = await publish(world, capacity=1)
+    path = f"/admin/activities/{activity['id']}"
+    slot = activity["slots"][0]["id"]
+    await signed(world, "v11a", slot)
+    await signed(world, "v11b", slot)  # waitlisted: told too
+    for refused in ({}, {"title": None}, {"lat": 30.1}, {"status": "cancelled"}, {"title": "  "}):
+        assert (await _edit(world, "suo1_admin", path, refused)).status_code == 422, refused
+    assert (await _edit(world, "suo2_admin", path, {"title": "别人的"})).status_code == 404
+    assert (await _edit(world, "v11a", path, {"title": "志愿者改"})).status_code == 403
+
+    retitled = await _edit(
+        world, "suo1_admin", path, {"title": "重阳节义诊（上午场）", "required_skills": ["医护", "医护"]}
+    )
+    assert retitled.status_code == 200, retitled.text
+    assert (retitled.json()["title"], retitled.json()["required_skills"]) == ("重阳节义诊（上午场）", ["医护"])
+    assert retitled.json()["address"] == activity["address"]  # what was not given stays
+    assert await _activity_notices(app) == []  # a new title is no news to those coming
+
+    moved = await _edit(world, "suo1_admin", path, {"address": "城关镇卫生院二楼", "lat": None, "lng": None})
+    assert moved.status_code == 200 and (moved.json()["lat"], moved.json()["lng"]) == (None, None)
+    notices = await _activity_notices(app)
+    assert [(t, u) for t, u, _ in notices] == [
+        ("activity.change", world.users["v11a"]),
+        ("activity.change", world.users["v11b"]),
+    ]
+    assert notices[0][2]["address"] == "城关镇卫生院二楼" and notices[0][2]["status"] == "changed"
+
+    assert (await _cancel(world, "suo1_admin", activity["id"], {"reason": "暴雨"})).status_code == 200
+    late = await _edit(world, "suo1_admin", path, {"title": "取消后再改"})
+    assert late.status_code == 409 and late.json()["error"]["details"]["status"] == "cancelled"
+
+
+async def test_more_room_confirms_the_waitlist_in_order_and_less_than_confirmed_is_refused(
+    world: World, app: FastAPI
+) -> None:
+    activity = await publish(world, capacity=1)
+    slot = activity["slots"][0]["id"]
+    path = f"/admin/activity-slots/{slot}"
+    first = await signed(world, "v11a", slot)
+    waiting = [await signed(world, name, slot) for name in ("v11b", "v12")]
+    assert [w["status"] for w in waiting] == ["waitlisted", "waitlisted"]
+    assert (await _edit(world, "suo2_admin", path, {"capacity": 5})).status_code == 404
+    for refused in (
+        {},
+        {"capacity": 0},
+        {"capacity": "3"},
+        {"capacity": None},
+        {"starts_at": "2026-12-24T09:00:00+08:00"},
+    ):
+        assert (await _edit(world, "suo1_admin", path, refused)).status_code == 422, refused
+
+    grown = await _edit(world, "suo1_admin", path, {"capacity": 3})
+    assert grown.status_code == 200, grown.text
+    assert grown.json()["slots"][0] | {"capacity": 3, "confirmed": 3} == grown.json()["slots"][0]
+    listed = (await world.client.get(f"{path}/signups", headers=world.h("suo1_admin"))).json()
+    statuses = {s["id"]: s["status"] for s in listed}
+    assert [statuses[x["id"]] for x in (first, *waiting)] == ["confirmed"] * 3
+    promoted = [(t, u) for t, u, _ in await _activity_notices(app)]
+    assert promoted == [("activity.promote", world.users["v11b"]), ("activity.promote", world.users["v12"])]
+
+    shrunk = await _edit(world, "suo1_admin", path, {"capacity": 2})
+    assert shrunk.status_code == 409 and shrunk.json()["error"]["details"]["confirmed"] == 3
+    unchanged = (await world.client.get(f"/admin/activities/{activity['id']}", headers=world.h("suo1_admin"))).json()
+    assert unchanged["slots"][0]["capacity"] == 3
+    assert (await _edit(world, "suo1_admin", path, {"capacity": 3})).status_code == 200  # as many as confirmed
+    assert len(await _activity_notices(app)) == 2
+
+
+async def test_slot_times_change_until_someone_checks_in(world: World, app: FastAPI) -> None:
+    activity = await publish(world, capacity=2)
+    slot = activity["slots"][0]
+    path = f"/admin/activity-slots/{slot['id']}"
+    signup = await signed(world, "v11a", slot["id"])
+    later = datetime.fromisoformat(slot["starts_at"]) + timedelta(minutes=20)
+    body = {"starts_at": later.isoformat(), "ends_at": (later + timedelta(hours=2)).isoformat()}
+    assert (await _edit(world, "suo1_admin", path, body | {"ends_at": later.isoformat()})).status_code == 422
+    moved = await _edit(world, "suo1_admin", path, body)
+    assert moved.status_code == 200, moved.text
+    assert datetime.fromisoformat(moved.json()["slots"][0]["starts_at"]) == later
+    [(topic, user_id, payload)] = await _activity_notices(app)
+    assert (topic, user_id) == ("activity.change", world.users["v11a"])
+    assert datetime.fromisoformat(payload["slot_starts_at"]) == later
+
+    assert (await step(world, "v11a", signup["id"], "check-in", near(10))).status_code == 200
+    again = {"starts_at": (later + timedelta(hours=1)).isoformat(), "ends_at": (later + timedelta(hours=3)).isoformat()}
+    refused = await _edit(world, "suo1_admin", path, again)
+    assert refused.status_code == 409, refused.text
+    assert len(await _activity_notices(app)) == 1
+
+
+async def test_room_added_during_a_sign_up_storm_is_filled_exactly_across_instances(
+    world: World, app: FastAPI, two_instances: tuple[httpx.AsyncClient, ...]
+) -> None:
+    """60 volunteers sign up for 10 places through two instances while staff raise the capacity to 25
+    through both: exactly 25 are confirmed whatever the order, the rest waitlisted, and the slot's count
+    is the count of confirmed rows."""
+    activity = await publish(world, capacity=10)
+    slot = activity["slots"][0]["id"]
+    tokens = await _volunteers(app, world, 60)
+    clients = two_instances
+    admin = world.h("suo1_admin")
+    sign_ups = [
+        clients[i % 2].post(f"/activity-slots/{slot}/signup", headers={"Authorization": f"Bearer {token}"})
+        for i, token in enumerate(tokens)
+    ]
+    raises = [
+        clients[i % 2].patch(f"/admin/activity-slots/{slot}", json={"capacity": 25}, headers=admin) for i in range(4)
+    ]
+    answers = await asyncio.gather(*sign_ups[:30], *raises, *sign_ups[30:])
+    assert [a.status_code for a in answers] == [201] * 30 + [200] * 4 + [201] * 30
+    async with app.state.sessionmaker() as session:
+        counted = await session.scalar(select(ActivitySlot.confirmed).where(ActivitySlot.id == slot))
+        rows = [
+            status
+            for (status,) in await session.execute(select(ActivitySignup.status).where(ActivitySignup.slot_id == slot))
+        ]
+    assert counted == rows.count("confirmed") == 25 and rows.count("waitlisted") == 35
+
+
 # --- check-in and check-out with proofs, hours in the ledger -----------------------------------------------
 
 

@@ -379,6 +379,12 @@ RULES: Final[dict[str, Rule]] = {
     "POST /admin/activities/{activity_id}/cancel": Rule(
         body=_reason, admin=Scope(activity("zhan11"), (activity("zhan21"),))
     ),
+    "PATCH /admin/activities/{activity_id}": Rule(
+        body=lambda world: {"title": "矩阵测试"}, admin=Scope(activity("zhan11"), (activity("zhan21"),))
+    ),
+    "PATCH /admin/activity-slots/{slot_id}": Rule(
+        body=lambda world: {"capacity": 5}, admin=Scope(activity_slot("zhan11"), (activity_slot("zhan21"),))
+    ),
     "GET /admin/activity-slots/{slot_id}/signups": Rule(
         admin=Scope(activity_slot("zhan11"), (activity_slot("zhan21"),))
     ),

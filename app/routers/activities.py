@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query
 from app.auth import CurrentAdmin, CurrentVolunteer
 from app.db import Session
 from app.routers.deps import ObjectId, errors
-from app.schemas.activities import ActivityCreate, ActivityOut, SignupOut
+from app.schemas.activities import ActivityCreate, ActivityOut, ActivityUpdate, SignupOut, SlotUpdate
 from app.schemas.common import Page
 from app.schemas.orders import CheckInBody, EmptyBody, ReasonBody
 from app.schemas.presence import PresenceCodeOut
-from app.services import activities, activity_presence, activity_signups
+from app.services import activities, activity_edits, activity_presence, activity_signups
 
 router = APIRouter(tags=["activities"])
 Cursor = Annotated[str | None, Query(max_length=200)]
@@ -40,6 +40,22 @@ async def admin_activities(
 @router.get("/admin/activities/{activity_id}", response_model=ActivityOut, responses=errors(401, 403, 404, 422))
 async def admin_activity(activity_id: ObjectId, session: Session, actor: CurrentAdmin) -> ActivityOut:
     return await activities.admin_activity(session, actor, activity_id)
+
+
+@router.patch("/admin/activities/{activity_id}", response_model=ActivityOut, responses=errors(401, 403, 404, 409, 422))
+async def edit_activity(
+    activity_id: ObjectId, body: ActivityUpdate, session: Session, actor: CurrentAdmin
+) -> ActivityOut:
+    """修改活动 (published, of the caller's subtree): title, description, place, required skills. The
+    volunteers signed up are told of a new place (``activity.change``)."""
+    return await activity_edits.edit_activity(session, actor, activity_id, body)
+
+
+@router.patch("/admin/activity-slots/{slot_id}", response_model=ActivityOut, responses=errors(401, 403, 404, 409, 422))
+async def edit_slot(slot_id: ObjectId, body: SlotUpdate, session: Session, actor: CurrentAdmin) -> ActivityOut:
+    """修改时段: capacity (409 below those confirmed; more room confirms the waitlist in order) and times
+    (409 once someone has checked in; those signed up are told). The activity as it now is."""
+    return await activity_edits.edit_slot(session, actor, slot_id, body)
 
 
 @router.post(

@@ -9,6 +9,7 @@ from typing import Annotated, Self
 from pydantic import BaseModel, Field, model_validator
 
 from app.schemas.common import Address, DateTime, Hours, Id, Latitude, Longitude, LongText, Schema, Tag, Title
+from app.schemas.directory import Patch
 
 
 class ActivityKind(StrEnum):
@@ -68,6 +69,49 @@ class ActivityCreate(BaseModel):
     def _pair(self) -> Self:
         if (self.lat is None) != (self.lng is None):
             raise ValueError("lat 与 lng 须同时提供")
+        return self
+
+
+class ActivityUpdate(Patch):
+    """修改活动: the fields given change, the others stay. ``lat`` and ``lng`` come together (both
+    ``null``: no place to check GPS against). Volunteers signed up hear of a changed place."""
+
+    nullable_fields = frozenset({"lat", "lng"})
+
+    title: Title | None = None
+    description: LongText | None = None
+    address: Address | None = None
+    lat: Latitude | None = None
+    lng: Longitude | None = None
+    required_skills: Annotated[list[Tag], Field(max_length=10)] | None = None
+
+    @model_validator(mode="after")
+    def _something_and_pairs(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("至少修改一项")
+        if ("lat" in self.model_fields_set) != ("lng" in self.model_fields_set) or (self.lat is None) != (
+            self.lng is None
+        ):
+            raise ValueError("lat 与 lng 须同时提供")
+        return self
+
+
+class SlotUpdate(Patch):
+    """修改时段: its capacity (never below those confirmed; more room confirms the waitlist in order) and
+    its times (``starts_at`` with ``ends_at``; not once someone has checked in)."""
+
+    capacity: Annotated[int, Field(ge=1, le=MAX_CAPACITY, strict=True)] | None = None
+    starts_at: DateTime | None = None
+    ends_at: DateTime | None = None
+
+    @model_validator(mode="after")
+    def _something_and_span(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("至少修改一项")
+        if (self.starts_at is None) != (self.ends_at is None):
+            raise ValueError("starts_at 与 ends_at 须同时提供")
+        if self.starts_at is not None and self.ends_at is not None:
+            SlotIn(starts_at=self.starts_at, ends_at=self.ends_at, capacity=1)  # the same span rules
         return self
 
 

@@ -132,14 +132,14 @@ def activity_notice(activity: Activity, status: str, **extra: Any) -> dict[str, 
     return {"activity_id": activity.id, "code": f"A{activity.id}", "title": activity.title, "status": status} | extra
 
 
-def _admin_scope(actor: Actor) -> Any:
+def admin_scope(actor: Actor) -> Any:
     return subtree(Activity.unit_path, actor.unit_path or "\0")
 
 
 async def admin_activity(session: AsyncSession, actor: Actor, activity_id: int) -> ActivityOut:
     async with transaction(session):
         activity = (
-            await session.execute(select(Activity).where(Activity.id == activity_id, _admin_scope(actor)))
+            await session.execute(select(Activity).where(Activity.id == activity_id, admin_scope(actor)))
         ).scalar_one_or_none()
         if activity is None:
             raise NotFound("活动不存在")
@@ -154,7 +154,7 @@ async def cancel_activity(session: AsyncSession, actor: Actor, activity_id: int,
     async with transaction(session):
         activity = (
             await session.execute(
-                select(Activity).where(Activity.id == activity_id, _admin_scope(actor)).with_for_update()
+                select(Activity).where(Activity.id == activity_id, admin_scope(actor)).with_for_update()
             )
         ).scalar_one_or_none()
         if activity is None:
@@ -227,7 +227,7 @@ async def _page(session: AsyncSession, query: Select[Any], cursor: str | None, l
 async def admin_activities(session: AsyncSession, actor: Actor, cursor: str | None, limit: int) -> Page[ActivityOut]:
     """The activities of the caller's subtree, newest first."""
     async with transaction(session):
-        return await _page(session, select(Activity).where(_admin_scope(actor)), cursor, limit)
+        return await _page(session, select(Activity).where(admin_scope(actor)), cursor, limit)
 
 
 async def volunteer_activities(
@@ -289,7 +289,7 @@ async def slot_signups(session: AsyncSession, actor: Actor, slot_id: int) -> lis
             await session.execute(
                 select(ActivitySlot.id)
                 .join(Activity, Activity.id == ActivitySlot.activity_id)
-                .where(ActivitySlot.id == slot_id, _admin_scope(actor))
+                .where(ActivitySlot.id == slot_id, admin_scope(actor))
             )
         ).scalar_one_or_none()
         if slot is None:

@@ -127,28 +127,41 @@ async def cancel_signup(session: AsyncSession, actor: Actor, signup_id: int) -> 
         return await _present(session, signup.id)
 
 
-async def promote_next(session: AsyncSession, slot: ActivitySlot, now: datetime) -> int | None:
-    """递补: a place of ``slot`` (locked by the caller) was freed: the first of its waitlist is confirmed,
-    else the confirmed count drops. The id of the sign-up promoted, if any."""
-    head = await session.scalar(
-        select(ActivitySignup.id)
-        .where(ActivitySignup.slot_id == slot.id, ActivitySignup.status == SignupStatus.WAITLISTED.value)
-        .order_by(ActivitySignup.id)
-        .limit(1)
+async def promote_next(session: AsyncSession, slot: ActivitySlot, now: datetime) -> None:
+    """递补: a confirmed place of ``slot`` (locked by the caller) was freed: it goes to the first of the
+    waitlist, if anyone waits."""
+    slot.confirmed -= 1
+    await confirm_waitlist(session, slot, now)
+
+
+async def confirm_waitlist(session: AsyncSession, slot: ActivitySlot, now: datetime) -> list[int]:
+    """The free places of ``slot`` (``capacity`` − ``confirmed``; the slot locked by the caller) go to the
+    first of its waitlist, in the order they signed up; each is told (``activity.promote``: they may
+    come). The sign-ups confirmed."""
+    free = slot.capacity - slot.confirmed
+    if free <= 0:
+        return []
+    heads = list(
+        await session.scalars(
+            select(ActivitySignup.id)
+            .where(ActivitySignup.slot_id == slot.id, ActivitySignup.status == SignupStatus.WAITLISTED.value)
+            .order_by(ActivitySignup.id)
+            .limit(free)
+        )
     )
-    if head is None:
-        slot.confirmed -= 1
-        return None
+    if not heads:
+        return []
     await session.execute(
         update(ActivitySignup)
-        .where(ActivitySignup.id == head)
+        .where(ActivitySignup.id.in_(heads))
         .values(status=SignupStatus.CONFIRMED.value, updated_at=now)
         .execution_options(synchronize_session=False)
     )
+    slot.confirmed += len(heads)
     activity = await session.get(Activity, slot.activity_id)
     assert activity is not None
     notice = activity_notice(
         activity, SignupStatus.CONFIRMED.value, action="promote", slot_starts_at=slot.starts_at.isoformat()
     )
-    await outbox.enqueue_for_signups(session, "activity.promote", [head], notice)  # 候补转正: they may come
-    return int(head)
+    await outbox.enqueue_for_signups(session, "activity.promote", heads, notice)
+    return heads

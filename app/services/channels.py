@@ -67,7 +67,7 @@ class LogChannel:
 
 # 中文 of an order's status, and of an activity sign-up's (``activity.…`` topics).
 _LABELS = {status.value: label for status, label in STATUS_LABELS.items()}
-_SIGNUP_LABELS = _LABELS | {"confirmed": "已录取", "waitlisted": "候补"}
+_SIGNUP_LABELS = _LABELS | {"confirmed": "已录取", "waitlisted": "候补", "changed": "有变更"}
 
 
 def message_fields(message: OutboxMessage) -> dict[str, str]:
