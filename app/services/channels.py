@@ -70,12 +70,17 @@ _LABELS = {status.value: label for status, label in STATUS_LABELS.items()}
 _SIGNUP_LABELS = _LABELS | {"confirmed": "已录取", "waitlisted": "候补", "changed": "有变更"}
 
 
+def about_an_activity(message: OutboxMessage) -> bool:
+    """An ``activity.…`` notification (活动招募), not an order's."""
+    return (message.topic or "").startswith("activity.")
+
+
 def message_fields(message: OutboxMessage) -> dict[str, str]:
     """The fields a template may name (``app.config.NOTIFICATION_FIELDS``): ``code``, ``title``,
     ``status`` and ``status_label`` (中文), ``action``, ``order_id``, ``activity_id``."""
     payload = message.payload or {}
     status = str(payload.get("status", ""))
-    labels = _SIGNUP_LABELS if (message.topic or "").startswith("activity.") else _LABELS
+    labels = _SIGNUP_LABELS if about_an_activity(message) else _LABELS
     return {
         "code": str(payload.get("code", "")),
         "title": str(payload.get("title", "")),

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from app.models import OutboxMessage
-from app.services.channels import DeliveryError, Recipient, Undeliverable, message_fields
+from app.services.channels import DeliveryError, Recipient, Undeliverable, about_an_activity, message_fields
 from app.services.consents import ConsentBook
 
 log = logging.getLogger("app.services.delivery")
@@ -139,12 +139,11 @@ class WechatSubscribeChannel:
 
     def _message(self, openid: str, message: OutboxMessage) -> dict[str, Any]:
         fields = message_fields(message)
+        page = self.activity_page if about_an_activity(message) else self.page
         return {
             "touser": openid,
             "template_id": self.template_id,
-            "page": (self.activity_page if (message.topic or "").startswith("activity.") else self.page).format_map(
-                _Blank(fields)
-            ),
+            "page": page.format_map(_Blank(fields)),
             "data": {
                 keyword: {"value": keyword_value(keyword, fields.get(source, ""))}
                 for keyword, source in self.template_fields.items()
