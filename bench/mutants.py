@@ -250,6 +250,20 @@ MUTANTS = (
         ("tests/test_wechat_channel.py",),
     ),
     Mutant(
+        "a phone takes over an account with a password, or a stopped one",
+        "app/services/accounts.py",
+        "open_to_binding = (User.password_hash.is_(None), User.is_active.is_(True))",
+        "open_to_binding = (User.id.is_not(None),)",
+        ("tests/test_wechat_channel.py",),
+    ),
+    Mutant(
+        "a staff account with a volunteer profile is found by phone",
+        "app/services/accounts.py",
+        "User.role == Role.VOLUNTEER.value, *open_to_binding",
+        "*open_to_binding",
+        ("tests/test_wechat_channel.py",),
+    ),
+    Mutant(
         "a change of capacity does not wait for the slot's sign-ups",
         "app/services/activity_edits.py",
         "select(ActivitySlot).where(ActivitySlot.id == slot_id).with_for_update()",
@@ -259,8 +273,8 @@ MUTANTS = (
     Mutant(
         "a cancelled activity's volunteers are not told",
         "app/services/activities.py",
-        '            "activity.cancel",\n            list(cancelled),',
-        '            "activity.cancel",\n            [],',
+        "[signup_id for signup_id, slot_id in cancelled if slot_id in to_come]",
+        "[]",
         ("tests/test_activities.py",),
     ),
 )

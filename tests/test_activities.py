@@ -553,6 +553,28 @@ async def _activity_notices(app: FastAPI) -> list[tuple[str, int | None, dict[st
         return [(topic, user_id, payload) for topic, user_id, payload in rows]
 
 
+async def test_a_volunteer_on_several_slots_hears_once_and_past_slots_are_no_news(world: World, app: FastAPI) -> None:
+    start = datetime.now(UTC) + timedelta(minutes=30)
+    slots = [
+        {
+            "starts_at": (start + timedelta(hours=h)).isoformat(),
+            "ends_at": (start + timedelta(hours=h + 1)).isoformat(),
+            "capacity": 2,
+        }
+        for h in (0, 2)
+    ]
+    activity = await publish(world, slots=slots)
+    for slot in activity["slots"]:
+        await signed(world, "v11a", slot["id"])
+    moved = await _edit(world, "suo1_admin", f"/admin/activities/{activity['id']}", {"address": "新地点"})
+    assert moved.status_code == 200
+    assert (await _cancel(world, "suo1_admin", activity["id"], {"reason": "暴雨"})).status_code == 200
+    assert [(t, u) for t, u, _ in await _activity_notices(app)] == [
+        ("activity.change", world.users["v11a"]),
+        ("activity.cancel", world.users["v11a"]),
+    ]
+
+
 async def test_volunteers_hear_of_a_place_freed_for_them_and_of_a_cancelled_activity(
     world: World, app: FastAPI
 ) -> None:
@@ -580,6 +602,7 @@ async def test_volunteers_hear_of_a_place_freed_for_them_and_of_a_cancelled_acti
         ("activity.cancel", world.users["v12"]),  # not v11b, who is there; not v11a, who had left
     ]
     cancelled = notices[1][2]
+    assert len({(t, u) for t, u, _ in notices}) == len(notices)  # one message a volunteer
     assert (cancelled["status"], cancelled["reason"], cancelled["activity_id"]) == (
         "cancelled",
         "暴雨预警",

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.auth import hash_password
 from app.config import NOTIFICATION_FIELDS, Settings
 from app.domain import Status
 from app.models import Activity, OutboxMessage, User, Volunteer, WechatConsent
@@ -397,9 +398,49 @@ async def test_a_phone_wechat_cannot_vouch_for_changes_nothing(
     stranger = await wechat_login(world, "good-c", "phone-13588889999")
     assert stranger.status_code == 200 and stranger.json()["user"]["role"] == "resident"
     assert stranger.json()["user"]["id"] not in world.users.values()
-    # A resident registered by phone (at the hotline, say) gets their WeChat the same way.
+    # A resident registered by phone (at the hotline, say) gets their WeChat the same way …
     resident = await wechat_login(world, "good-d", "phone-13900000000")
     assert resident.status_code == 200 and resident.json()["user"]["id"] == world.users["r1"]
+    # … but an account someone signs in to with a password is never taken by a phone (a number that
+    # changed hands): the WeChat gets a resident of its own.
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(User).where(User.id == world.users["r2"]).values(password_hash=await hash_password("pw-of-r2"))
+        )
+    other = await wechat_login(world, "good-e", "phone-13900000001")
+    assert other.status_code == 200 and other.json()["user"]["id"] != world.users["r2"]
+    assert await openids(sessionmaker, "openid-d", "openid-e") == {
+        "openid-d": world.users["r1"],
+        "openid-e": other.json()["user"]["id"],
+    }
+
+
+async def test_staff_and_stopped_accounts_are_never_found_by_phone(
+    world: World, wechat_app: FastAPI, sessionmaker: Sessions
+) -> None:
+    """An admin with a volunteer profile (and no password) and a stopped roster volunteer keep their
+    accounts unbound: the WeChat gets a resident of its own."""
+    async with sessionmaker() as session, session.begin():
+        admin = await session.get(User, world.users["zhan11_admin"])
+        assert admin is not None
+        admin.password_hash = None
+        unit = world.units["zhan11"]
+        session.add(Volunteer(user_id=admin.id, real_name="站长", phone="13911110000", home_unit_id=unit))
+    stopped = await roster_volunteer(sessionmaker, world, "13922220000")
+    async with sessionmaker() as session, session.begin():
+        await session.execute(update(User).where(User.id == stopped).values(is_active=False))
+    for code, phone, account in [
+        ("good-s", "phone-13911110000", world.users["zhan11_admin"]),
+        ("good-t", "phone-13922220000", stopped),
+    ]:
+        answer = await wechat_login(world, code, phone)
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["user"]["role"], answer.json()["user"]["id"] != account) == ("resident", True)
+    async with sessionmaker() as session:
+        bound = await session.scalars(
+            select(User.wechat_openid).where(User.id.in_([world.users["zhan11_admin"], stopped]))
+        )
+        assert list(bound) == [None, None]
 
 
 async def test_ten_wechat_users_binding_one_volunteer_at_once_bind_one(

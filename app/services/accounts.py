@@ -219,20 +219,23 @@ MAINLAND_MOBILE = re.compile(r"1[3-9]\d{9}")
 
 
 async def _bind_by_phone(session: AsyncSession, openid: str, phone: str) -> User | None:
-    """The volunteer (else resident) account registered with ``phone``, now bound to ``openid``;
-    ``None`` if there is none. Staff accounts are never found by phone. The binding is one conditional
+    """The volunteer (else resident) account registered with ``phone`` and without a password, now bound
+    to ``openid``; ``None`` if there is none. Staff accounts are never found by phone. The binding is one conditional
     ``UPDATE … WHERE wechat_openid IS NULL``: of two WeChat users binding one account at once, one wins
     and the other gets 409."""
     key = lookup_hash(phone)
     async with transaction(session):
+        # Only an account with no other way in: no password (so a number that changed hands cannot take
+        # over an account its owner signs in to), active, and a volunteer's or a resident's.
+        open_to_binding = (User.password_hash.is_(None), User.is_active.is_(True))
         user_id = await session.scalar(
             select(Volunteer.user_id)
             .join(User, User.id == Volunteer.user_id)
-            .where(Volunteer.phone_hash == key, User.role == Role.VOLUNTEER.value)
+            .where(Volunteer.phone_hash == key, User.role == Role.VOLUNTEER.value, *open_to_binding)
         )
         if user_id is None:
             user_id = await session.scalar(
-                select(User.id).where(User.phone_hash == key, User.role == Role.RESIDENT.value)
+                select(User.id).where(User.phone_hash == key, User.role == Role.RESIDENT.value, *open_to_binding)
             )
         if user_id is None:
             return None

@@ -172,7 +172,7 @@ async def cancel_activity(session: AsyncSession, actor: Actor, activity_id: int,
                 )
             ).scalars()
         )
-        cancelled = await session.scalars(
+        cancelled = await session.execute(
             update(ActivitySignup)
             .where(
                 ActivitySignup.slot_id.in_([slot.id for slot in slots]),
@@ -180,14 +180,15 @@ async def cancel_activity(session: AsyncSession, actor: Actor, activity_id: int,
                 ActivitySignup.checked_in_at.is_(None),
             )
             .values(status=SignupStatus.CANCELLED.value, updated_at=now)
-            .returning(ActivitySignup.id)
+            .returning(ActivitySignup.id, ActivitySignup.slot_id)
             .execution_options(synchronize_session=False)
         )
-        # Everyone whose place (or place on the waitlist) went with it hears why.
+        # Everyone whose place (or place on the waitlist) at a slot still to come went with it hears why.
+        to_come = {slot.id for slot in slots if slot.ends_at > now}
         await outbox.enqueue_for_signups(
             session,
             "activity.cancel",
-            list(cancelled),
+            [signup_id for signup_id, slot_id in cancelled if slot_id in to_come],
             activity_notice(activity, "cancelled", action="cancel", reason=reason),
         )
         for slot in slots:  # the places still taken: those checked in

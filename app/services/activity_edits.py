@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
@@ -40,10 +40,17 @@ async def _locked_activity(session: AsyncSession, actor: Actor, activity_id: int
 
 
 async def _tell_signed_up(session: AsyncSession, activity: Activity, slot_ids: list[int], **extra: object) -> None:
-    """``activity.change`` to every volunteer still signed up (confirmed or waitlisted) for ``slot_ids``."""
+    """``activity.change`` to every volunteer still signed up (confirmed or waitlisted, not yet checked
+    out) for those of ``slot_ids`` not over yet."""
     signups = await session.scalars(
         select(ActivitySignup.id)
-        .where(ActivitySignup.slot_id.in_(slot_ids), ActivitySignup.status.in_(LIVE))
+        .join(ActivitySlot, ActivitySlot.id == ActivitySignup.slot_id)
+        .where(
+            ActivitySignup.slot_id.in_(slot_ids),
+            ActivitySignup.status.in_(LIVE),
+            ActivitySignup.checked_out_at.is_(None),
+            ActivitySlot.ends_at > func.now(),
+        )
         .order_by(ActivitySignup.id)
     )
     notice = activity_notice(activity, "changed", action="change", address=activity.address, **extra)
@@ -66,7 +73,11 @@ async def edit_activity(session: AsyncSession, actor: Actor, activity_id: int, b
 
 async def edit_slot(session: AsyncSession, actor: Actor, slot_id: int, body: SlotUpdate) -> ActivityOut:
     async with transaction(session):
-        activity_id = await session.scalar(select(ActivitySlot.activity_id).where(ActivitySlot.id == slot_id))
+        activity_id = await session.scalar(
+            select(ActivitySlot.activity_id)
+            .join(Activity, Activity.id == ActivitySlot.activity_id)
+            .where(ActivitySlot.id == slot_id, admin_scope(actor))
+        )
         if activity_id is None:
             raise NotFound("活动时段不存在")
         activity = await _locked_activity(session, actor, activity_id)
@@ -79,15 +90,24 @@ async def edit_slot(session: AsyncSession, actor: Actor, slot_id: int, body: Slo
                 raise Conflict("容量不能少于已录取人数", confirmed=slot.confirmed, capacity=slot.capacity)
             slot.capacity = body.capacity
             await confirm_waitlist(session, slot, now)
-        if body.starts_at is not None and body.ends_at is not None:
+        if (
+            body.starts_at is not None
+            and body.ends_at is not None
+            and (body.starts_at, body.ends_at)
+            != (
+                slot.starts_at,
+                slot.ends_at,
+            )
+        ):
+            # A check-in locks its sign-up: holding the slot's sign-ups, none lands while the times move.
+            await session.execute(select(ActivitySignup.id).where(ActivitySignup.slot_id == slot.id).with_for_update())
             checked_in = await session.scalar(
                 select(exists().where(ActivitySignup.slot_id == slot.id, ActivitySignup.checked_in_at.is_not(None)))
             )
             if checked_in:
                 raise Conflict("已有志愿者签到, 不能修改时间", slot_id=slot.id)
-            if (body.starts_at, body.ends_at) != (slot.starts_at, slot.ends_at):
-                slot.starts_at, slot.ends_at = body.starts_at, body.ends_at
-                await session.flush()
-                await _tell_signed_up(session, activity, [slot.id], slot_starts_at=slot.starts_at.isoformat())
+            slot.starts_at, slot.ends_at = body.starts_at, body.ends_at
+            await session.flush()
+            await _tell_signed_up(session, activity, [slot.id], slot_starts_at=slot.starts_at.isoformat())
         await session.flush()
         return await present_activity(session, activity)

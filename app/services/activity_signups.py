@@ -158,6 +158,8 @@ async def confirm_waitlist(session: AsyncSession, slot: ActivitySlot, now: datet
         .execution_options(synchronize_session=False)
     )
     slot.confirmed += len(heads)
+    if slot.ends_at <= now:
+        return heads  # room added to a slot that is over: nobody to call
     activity = await session.get(Activity, slot.activity_id)
     assert activity is not None
     notice = activity_notice(

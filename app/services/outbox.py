@@ -122,19 +122,22 @@ async def enqueue(
 
 
 async def enqueue_for_signups(session: AsyncSession, topic: str, signup_ids: list[int], payload: dict[str, Any]) -> int:
-    """活动通知: one outbox row per volunteer of ``signup_ids`` (``topic`` ``activity.…``, no order),
-    in the caller's transaction; returns how many."""
+    """活动通知: one outbox row per volunteer of ``signup_ids`` (however many of their sign-ups are
+    among them: one message about the activity), ``topic`` ``activity.…`` and no order, in the caller's
+    transaction; returns how many."""
     if not signup_ids:
         return 0
-    recipients = (
-        select(
-            bindparam("outbox_topic", topic, type_=String),
-            Volunteer.user_id,
-            bindparam("outbox_payload", payload, type_=JSONB),
-        )
+    volunteers = (
+        select(Volunteer.user_id)
         .join(ActivitySignup, ActivitySignup.volunteer_id == Volunteer.id)
         .where(ActivitySignup.id.in_(signup_ids))
-        .order_by(Volunteer.user_id)
+        .distinct()
+        .subquery("volunteers")
     )
+    recipients = select(
+        bindparam("outbox_topic", topic, type_=String),
+        volunteers.c.user_id,
+        bindparam("outbox_payload", payload, type_=JSONB),
+    ).order_by(volunteers.c.user_id)
     statement = insert(table_of(OutboxMessage)).from_select(["topic", "recipient_user_id", "payload"], recipients)
     return cast(CursorResult[Any], await session.execute(statement)).rowcount
