@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth import hash_password
 from app.config import NOTIFICATION_FIELDS, Settings
 from app.domain import Status
+from app.main import create_app
 from app.models import Activity, OutboxMessage, User, Volunteer, WechatConsent
 from app.services.activities import activity_notice
 from app.services.channels import message_fields
@@ -51,6 +53,12 @@ def wechat_app(app: FastAPI, wechat_server: str, monkeypatch: pytest.MonkeyPatch
     ]:  # fmt: skip
         monkeypatch.setattr(app.state.settings, name, value)
     return app
+
+
+def wechat_overrides(app: FastAPI) -> dict[str, Any]:
+    """The WeChat settings ``wechat_app`` gave ``app``, for another instance of the service."""
+    names = ("wechat_base_url", "wechat_appid", "wechat_secret", "wechat_template_id")
+    return {name: getattr(app.state.settings, name) for name in names}
 
 
 def settings_for(wechat_server: str, sms_server: str | None = None, **overrides: Any) -> Settings:
@@ -443,16 +451,30 @@ async def test_staff_and_stopped_accounts_are_never_found_by_phone(
         assert list(bound) == [None, None]
 
 
-async def test_ten_wechat_users_binding_one_volunteer_at_once_bind_one(
-    world: World, wechat_app: FastAPI, sessionmaker: Sessions
+async def test_twenty_wechat_users_binding_one_volunteer_at_once_through_two_instances_bind_one(
+    world: World, wechat_app: FastAPI, sessionmaker: Sessions, settings: Settings, database_url: str
 ) -> None:
-    """The binding is a conditional UPDATE: exactly one of ten simultaneous first logins with the same
-    verified phone takes the account, nine get 409 (without the condition every one of them would)."""
+    """The binding is a conditional UPDATE: exactly one of twenty simultaneous first logins with the same
+    verified phone, half through another service instance on the same database, takes the account;
+    nineteen get 409 (without the condition every one of them would)."""
     volunteer = await roster_volunteer(sessionmaker, world, "13912345678")
-    answers = await asyncio.gather(*(wechat_login(world, f"good-race{i}", f"phone-13912345678.{i}") for i in range(10)))
+    other = create_app(settings.model_copy(update=wechat_overrides(wechat_app)), database_url=database_url)
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(other.router.lifespan_context(other))
+        transport = httpx.ASGITransport(app=other)
+        second = await stack.enter_async_context(httpx.AsyncClient(transport=transport, base_url="http://test/api/v1"))
+        clients = (world.client, second)
+        answers = await asyncio.gather(
+            *(
+                clients[i % 2].post(
+                    "/auth/wechat", json={"code": f"good-race{i}", "phone_code": f"phone-13912345678.{i}"}
+                )
+                for i in range(20)
+            )
+        )
     codes = sorted(a.status_code for a in answers)
-    assert codes == [200] + [409] * 9, [a.text for a in answers]
+    assert codes == [200] + [409] * 19, [a.text for a in answers]
     [winner] = [a.json()["user"]["id"] for a in answers if a.status_code == 200]
     assert winner == volunteer
-    bound = await openids(sessionmaker, *(f"openid-race{i}" for i in range(10)))
+    bound = await openids(sessionmaker, *(f"openid-race{i}" for i in range(20)))
     assert list(bound.values()) == [volunteer]
