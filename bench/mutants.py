@@ -271,6 +271,13 @@ MUTANTS = (
         ("tests/test_activities.py",),
     ),
     Mutant(
+        "a check-in does not hold its slot first",
+        "app/services/activity_presence.py",
+        "    await session.execute(select(ActivitySlot.id).where(ActivitySlot.id == slot_of).with_for_update(read=True))\n",
+        "",
+        ("tests/test_activities.py",),
+    ),
+    Mutant(
         "a cancelled activity's volunteers are not told",
         "app/services/activities.py",
         "[signup_id for signup_id, slot_id in cancelled if slot_id in to_come]",

@@ -641,6 +641,72 @@ async def test_a_sign_up_waiting_on_the_slot_while_the_activity_is_cancelled_is_
         assert await session.scalar(select(ActivitySlot.confirmed).where(ActivitySlot.id == slot)) == 0
 
 
+async def test_a_check_in_that_waited_while_staff_moved_the_slot_is_judged_by_the_new_times(
+    world: World, app: FastAPI, database_url: str
+) -> None:
+    """Staff move the slot two days on (holding the slot and its sign-ups, as ``edit_slot`` does) while a
+    participant checks in: the check-in waits, and once the move commits it must be judged by the new
+    times (not begun: 409), not by the times it would have read before waiting."""
+    activity = await publish(world, capacity=2)
+    slot = activity["slots"][0]["id"]
+    signup = await signed(world, "v11a", slot)
+    holder = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False))
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT 1 FROM activity_slots WHERE id = $1 FOR UPDATE", slot)
+        await holder.execute("SELECT 1 FROM activity_signups WHERE slot_id = $1 FOR UPDATE", slot)
+        checking = asyncio.create_task(step(world, "v11a", signup["id"], "check-in", near(10)))
+        await _waiters(holder, 1)
+        await holder.execute(
+            "UPDATE activity_slots SET starts_at = starts_at + interval '2 days',"
+            " ends_at = ends_at + interval '2 days' WHERE id = $1",
+            slot,
+        )
+        await transaction.commit()
+    finally:
+        await holder.close()
+    refused = await checking
+    assert refused.status_code == 409, refused.text
+    assert "不在活动时段内" in refused.json()["error"]["message"]
+    async with app.state.sessionmaker() as session:
+        checked_in = select(ActivitySignup.checked_in_at).where(ActivitySignup.id == signup["id"])
+        assert await session.scalar(checked_in) is None
+
+
+async def test_a_sign_up_is_never_both_cancelled_and_checked_in(
+    world: World, app: FastAPI, database_url: str
+) -> None:
+    """A check-in and the participant's cancellation of the same sign-up, queued one after the other
+    behind a lock: the check-in is done, and the cancellation then finds it checked in (409). A
+    cancellation that read the sign-up before the check-in landed would overwrite it."""
+    activity = await publish(world, capacity=2)
+    slot = activity["slots"][0]["id"]
+    signup = await signed(world, "v11a", slot)
+    holder = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False))
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT 1 FROM activity_signups WHERE id = $1 FOR UPDATE", signup["id"])
+        checking = asyncio.create_task(step(world, "v11a", signup["id"], "check-in", near(10)))
+        await _waiters(holder, 1)
+        cancelling = asyncio.create_task(step(world, "v11a", signup["id"], "cancel"))
+        await _waiters(holder, 2)
+        await transaction.rollback()
+    finally:
+        await holder.close()
+    assert (await checking).status_code == 200
+    refused = await cancelling
+    assert refused.status_code == 409, refused.text
+    async with app.state.sessionmaker() as session:
+        row = (
+            await session.execute(
+                select(ActivitySignup.status, ActivitySignup.checked_in_at).where(ActivitySignup.id == signup["id"])
+            )
+        ).one()
+        assert row.status == "confirmed" and row.checked_in_at is not None
+
+
 async def _waiters(connection: asyncpg.Connection, n: int) -> None:
     """Until ``n`` of the service's connections wait for a lock."""
     for _ in range(200):

@@ -3,8 +3,9 @@ functions as an order's check-in) and the unit's policy in force at the activity
 the same 时长台账 as orders' (``hours_entries``, kind ``service``, with the sign-up), 未核验 unless both
 the check-in and the check-out were proven.
 
-Each step locks the sign-up's row (``FOR UPDATE``): a check-in or check-out happens once, and a code is
-used once (``presence_code_uses``: ``INSERT … ON CONFLICT DO NOTHING``, nothing returned = already used).
+Each step holds the slot's row (``FOR SHARE``), then locks the sign-up's (``FOR UPDATE``): a check-in
+or check-out happens once, judged by the slot's times as they are, and a code is used once
+(``presence_code_uses``: ``INSERT … ON CONFLICT DO NOTHING``, nothing returned = already used).
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ MIN_HOURS = Decimal("0.5")
 async def _locked(
     session: AsyncSession, signup_id: int, *, volunteer_id: int | None = None, admin: Actor | None = None
 ) -> tuple[ActivitySignup, ActivitySlot, Activity]:
-    """The sign-up (locked), its slot and activity: the volunteer's own, or one of the admin's subtree."""
+    """The sign-up (locked), its slot and activity: the volunteer's own, or one of the admin's subtree.
+
+    The slot is held first (``FOR SHARE``: check-ins of one slot do not wait for each other), as every
+    writer of a slot and its sign-ups takes it first (a sign-up, a cancellation, staff moving its
+    times): a step that waited for one of them then reads the slot and the sign-up as it left them."""
+    slot_of = select(ActivitySignup.slot_id).where(ActivitySignup.id == signup_id).scalar_subquery()
+    await session.execute(select(ActivitySlot.id).where(ActivitySlot.id == slot_of).with_for_update(read=True))
     query = (
         select(ActivitySignup, ActivitySlot, Activity)
         .join(ActivitySlot, ActivitySlot.id == ActivitySignup.slot_id)
