@@ -273,8 +273,8 @@ MUTANTS = (
     Mutant(
         "a check-in does not hold its slot first",
         "app/services/activity_presence.py",
-        "    await session.execute(select(ActivitySlot.id).where(ActivitySlot.id == slot_of).with_for_update(read=True))\n",
-        "",
+        "where(ActivitySlot.id == slot_of).with_for_update(read=True))",
+        "where(ActivitySlot.id == slot_of))",
         ("tests/test_activities.py",),
     ),
     Mutant(

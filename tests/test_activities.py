@@ -674,9 +674,7 @@ async def test_a_check_in_that_waited_while_staff_moved_the_slot_is_judged_by_th
         assert await session.scalar(checked_in) is None
 
 
-async def test_a_sign_up_is_never_both_cancelled_and_checked_in(
-    world: World, app: FastAPI, database_url: str
-) -> None:
+async def test_a_sign_up_is_never_both_cancelled_and_checked_in(world: World, app: FastAPI, database_url: str) -> None:
     """A check-in and the participant's cancellation of the same sign-up, queued one after the other
     behind a lock: the check-in is done, and the cancellation then finds it checked in (409). A
     cancellation that read the sign-up before the check-in landed would overwrite it."""
