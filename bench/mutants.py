@@ -264,6 +264,20 @@ MUTANTS = (
         ("tests/test_wechat_channel.py",),
     ),
     Mutant(
+        "a used resident is retired for a phone login",
+        "app/services/accounts.py",
+        "    if await session.scalar(select(used)):",
+        "    if False:",
+        ("tests/test_wechat_channel.py",),
+    ),
+    Mutant(
+        "retiring a resident does not wait for an order being written for it",
+        "app/services/accounts.py",
+        "User.wechat_openid == openid).with_for_update())",
+        "User.wechat_openid == openid))",
+        ("tests/test_wechat_channel.py",),
+    ),
+    Mutant(
         "a change of capacity does not wait for the slot's sign-ups",
         "app/services/activity_edits.py",
         "select(ActivitySlot).where(ActivitySlot.id == slot_id).with_for_update()",

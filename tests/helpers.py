@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI
 from pydantic import BaseModel
 from sqlalchemy import func, select
@@ -60,3 +62,17 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+async def lock_waiters(connection: asyncpg.Connection, n: int) -> None:
+    """Until ``n`` of the service's connections wait for a lock."""
+    for _ in range(200):
+        await connection.execute("SELECT pg_stat_clear_snapshot()")  # fresh figures inside its transaction
+        waiting = await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = 'sidan' AND wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        if waiting >= n:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"fewer than {n} requests waited for a lock")

@@ -23,7 +23,7 @@ from app.config import Settings
 from app.main import create_app
 from app.models import ActivitySignup, ActivitySlot, HoursEntry, OutboxMessage, PresenceCodeUse, User, Volunteer
 from app.services import activity_reports
-from tests.helpers import count
+from tests.helpers import count, lock_waiters
 from tests.world import World
 
 PLACE = {"lat": 30.0, "lng": 120.0}
@@ -626,9 +626,9 @@ async def test_a_sign_up_waiting_on_the_slot_while_the_activity_is_cancelled_is_
         await transaction.start()
         await holder.execute("SELECT 1 FROM activity_slots WHERE id = $1 FOR UPDATE", slot)
         cancelling = asyncio.create_task(_cancel(world, "suo1_admin", activity["id"], {"reason": "场地取消"}))
-        await _waiters(holder, 1)  # the cancellation holds the activity and waits for the slot
+        await lock_waiters(holder, 1)  # the cancellation holds the activity and waits for the slot
         signing = asyncio.create_task(sign_up(world, "v11a", slot))
-        await _waiters(holder, 2)  # the sign-up read the activity published, and waits for the slot
+        await lock_waiters(holder, 2)  # the sign-up read the activity published, and waits for the slot
         await transaction.rollback()
     finally:
         await holder.close()
@@ -657,7 +657,7 @@ async def test_a_check_in_that_waited_while_staff_moved_the_slot_is_judged_by_th
         await holder.execute("SELECT 1 FROM activity_slots WHERE id = $1 FOR UPDATE", slot)
         await holder.execute("SELECT 1 FROM activity_signups WHERE slot_id = $1 FOR UPDATE", slot)
         checking = asyncio.create_task(step(world, "v11a", signup["id"], "check-in", near(10)))
-        await _waiters(holder, 1)
+        await lock_waiters(holder, 1)
         await holder.execute(
             "UPDATE activity_slots SET starts_at = starts_at + interval '2 days',"
             " ends_at = ends_at + interval '2 days' WHERE id = $1",
@@ -687,9 +687,9 @@ async def test_a_sign_up_is_never_both_cancelled_and_checked_in(world: World, ap
         await transaction.start()
         await holder.execute("SELECT 1 FROM activity_signups WHERE id = $1 FOR UPDATE", signup["id"])
         checking = asyncio.create_task(step(world, "v11a", signup["id"], "check-in", near(10)))
-        await _waiters(holder, 1)
+        await lock_waiters(holder, 1)
         cancelling = asyncio.create_task(step(world, "v11a", signup["id"], "cancel"))
-        await _waiters(holder, 2)
+        await lock_waiters(holder, 2)
         await transaction.rollback()
     finally:
         await holder.close()
@@ -703,20 +703,6 @@ async def test_a_sign_up_is_never_both_cancelled_and_checked_in(world: World, ap
             )
         ).one()
         assert row.status == "confirmed" and row.checked_in_at is not None
-
-
-async def _waiters(connection: asyncpg.Connection, n: int) -> None:
-    """Until ``n`` of the service's connections wait for a lock."""
-    for _ in range(200):
-        await connection.execute("SELECT pg_stat_clear_snapshot()")  # fresh figures inside its transaction
-        waiting = await connection.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE application_name = 'sidan' AND wait_event_type = 'Lock' AND datname = current_database()"
-        )
-        if waiting >= n:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"fewer than {n} requests waited for the slot")
 
 
 async def test_twenty_cancellations_at_once_across_instances_cancel_once(

@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select, update
+from sqlalchemy import make_url, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import hash_password
@@ -25,6 +26,7 @@ from app.services.activities import activity_notice
 from app.services.channels import message_fields
 from app.services.consents import ConsentBook
 from app.services.delivery import Channel, LogChannel, Recipient, WechatSubscribeChannel, default_channels, deliver_due
+from tests.helpers import lock_waiters
 from tests.sms_standin import SDK_APP_ID, SECRET_ID, SECRET_KEY, StandInSms, serve_sms
 from tests.wechat_standin import StandInWechat
 from tests.world import World
@@ -421,6 +423,79 @@ async def test_a_phone_wechat_cannot_vouch_for_changes_nothing(
         "openid-d": world.users["r1"],
         "openid-e": other.json()["user"]["id"],
     }
+
+
+async def test_a_wechat_that_first_came_as_a_resident_takes_over_its_roster_volunteer(
+    world: World, wechat_app: FastAPI, sessionmaker: Sessions
+) -> None:
+    """The WeChat opened the mini-program before the roster was imported, and got a resident. With the
+    phone verified it moves to the volunteer account; the unused resident is stopped, tokens and all."""
+    first = await wechat_login(world, "good-early")
+    assert first.status_code == 200 and first.json()["user"]["role"] == "resident"
+    early, early_token = first.json()["user"]["id"], {"Authorization": f"Bearer {first.json()['access_token']}"}
+    volunteer = await roster_volunteer(sessionmaker, world, "13912345678")
+    assert (await wechat_login(world, "good-early")).json()["user"]["id"] == early  # no phone: as it was
+    stranger = await wechat_login(world, "good-early", "phone-13588889999")  # a phone nobody registered
+    assert stranger.status_code == 200 and stranger.json()["user"]["id"] == early
+
+    moved = await wechat_login(world, "good-early", "phone-13912345678")
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["user"]["id"], moved.json()["user"]["role"]) == (volunteer, "volunteer")
+    assert await openids(sessionmaker, "openid-early") == {"openid-early": volunteer}
+    assert (await world.client.get("/orders/mine", headers=early_token)).status_code == 401
+    async with sessionmaker() as session:
+        assert await session.scalar(select(User.is_active).where(User.id == early)) is False
+    assert (await wechat_login(world, "good-early")).json()["user"]["id"] == volunteer  # from now on
+
+
+async def test_a_resident_who_has_ordered_keeps_its_wechat_and_is_told_to_ask_staff(
+    world: World, wechat_app: FastAPI, sessionmaker: Sessions
+) -> None:
+    first = await wechat_login(world, "good-used")
+    resident, token = first.json()["user"]["id"], {"Authorization": f"Bearer {first.json()['access_token']}"}
+    assert (await world.client.post("/orders", json=world.order_body(), headers=token)).status_code == 201
+    volunteer = await roster_volunteer(sessionmaker, world, "13912345678")
+    refused = await wechat_login(world, "good-used", "phone-13912345678")
+    assert refused.status_code == 409, refused.text
+    assert "工作人员" in refused.json()["error"]["message"]
+    assert await openids(sessionmaker, "openid-used") == {"openid-used": resident}
+    assert (await world.client.get("/orders/mine", headers=token)).status_code == 200
+    async with sessionmaker() as session:
+        assert await session.scalar(select(User.wechat_openid).where(User.id == volunteer)) is None
+
+
+async def test_an_order_landing_while_the_resident_is_retired_keeps_the_resident(
+    world: World, wechat_app: FastAPI, sessionmaker: Sessions, database_url: str
+) -> None:
+    """An order for the resident is being written (its transaction not yet committed) when the phone
+    login comes: the login waits for it, then sees it and refuses (409); the resident keeps the WeChat."""
+    first = await wechat_login(world, "good-race")
+    resident = first.json()["user"]["id"]
+    await roster_volunteer(sessionmaker, world, "13912345678")
+    template = (await world.place("r1"))["id"]
+    holder = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False))
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute(
+            "CREATE TEMP TABLE copied ON COMMIT DROP AS SELECT * FROM orders WHERE id = $1;".replace(
+                "$1", str(template)
+            )
+        )
+        await holder.execute(
+            "UPDATE copied SET id = nextval(pg_get_serial_sequence('orders', 'id')), code = code || '-R',"
+            " resident_id = $1, placed_by_id = $1",
+            resident,
+        )
+        await holder.execute("INSERT INTO orders SELECT * FROM copied")
+        login = asyncio.create_task(wechat_login(world, "good-race", "phone-13912345678"))
+        await lock_waiters(holder, 1)
+        await transaction.commit()
+    finally:
+        await holder.close()
+    refused = await login
+    assert refused.status_code == 409, refused.text
+    assert await openids(sessionmaker, "openid-race") == {"openid-race": resident}
 
 
 async def test_staff_and_stopped_accounts_are_never_found_by_phone(

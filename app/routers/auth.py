@@ -51,7 +51,9 @@ async def change_password(
 async def wechat_login(body: WechatLoginIn, request: Request, session: Session, settings: SettingsDep) -> TokenOut:
     """微信小程序登录: ``code`` from ``wx.login()``. A first login with ``phone_code`` takes over the
     volunteer or resident account registered with that phone (imported volunteers log in this way);
-    otherwise a resident is created on first login."""
+    otherwise a resident is created on first login. A WeChat whose resident, created that way, was
+    never used moves to the account with the phone it verifies (the resident is stopped); one used
+    is 409."""
     throttle, address = request.app.state.login_throttle, client_address(request)
     http = request.app.state.http
     return await accounts.wechat_login(session, settings, throttle, http, body.code, address, body.phone_code)

@@ -23,8 +23,9 @@ class WechatLoginIn(BaseModel):
     phone_code: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")] | None = (
         Field(
             default=None,
-            description="``getPhoneNumber``'s code (手机号快速验证): on a first login, the volunteer or resident "
-            "account registered with that phone is bound to this WeChat (409 if another WeChat holds it)",
+            description="``getPhoneNumber``'s code (手机号快速验证): on a first login (or while this WeChat has "
+            "only the unused resident its first login created), the volunteer or resident account registered "
+            "with that phone is bound to this WeChat (409 if another WeChat holds it)",
         )
     )
 

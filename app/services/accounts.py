@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,7 +26,7 @@ from app.errors import (
     ServiceUnavailable,
     Unauthorized,
 )
-from app.models import User, Volunteer
+from app.models import Order, Rating, StandingOrder, User, Volunteer
 from app.schemas.auth import TokenOut, UserOut
 from app.services.channels import DeliveryError
 from app.services.throttle import LoginThrottle
@@ -131,8 +131,10 @@ async def wechat_login(
     account. A new one with ``phone_code`` (the mini-program's 手机号快速验证) takes over the volunteer
     or resident account registered with that phone (an imported roster's volunteers have no password:
     this is how they first log in), unless another WeChat holds it (409); else, and without
-    ``phone_code``, a resident is created. Counted against the client address like any login (429
-    past the limit), before WeChat is asked."""
+    ``phone_code``, a resident is created. So does an openid whose account is the resident created at
+    its first login and never used (no order, standing order or rating): that resident is retired (see
+    ``_bind_by_phone``); one that was used is 409, for staff to sort out. Counted against the client
+    address like any login (429 past the limit), before WeChat is asked."""
     async with transaction(session):
         await throttle.address_attempt(session, address)
     try:
@@ -156,9 +158,9 @@ async def wechat_login(
         raise code2session_error(data.get("errcode"), str(data.get("errmsg", ""))[:200])
     async with transaction(session):
         user = await session.scalar(select(User).where(User.wechat_openid == openid))
-    if user is None and phone_code is not None:
+    if phone_code is not None and (user is None or _created_at_first_login(user)):
         phone = await verified_phone(settings, http, phone_code)
-        user = await _bind_by_phone(session, openid, phone)
+        user = await _bind_by_phone(session, openid, phone, leaving=user) or user
     if user is None:
         async with transaction(session):
             await session.execute(
@@ -218,11 +220,27 @@ async def verified_phone(settings: Settings, http: httpx.AsyncClient, phone_code
 MAINLAND_MOBILE = re.compile(r"1[3-9]\d{9}")
 
 
-async def _bind_by_phone(session: AsyncSession, openid: str, phone: str) -> User | None:
+def _created_at_first_login(user: User) -> bool:
+    """An active resident as ``wechat_login`` creates one: a WeChat, no password, no phone of its own."""
+    return (
+        user.role == Role.RESIDENT.value
+        and user.is_active
+        and user.password_hash is None
+        and user.phone_hash is None
+        and user.wechat_openid is not None
+    )
+
+
+async def _bind_by_phone(session: AsyncSession, openid: str, phone: str, leaving: User | None = None) -> User | None:
     """The volunteer (else resident) account registered with ``phone`` and without a password, now bound
     to ``openid``; ``None`` if there is none. Staff accounts are never found by phone. The binding is one conditional
     ``UPDATE … WHERE wechat_openid IS NULL``: of two WeChat users binding one account at once, one wins
-    and the other gets 409."""
+    and the other gets 409.
+
+    ``leaving``: the resident ``openid`` has had since its first login (``_created_at_first_login``). In
+    the same transaction it gives up the WeChat and is stopped (its tokens with it), if it was never
+    used: locked, then checked for orders, standing orders and ratings (placing an order waits for
+    the lock, and one placed before is seen: 409, nothing changed)."""
     key = lookup_hash(phone)
     async with transaction(session):
         # Only an account with no other way in: no password (so a number that changed hands cannot take
@@ -237,8 +255,10 @@ async def _bind_by_phone(session: AsyncSession, openid: str, phone: str) -> User
             user_id = await session.scalar(
                 select(User.id).where(User.phone_hash == key, User.role == Role.RESIDENT.value, *open_to_binding)
             )
-        if user_id is None:
+        if user_id is None or (leaving is not None and user_id == leaving.id):
             return None
+        if leaving is not None:
+            await _retire(session, leaving.id, openid)
         try:
             async with session.begin_nested():
                 await session.execute(
@@ -254,3 +274,23 @@ async def _bind_by_phone(session: AsyncSession, openid: str, phone: str) -> User
         if user.wechat_openid != openid:
             raise Conflict("该手机号的账号已绑定其他微信")
         return user
+
+
+async def _retire(session: AsyncSession, user_id: int, openid: str) -> None:
+    """Stop the unused resident ``user_id`` and free ``openid`` for another account (see ``_bind_by_phone``)."""
+    await session.execute(select(User.id).where(User.id == user_id, User.wechat_openid == openid).with_for_update())
+    used = or_(
+        exists().where(or_(Order.resident_id == user_id, Order.placed_by_id == user_id)),
+        exists().where(or_(StandingOrder.resident_id == user_id, StandingOrder.placed_by_id == user_id)),
+        exists().where(Rating.rated_by_id == user_id),
+    )
+    if await session.scalar(select(used)):
+        raise Conflict("该微信已有居民账号的点单记录, 请联系工作人员合并账号")
+    retired = await session.execute(
+        update(User)
+        .where(User.id == user_id, User.wechat_openid == openid, User.is_active.is_(True))
+        .values(wechat_openid=None, is_active=False, token_version=User.token_version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if retired.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict("该微信的账号刚刚发生了变化, 请重新登录")
