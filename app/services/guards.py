@@ -25,7 +25,8 @@ def guard_holds(guard: Guard, actor: Actor, order: OrderView) -> bool:
         case Guard.ADMIN_IN_SCOPE:
             return actor.administers(order.unit_path)
         case Guard.TARGET:
-            return True
+            if actor.volunteer_id is None or not actor.volunteer_active:
+                return False
             if order.assignee_volunteer_id is not None:
                 return order.assignee_volunteer_id == actor.volunteer_id
             return order.assignee_team_id is not None and order.assignee_team_id in actor.team_ids
