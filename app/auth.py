@@ -169,6 +169,18 @@ async def load_actor(session: AsyncSession, user_id: int, token_version: int | N
     return actor_from_row(row, token_version)
 
 
+async def hold_account(session: AsyncSession, user_id: int) -> None:
+    """Hold the caller's account (``FOR KEY SHARE``) for the rest of the session's transaction, for
+    what stays theirs (an order, a standing order): an account stopped since the caller was read is
+    401 here (a WeChat that moves to its volunteer stops the resident it leaves, ``app.services.accounts``),
+    and one about to be stopped waits for this transaction, and then sees what it wrote."""
+    held = await session.scalar(
+        select(User.id).where(User.id == user_id, User.is_active.is_(True)).with_for_update(read=True, key_share=True)
+    )
+    if held is None:
+        raise Unauthorized("账号已停用")
+
+
 _USER_ID = re.compile(r"[1-9][0-9]{0,18}", re.ASCII)
 
 

@@ -278,6 +278,13 @@ MUTANTS = (
         ("tests/test_wechat_channel.py",),
     ),
     Mutant(
+        "a resident's order does not hold the account",
+        "app/services/ordering.py",
+        "            await hold_account(session, actor.user_id)\n",
+        "",
+        ("tests/test_wechat_channel.py",),
+    ),
+    Mutant(
         "a change of capacity does not wait for the slot's sign-ups",
         "app/services/activity_edits.py",
         "select(ActivitySlot).where(ActivitySlot.id == slot_id).with_for_update()",

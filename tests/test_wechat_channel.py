@@ -14,14 +14,14 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import make_url, select, update
+from sqlalchemy import func, make_url, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import hash_password
 from app.config import NOTIFICATION_FIELDS, Settings
 from app.domain import Status
 from app.main import create_app
-from app.models import Activity, OutboxMessage, User, Volunteer, WechatConsent
+from app.models import Activity, Order, OutboxMessage, User, Volunteer, WechatConsent
 from app.services.activities import activity_notice
 from app.services.channels import message_fields
 from app.services.consents import ConsentBook
@@ -496,6 +496,52 @@ async def test_an_order_landing_while_the_resident_is_retired_keeps_the_resident
     refused = await login
     assert refused.status_code == 409, refused.text
     assert await openids(sessionmaker, "openid-race") == {"openid-race": resident}
+
+
+async def test_an_order_placed_while_the_resident_is_retired_is_refused(
+    world: World, wechat_app: FastAPI, sessionmaker: Sessions, database_url: str
+) -> None:
+    """The other way round: the resident's row is held (as a phone login retiring it holds it) when its
+    order comes. The order waits, and once the resident is stopped it is refused (401), not written
+    for an account nobody can sign in to any more."""
+    first = await wechat_login(world, "good-late")
+    resident, token = first.json()["user"]["id"], {"Authorization": f"Bearer {first.json()['access_token']}"}
+    holder = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False))
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", resident)
+        placing = asyncio.create_task(world.client.post("/orders", json=world.order_body(), headers=token))
+        await lock_waiters(holder, 1)
+        await holder.execute("UPDATE users SET is_active = false, wechat_openid = NULL WHERE id = $1", resident)
+        await transaction.commit()
+    finally:
+        await holder.close()
+    refused = await placing
+    assert refused.status_code == 401, refused.text
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).where(Order.placed_by_id == resident)) == 0
+
+
+async def test_a_resident_with_a_phone_or_a_password_keeps_its_wechat(
+    world: World, wechat_app: FastAPI, sessionmaker: Sessions
+) -> None:
+    """Only the resident a first login created (no phone, no password) gives way to a verified phone: a
+    resident registered with a phone, or who set a password, is an account someone keeps."""
+    bound = await wechat_login(world, "good-r1", "phone-13900000000")  # r1, registered at the hotline
+    assert bound.json()["user"]["id"] == world.users["r1"]
+    volunteer = await roster_volunteer(sessionmaker, world, "13912345678")
+    kept = await wechat_login(world, "good-r1", "phone-13912345678.1")
+    assert kept.status_code == 200 and kept.json()["user"]["id"] == world.users["r1"]
+    created = await wechat_login(world, "good-pw")
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(User).where(User.id == created.json()["user"]["id"]).values(password_hash=await hash_password("pw"))
+        )
+    with_password = await wechat_login(world, "good-pw", "phone-13912345678.2")
+    assert with_password.status_code == 200 and with_password.json()["user"]["id"] == created.json()["user"]["id"]
+    async with sessionmaker() as session:
+        assert await session.scalar(select(User.wechat_openid).where(User.id == volunteer)) is None
 
 
 async def test_staff_and_stopped_accounts_are_never_found_by_phone(

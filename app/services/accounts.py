@@ -263,7 +263,7 @@ async def _bind_by_phone(session: AsyncSession, openid: str, phone: str, leaving
             async with session.begin_nested():
                 await session.execute(
                     update(User)
-                    .where(User.id == user_id, User.wechat_openid.is_(None))
+                    .where(User.id == user_id, User.wechat_openid.is_(None), *open_to_binding)
                     .values(wechat_openid=openid)
                     .execution_options(synchronize_session=False)
                 )
@@ -288,7 +288,14 @@ async def _retire(session: AsyncSession, user_id: int, openid: str) -> None:
         raise Conflict("该微信已有居民账号的点单记录, 请联系工作人员合并账号")
     retired = await session.execute(
         update(User)
-        .where(User.id == user_id, User.wechat_openid == openid, User.is_active.is_(True))
+        .where(
+            User.id == user_id,
+            User.wechat_openid == openid,
+            User.role == Role.RESIDENT.value,
+            User.is_active.is_(True),
+            User.password_hash.is_(None),
+            User.phone_hash.is_(None),
+        )
         .values(wechat_openid=None, is_active=False, token_version=User.token_version + 1)
         .execution_options(synchronize_session=False)
     )

@@ -43,7 +43,10 @@ async def _locked(
     The slot is held first (``FOR SHARE``: check-ins of one slot do not wait for each other), as every
     writer of a slot and its sign-ups takes it first (a sign-up, a cancellation, staff moving its
     times): a step that waited for one of them then reads the slot and the sign-up as it left them."""
-    slot_of = select(ActivitySignup.slot_id).where(ActivitySignup.id == signup_id).scalar_subquery()
+    whose = select(ActivitySignup.slot_id).where(ActivitySignup.id == signup_id)
+    if volunteer_id is not None:
+        whose = whose.where(ActivitySignup.volunteer_id == volunteer_id)  # nobody else's slot is held
+    slot_of = whose.scalar_subquery()
     await session.execute(select(ActivitySlot.id).where(ActivitySlot.id == slot_of).with_for_update(read=True))
     query = (
         select(ActivitySignup, ActivitySlot, Activity)

@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, String, bindparam, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth import Actor
+from app.auth import Actor, hold_account
 from app.config import Settings
 from app.db import transaction
 from app.domain import Action, Channel, Role, Status
@@ -85,6 +85,7 @@ async def place_order(
                 return OrderOut.model_validate(replay)
         if actor.role is Role.RESIDENT and occurrence is None:
             await _check_hourly_limit(session, settings, actor, now)
+            await hold_account(session, actor.user_id)
         unit = await session.get(OrgUnit, body.unit_id)
         if unit is None or not unit.is_active:
             raise InvalidInput("服务单位不存在或已停用", unit_id=body.unit_id)

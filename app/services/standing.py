@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import ColumnElement, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth import Actor
+from app.auth import Actor, hold_account
 from app.config import Settings
 from app.db import transaction
 from app.domain import Role
@@ -59,6 +59,8 @@ async def create_standing_order(
         raise InvalidInput("该计划已没有未来的服务时间", field="rrule")
     lead = timedelta(hours=settings.standing_order_lead_hours if body.lead_hours is None else body.lead_hours)
     async with transaction(session):
+        if actor.role is Role.RESIDENT:
+            await hold_account(session, actor.user_id)
         unit = await session.get(OrgUnit, body.unit_id)
         if unit is None or not unit.is_active:
             raise InvalidInput("服务单位不存在或已停用", unit_id=body.unit_id)
