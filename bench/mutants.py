@@ -245,8 +245,8 @@ MUTANTS = (
     Mutant(
         "a WeChat login binds an account another WeChat already holds",
         "app/services/accounts.py",
-        "                    .where(User.id == user_id, User.wechat_openid.is_(None))",
-        "                    .where(User.id == user_id)",
+        ".where(User.id == user_id, User.wechat_openid.is_(None), *open_to_binding)",
+        ".where(User.id == user_id, *open_to_binding)",
         ("tests/test_wechat_channel.py",),
     ),
     Mutant(
