@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from asyncpg.transaction import Transaction
 from fastapi import FastAPI
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 
 from app.auth import SYSTEM_ACTOR
 from app.domain import Action
@@ -76,3 +79,16 @@ async def lock_waiters(connection: asyncpg.Connection, n: int) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"fewer than {n} requests waited for a lock")
+
+
+@asynccontextmanager
+async def lock_holder(database_url: str) -> AsyncIterator[tuple[asyncpg.Connection, Transaction]]:
+    """A connection of the test's own with a transaction begun, to hold row locks the service's requests
+    then queue behind (``lock_waiters``); closed at the end, rolling back whatever it left open."""
+    holder = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False))
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        yield holder, transaction
+    finally:
+        await holder.close()

@@ -12,18 +12,17 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, make_url, select
+from sqlalchemy import func, select
 
 from app.auth import issue_token
 from app.config import Settings
 from app.main import create_app
 from app.models import ActivitySignup, ActivitySlot, HoursEntry, OutboxMessage, PresenceCodeUse, User, Volunteer
 from app.services import activity_reports
-from tests.helpers import count, lock_waiters
+from tests.helpers import count, lock_holder, lock_waiters
 from tests.world import World
 
 PLACE = {"lat": 30.0, "lng": 120.0}
@@ -620,18 +619,13 @@ async def test_a_sign_up_waiting_on_the_slot_while_the_activity_is_cancelled_is_
     held: once the cancellation commits, the sign-up must see it (no sign-up on a cancelled activity)."""
     activity = await publish(world, capacity=2)
     slot = activity["slots"][0]["id"]
-    holder = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False))
-    try:
-        transaction = holder.transaction()
-        await transaction.start()
+    async with lock_holder(database_url) as (holder, transaction):
         await holder.execute("SELECT 1 FROM activity_slots WHERE id = $1 FOR UPDATE", slot)
         cancelling = asyncio.create_task(_cancel(world, "suo1_admin", activity["id"], {"reason": "场地取消"}))
         await lock_waiters(holder, 1)  # the cancellation holds the activity and waits for the slot
         signing = asyncio.create_task(sign_up(world, "v11a", slot))
         await lock_waiters(holder, 2)  # the sign-up read the activity published, and waits for the slot
         await transaction.rollback()
-    finally:
-        await holder.close()
     assert (await cancelling).status_code == 200
     refused = await signing
     assert refused.status_code == 409, refused.text
@@ -650,10 +644,7 @@ async def test_a_check_in_that_waited_while_staff_moved_the_slot_is_judged_by_th
     activity = await publish(world, capacity=2)
     slot = activity["slots"][0]["id"]
     signup = await signed(world, "v11a", slot)
-    holder = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False))
-    try:
-        transaction = holder.transaction()
-        await transaction.start()
+    async with lock_holder(database_url) as (holder, transaction):
         await holder.execute("SELECT 1 FROM activity_slots WHERE id = $1 FOR UPDATE", slot)
         await holder.execute("SELECT 1 FROM activity_signups WHERE slot_id = $1 FOR UPDATE", slot)
         checking = asyncio.create_task(step(world, "v11a", signup["id"], "check-in", near(10)))
@@ -664,8 +655,6 @@ async def test_a_check_in_that_waited_while_staff_moved_the_slot_is_judged_by_th
             slot,
         )
         await transaction.commit()
-    finally:
-        await holder.close()
     refused = await checking
     assert refused.status_code == 409, refused.text
     assert "不在活动时段内" in refused.json()["error"]["message"]
@@ -681,18 +670,13 @@ async def test_a_sign_up_is_never_both_cancelled_and_checked_in(world: World, ap
     activity = await publish(world, capacity=2)
     slot = activity["slots"][0]["id"]
     signup = await signed(world, "v11a", slot)
-    holder = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False))
-    try:
-        transaction = holder.transaction()
-        await transaction.start()
+    async with lock_holder(database_url) as (holder, transaction):
         await holder.execute("SELECT 1 FROM activity_signups WHERE id = $1 FOR UPDATE", signup["id"])
         checking = asyncio.create_task(step(world, "v11a", signup["id"], "check-in", near(10)))
         await lock_waiters(holder, 1)
         cancelling = asyncio.create_task(step(world, "v11a", signup["id"], "cancel"))
         await lock_waiters(holder, 2)
         await transaction.rollback()
-    finally:
-        await holder.close()
     assert (await checking).status_code == 200
     refused = await cancelling
     assert refused.status_code == 409, refused.text

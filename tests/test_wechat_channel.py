@@ -10,11 +10,10 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, make_url, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import hash_password
@@ -26,7 +25,7 @@ from app.services.activities import activity_notice
 from app.services.channels import message_fields
 from app.services.consents import ConsentBook
 from app.services.delivery import Channel, LogChannel, Recipient, WechatSubscribeChannel, default_channels, deliver_due
-from tests.helpers import lock_waiters
+from tests.helpers import lock_holder, lock_waiters
 from tests.sms_standin import SDK_APP_ID, SECRET_ID, SECRET_KEY, StandInSms, serve_sms
 from tests.wechat_standin import StandInWechat
 from tests.world import World
@@ -473,10 +472,7 @@ async def test_an_order_landing_while_the_resident_is_retired_keeps_the_resident
     resident = first.json()["user"]["id"]
     await roster_volunteer(sessionmaker, world, "13912345678")
     template = (await world.place("r1"))["id"]
-    holder = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False))
-    try:
-        transaction = holder.transaction()
-        await transaction.start()
+    async with lock_holder(database_url) as (holder, transaction):
         await holder.execute(
             "CREATE TEMP TABLE copied ON COMMIT DROP AS SELECT * FROM orders WHERE id = $1;".replace(
                 "$1", str(template)
@@ -491,8 +487,6 @@ async def test_an_order_landing_while_the_resident_is_retired_keeps_the_resident
         login = asyncio.create_task(wechat_login(world, "good-race", "phone-13912345678"))
         await lock_waiters(holder, 1)
         await transaction.commit()
-    finally:
-        await holder.close()
     refused = await login
     assert refused.status_code == 409, refused.text
     assert await openids(sessionmaker, "openid-race") == {"openid-race": resident}
@@ -506,17 +500,12 @@ async def test_an_order_placed_while_the_resident_is_retired_is_refused(
     for an account nobody can sign in to any more."""
     first = await wechat_login(world, "good-late")
     resident, token = first.json()["user"]["id"], {"Authorization": f"Bearer {first.json()['access_token']}"}
-    holder = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False))
-    try:
-        transaction = holder.transaction()
-        await transaction.start()
+    async with lock_holder(database_url) as (holder, transaction):
         await holder.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", resident)
         placing = asyncio.create_task(world.client.post("/orders", json=world.order_body(), headers=token))
         await lock_waiters(holder, 1)
         await holder.execute("UPDATE users SET is_active = false, wechat_openid = NULL WHERE id = $1", resident)
         await transaction.commit()
-    finally:
-        await holder.close()
     refused = await placing
     assert refused.status_code == 401, refused.text
     async with sessionmaker() as session:
