@@ -8,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -20,13 +21,14 @@ from app.auth import hash_password
 from app.config import NOTIFICATION_FIELDS, Settings
 from app.domain import Status
 from app.main import create_app
-from app.models import Activity, Order, OutboxMessage, User, Volunteer, WechatConsent
+from app.models import Activity, Order, OutboxMessage, StandingOrder, User, Volunteer, WechatConsent
 from app.services.activities import activity_notice
 from app.services.channels import message_fields
 from app.services.consents import ConsentBook
 from app.services.delivery import Channel, LogChannel, Recipient, WechatSubscribeChannel, default_channels, deliver_due
 from tests.helpers import lock_holder, lock_waiters
 from tests.sms_standin import SDK_APP_ID, SECRET_ID, SECRET_KEY, StandInSms, serve_sms
+from tests.test_standing import standing_body
 from tests.wechat_standin import StandInWechat
 from tests.world import World
 
@@ -492,24 +494,31 @@ async def test_an_order_landing_while_the_resident_is_retired_keeps_the_resident
     assert await openids(sessionmaker, "openid-race") == {"openid-race": resident}
 
 
+@pytest.mark.parametrize("what", ["order", "standing order"])
 async def test_an_order_placed_while_the_resident_is_retired_is_refused(
-    world: World, wechat_app: FastAPI, sessionmaker: Sessions, database_url: str
+    world: World, wechat_app: FastAPI, sessionmaker: Sessions, database_url: str, what: str
 ) -> None:
     """The other way round: the resident's row is held (as a phone login retiring it holds it) when its
-    order comes. The order waits, and once the resident is stopped it is refused (401), not written
-    for an account nobody can sign in to any more."""
+    order (or standing order) comes. It waits, and once the resident is stopped it is refused (401),
+    not written for an account nobody can sign in to any more."""
+    table: type[Order] | type[StandingOrder] = Order if what == "order" else StandingOrder
+    if what == "order":
+        path, body = "/orders", world.order_body()
+    else:
+        starts = datetime.now(UTC) + timedelta(days=2)
+        path, body = "/standing-orders", standing_body(world, starts, "FREQ=WEEKLY;COUNT=3")
     first = await wechat_login(world, "good-late")
     resident, token = first.json()["user"]["id"], {"Authorization": f"Bearer {first.json()['access_token']}"}
     async with lock_holder(database_url) as (holder, transaction):
         await holder.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", resident)
-        placing = asyncio.create_task(world.client.post("/orders", json=world.order_body(), headers=token))
+        placing = asyncio.create_task(world.client.post(path, json=body, headers=token))
         await lock_waiters(holder, 1)
         await holder.execute("UPDATE users SET is_active = false, wechat_openid = NULL WHERE id = $1", resident)
         await transaction.commit()
     refused = await placing
     assert refused.status_code == 401, refused.text
     async with sessionmaker() as session:
-        assert await session.scalar(select(func.count()).where(Order.placed_by_id == resident)) == 0
+        assert await session.scalar(select(func.count()).where(table.placed_by_id == resident)) == 0
 
 
 async def test_a_resident_with_a_phone_or_a_password_keeps_its_wechat(
