@@ -35,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from app import observability
 from app.config import Settings
 from app.domain import Action, Status
 from app.models import Order, OutboxMessage
@@ -42,11 +43,8 @@ from app.observability import (
     _PHONE,
     HANDLER_NAME,
     SECRET_PLACEHOLDER,
-    JsonFormatter,
     ObservabilityMiddleware,
-    TextFormatter,
     configure_logging,
-    log_handler,
     mask_phones,
     new_request_id,
 )
@@ -83,21 +81,33 @@ def _key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
 
 @contextmanager
 def _log_lines(log_format: Literal["json", "text"] = "json") -> Iterator[list[str]]:
-    """Every line the service would write while the block runs (the handler ``configure_logging``
-    installs, writing to a string instead of stderr)."""
+    """Every line the service would write while the block runs (what ``configure_logging`` installs,
+    writing to a string instead of stderr)."""
     stream = io.StringIO()
-    handler = log_handler(Settings(log_format=log_format), stream)
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
     lines: list[str] = []
     try:
-        yield lines
+        with _configured(Settings(log_format=log_format, log_level="INFO"), stream):
+            yield lines
     finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
         lines.extend(stream.getvalue().splitlines())
+
+
+@contextmanager
+def _configured(settings: Settings, stream: io.StringIO | None = None) -> Iterator[None]:
+    """``configure_logging(settings, stream)`` for the block; the root logger's handlers and level, and
+    the access logger, as before after."""
+    root = logging.getLogger()
+    saved_handlers, saved_level, saved_access = list(root.handlers), root.level, observability.access_log
+    try:
+        configure_logging(settings, stream)
+        yield
+    finally:
+        for handler in root.handlers:
+            if handler not in saved_handlers:
+                handler.close()
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        observability.access_log = saved_access
 
 
 def _json_lines(lines: list[str]) -> list[dict[str, Any]]:
@@ -312,22 +322,6 @@ async def test_no_phone_number_reaches_the_logs(
     assert any("ValueError: contact 138****5678 unreachable" in line for line in lines)
 
 
-@contextmanager
-def _configured(settings: Settings) -> Iterator[None]:
-    """``configure_logging(settings)`` for the block; the root logger's handlers and level as before after."""
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    try:
-        configure_logging(settings)
-        yield
-    finally:
-        for handler in root.handlers:
-            if handler not in saved_handlers:
-                handler.close()
-        root.handlers[:] = saved_handlers
-        root.setLevel(saved_level)
-
-
 def test_configure_logging_installs_one_stream_handler_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     root = logging.getLogger()
     before = list(root.handlers)
@@ -338,16 +332,20 @@ def test_configure_logging_installs_one_stream_handler_on_stderr(capsys: pytest.
         assert len(ours) == 1
         handler = ours[0]
         assert type(handler) is logging.StreamHandler and handler.stream is sys.stderr
-        assert handler.name == HANDLER_NAME and isinstance(handler.formatter, TextFormatter)
+        assert handler.name == HANDLER_NAME
         assert root.level == logging.WARNING
+        assert not observability.access_log.is_enabled_for(logging.INFO)
+        assert observability.access_log.is_enabled_for(logging.WARNING)
         log.info("not at this level")
         log.warning("call %s", "13812345678")
+        log.warning("as a request's", extra={"request_id": "r-1"})
         configure_logging(Settings(log_format="json"))
         ours = [h for h in root.handlers if h not in before]
-        assert len(ours) == 1 and isinstance(ours[0].formatter, JsonFormatter)
+        assert len(ours) == 1 and observability.access_log.is_enabled_for(logging.INFO)
         log.warning("call 13912345678", extra={"order_id": 5})
-    text, line = capsys.readouterr().err.splitlines()
+    text, with_id, line = capsys.readouterr().err.splitlines()
     assert text.endswith(" WARNING app.test call 138****5678"), text
+    assert with_id.endswith(" WARNING app.test as a request's [request_id=r-1]"), with_id
     entry = json.loads(line)
     assert entry | {"ts": None} == {
         "ts": None,
@@ -357,9 +355,25 @@ def test_configure_logging_installs_one_stream_handler_on_stderr(capsys: pytest.
         "order_id": 5,
     }
     assert datetime.fromisoformat(entry["ts"]).tzinfo is not None
-    record = logging.LogRecord("x", logging.INFO, __file__, 1, "call %s", ("13812345678",), None)
-    record.request_id = "r-1"
-    assert TextFormatter().format(record).endswith("call 138****5678 [request_id=r-1]")
+
+
+async def test_access_line_goes_where_the_other_lines_go_at_their_level() -> None:
+    """The access line is written by structlog's own logger, not through ``logging``: it follows
+    ``configure_logging`` (stream, format, level) all the same, and a 5xx answer is logged at WARNING."""
+
+    async def fails(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("no", status_code=503)
+
+    inner = Starlette(routes=[Route("/ok", lambda request: PlainTextResponse("ok")), Route("/down", fails)])
+    transport = httpx.ASGITransport(app=ObservabilityMiddleware(inner))
+    stream = io.StringIO()
+    with _configured(Settings(log_format="text", log_level="WARNING"), stream):
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            assert (await http.get("/ok")).status_code == 200
+            assert (await http.get("/down", headers={"X-Request-ID": "down-1"})).status_code == 503
+    (line,) = stream.getvalue().splitlines()
+    assert line.endswith(" WARNING sidan.access GET /down 503 " + line.split(" 503 ")[1]), line
+    assert line.endswith("ms [request_id=down-1]"), line
 
 
 # ---- credentials in URLs -------------------------------------------------------------------------
