@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from sqlalchemy.pool import QueuePool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.processors import format_exc_info
-from structlog.stdlib import ExtraAdder, ProcessorFormatter
+from structlog.stdlib import ExtraAdder, ProcessorFormatter, add_logger_name
 from structlog.typing import EventDict, FilteringBoundLogger, Processor
 
 from app.config import Settings
@@ -370,23 +370,18 @@ def _request_fields(_: Any, __: str, event: EventDict) -> EventDict:
 
 # What ``structlog.stdlib.ExtraAdder`` copies from a record that no line prints: uvicorn's copy of a
 # message with terminal colours (``extra={"color_message": ...}``).
-_NOT_LOGGED = ("color_message", "_from_structlog")
+_NOT_LOGGED = "color_message"
 
 
 def _shaped(_: Any, method_name: str, event: EventDict) -> EventDict:
-    """ts, level, logger and message first (from the ``logging`` record, when the line came that way),
-    then the request context and any other fields, then ``exc`` (the traceback, if any)."""
-    record: logging.LogRecord | None = event.pop("_record", None)
-    for key in _NOT_LOGGED:
-        event.pop(key, None)
-    if record is None:
-        created, level, name = time.time(), method_name.upper(), event.pop("logger", "sidan")
-    else:
-        created, level, name = record.created, record.levelname, record.name
+    """ts, level, logger and message first, then the request context and any other fields, then
+    ``exc`` (the traceback, if any). ``logger``: the record's logger (``add_logger_name``), or the one
+    an event of structlog's own was bound to."""
+    event.pop(_NOT_LOGGED, None)
     shaped: EventDict = {
-        "ts": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
-        "level": level,
-        "logger": name,
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "level": method_name.upper(),
+        "logger": event.pop("logger", "sidan"),
         "message": event.pop("event", ""),
     }
     exc = event.pop("exception", None)
@@ -426,11 +421,10 @@ def log_handler(settings: Settings, stream: TextIO | None = None) -> logging.Str
     ``ProcessorFormatter``)."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.name = HANDLER_NAME
-    *chain, render = _processors(settings)
     handler.setFormatter(
         ProcessorFormatter(
-            foreign_pre_chain=[ExtraAdder(), *chain],
-            processors=[render],  # ``_shaped`` has taken the record and structlog's marks out
+            foreign_pre_chain=[ExtraAdder(), add_logger_name],  # a record's extra fields and its logger
+            processors=[ProcessorFormatter.remove_processors_meta, *_processors(settings)],
         )
     )
     return handler
