@@ -203,7 +203,9 @@ def request_context() -> dict[str, Any]:
     }
     order_id = (scope.get("path_params") or {}).get("order_id")
     if order_id is not None:
-        context["order_id"] = int(order_id) if str(order_id).isdigit() else str(order_id)
+        text = str(order_id)
+        # ASCII digits only: ``int("²")`` raises (``str.isdigit`` says yes), and the id came from a client
+        context["order_id"] = int(text) if text.isascii() and text.isdigit() else text
     return context
 
 
@@ -282,16 +284,20 @@ class ObservabilityMiddleware:
             )
             requests.inc()
             level = logging.WARNING if status >= 500 else logging.INFO
-            if access_log.is_enabled_for(level):
-                access_log.log(
-                    level,
-                    # never the query string: it may carry search terms such as phones
-                    f"{method} {scope['path']} {status} {elapsed * 1000:.1f}ms",
-                    route=route,
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 2),
-                )
-            _request_scope.reset(token)
+            try:
+                if access_log.is_enabled_for(level):
+                    access_log.log(
+                        level,
+                        # never the query string: it may carry search terms such as phones
+                        f"{method} {scope['path']} {status} {elapsed * 1000:.1f}ms",
+                        route=route,
+                        status=status,
+                        duration_ms=round(elapsed * 1000, 2),
+                    )
+            except (OSError, ValueError):
+                pass  # stderr is gone (a closed pipe): as ``logging`` does, the request does not fail for it
+            finally:
+                _request_scope.reset(token)
 
     def _template(self, scope: Scope) -> str:
         """The matched route's path template (bounded label values: never the raw path)."""
@@ -338,21 +344,26 @@ _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 
 
 def _redacted(value: Any) -> Any:
-    """``value`` with every string in it redacted (JSON-able containers walked, other objects as text)."""
+    """``value`` as plain JSON types (str, int, float, bool, None, dict with str keys, list), every
+    string in it redacted: containers walked, other objects as their text."""
     if isinstance(value, str):
         return redact(value)
-    if value is None or isinstance(value, bool | float):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, Enum):
+        return _redacted(value.value)
     if isinstance(value, int):
-        return value if _INT64_MIN <= value <= _UINT64_MAX else str(value)  # as JSON writers can
+        return int(value) if _INT64_MIN <= value <= _UINT64_MAX else str(value)  # as JSON writers can
+    if isinstance(value, float):
+        return float(value)
     if isinstance(value, dict):
-        return {key: _redacted(item) for key, item in value.items()}
+        return {redact(str(key)): _redacted(item) for key, item in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_redacted(item) for item in value]
     if isinstance(value, datetime | date | dt_time):
         return value.isoformat()
-    if isinstance(value, Enum):
-        return _redacted(value.value)
+    if isinstance(value, BaseException):
+        return redact(f"{type(value).__name__}: {value}")
     return redact(str(value))
 
 
@@ -384,10 +395,13 @@ def _shaped(_: Any, method_name: str, event: EventDict) -> EventDict:
         "logger": event.pop("logger", "sidan"),
         "message": event.pop("event", ""),
     }
-    exc = event.pop("exception", None)
-    shaped.update(event)
+    exc, stack = event.pop("exception", None), event.pop("stack_info", None)
+    for key, value in event.items():
+        shaped.setdefault(key, value)  # a field named like a column does not replace it
     if exc is not None:
         shaped["exc"] = exc
+    if stack is not None:
+        shaped["stack"] = stack
     return shaped
 
 
@@ -402,8 +416,10 @@ def _text_line(_: Any, __: str, event: EventDict) -> str:
     request_id = event.get("request_id")
     if request_id is not None:
         line += f" [request_id={request_id}]"
-    exc = event.get("exc")
-    return redact(f"{line}\n{exc}" if exc else line)
+    for trace in (event.get("exc"), event.get("stack")):
+        if trace:
+            line += f"\n{trace}"
+    return redact(line)
 
 
 def _processors(settings: Settings) -> list[Processor]:
@@ -413,13 +429,24 @@ def _processors(settings: Settings) -> list[Processor]:
 
 
 HANDLER_NAME: Final = "sidan"
+_STANDARD_LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
 
 
-def log_handler(settings: Settings, stream: TextIO | None = None) -> logging.StreamHandler[TextIO]:
-    """The handler ``configure_logging`` installs for records of ``logging``: a plain stream handler
-    (stderr unless ``stream``) whose formatter runs the processors of every line (structlog's
+class LogHandler(logging.StreamHandler[TextIO]):
+    """A stream handler whose report of a line it could not format or write is redacted as well:
+    ``logging``'s own (``Handler.handleError``) prints the record's message and arguments as they are."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if logging.raiseExceptions and sys.stderr:
+            failure = sys.exc_info()[1]
+            sys.stderr.write(redact(f"--- Logging error in {record.name}: {type(failure).__name__}: {failure}\n"))
+
+
+def log_handler(settings: Settings, stream: TextIO | None = None) -> LogHandler:
+    """The handler ``configure_logging`` installs for records of ``logging``: a stream handler (stderr
+    unless ``stream``) whose formatter runs the processors of every line (structlog's
     ``ProcessorFormatter``)."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = LogHandler(stream if stream is not None else sys.stderr)
     handler.name = HANDLER_NAME
     handler.setFormatter(
         ProcessorFormatter(
@@ -430,26 +457,26 @@ def log_handler(settings: Settings, stream: TextIO | None = None) -> logging.Str
     return handler
 
 
-def access_logger(settings: Settings, stream: TextIO | None = None) -> FilteringBoundLogger:
+def access_logger(settings: Settings, stream: TextIO | None = None, level: int = logging.INFO) -> FilteringBoundLogger:
     """The access line's logger: structlog's own, writing its line straight to the stream (stderr
     unless ``stream``), with the processors of every other line. Not through ``logging``, whose record,
     handler and formatter cost a third more, on every request: 18 against 12 µs in a loop, about 20 µs
-    of a request's CPU live (``bench/README.md``, stop 17)."""
+    of a request's CPU live (``bench/README.md``, stop 17). ``level``: the least level written (structlog
+    filters by the standard levels only: a custom one counts as the next standard level above it)."""
+    standard = next((known for known in _STANDARD_LEVELS if known >= level), logging.CRITICAL)
     return cast(
         FilteringBoundLogger,
         structlog.wrap_logger(
             structlog.WriteLogger(stream if stream is not None else sys.stderr),
             processors=_processors(settings),
-            wrapper_class=structlog.make_filtering_bound_logger(
-                logging.getLevelNamesMapping()[settings.log_level.upper()]
-            ),
+            wrapper_class=structlog.make_filtering_bound_logger(standard),
         ).bind(logger="sidan.access"),
     )
 
 
 # Until ``configure_logging`` runs (an app built by a test, say), access lines at WARNING and above
 # (5xx answers) are written to stderr, as ``logging`` writes a warning nobody configured a handler for.
-access_log = access_logger(Settings.model_construct(log_format="json", log_level="WARNING"))
+access_log = access_logger(Settings.model_construct(log_format="json"), level=logging.WARNING)
 
 
 def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
@@ -460,9 +487,9 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
     for handler in [h for h in root.handlers if h.name == HANDLER_NAME]:
         root.removeHandler(handler)
         handler.close()
-    root.addHandler(log_handler(settings, stream))
     root.setLevel(settings.log_level.upper())
-    access_log = access_logger(settings, stream)
+    root.addHandler(log_handler(settings, stream))
+    access_log = access_logger(settings, stream, root.level)
     # Alembic lists each of its autogenerate plugins at INFO when first imported: noise in a server's log.
     logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, root.level))
     # Fields no line prints, not collected for every record (the logging HOWTO's "Optimization"

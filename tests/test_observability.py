@@ -43,8 +43,10 @@ from app.observability import (
     _PHONE,
     HANDLER_NAME,
     SECRET_PLACEHOLDER,
+    LogHandler,
     ObservabilityMiddleware,
     configure_logging,
+    log_handler,
     mask_phones,
     new_request_id,
 )
@@ -331,7 +333,7 @@ def test_configure_logging_installs_one_stream_handler_on_stderr(capsys: pytest.
         ours = [h for h in root.handlers if h not in before]
         assert len(ours) == 1
         handler = ours[0]
-        assert type(handler) is logging.StreamHandler and handler.stream is sys.stderr
+        assert isinstance(handler, LogHandler) and handler.stream is sys.stderr
         assert handler.name == HANDLER_NAME
         assert root.level == logging.WARNING
         assert not observability.access_log.is_enabled_for(logging.INFO)
@@ -374,6 +376,75 @@ async def test_access_line_goes_where_the_other_lines_go_at_their_level() -> Non
     (line,) = stream.getvalue().splitlines()
     assert line.endswith(" WARNING sidan.access GET /down 503 " + line.split(" 503 ")[1]), line
     assert line.endswith("ms [request_id=down-1]"), line
+
+
+def test_odd_fields_are_written_masked_and_never_replace_a_column(capsys: pytest.CaptureFixture[str]) -> None:
+    """Whatever a line carries (keys that are not strings, float subclasses, exceptions, a field named
+    like a column), it is written, masked; a line that cannot be formatted is reported masked too
+    (``logging``'s own report prints the record's arguments as they are)."""
+
+    class Ratio(float):
+        pass
+
+    log = logging.getLogger("app.test")
+    with _log_lines() as lines:
+        log.warning(
+            "call %s",
+            "13812345678",
+            extra={
+                "by_id": {7: "13912345678"},
+                "ratio": Ratio(1.5),
+                "error": ValueError("13712345678 unreachable"),
+                "level": "forged",
+                "when": datetime(2026, 12, 6, tzinfo=UTC),
+            },
+        )
+    (entry,) = _json_lines(lines)
+    assert entry | {"ts": None} == {
+        "ts": None,
+        "level": "WARNING",
+        "logger": "app.test",
+        "message": "call 138****5678",
+        "by_id": {"7": "139****5678"},
+        "ratio": 1.5,
+        "error": "ValueError: 137****5678 unreachable",
+        "when": "2026-12-06T00:00:00+00:00",
+    }
+    unformattable = logging.getLogger("app.test.unformattable")  # not through pytest's own capture,
+    unformattable.propagate = False  # whose handler raises on a line it cannot format
+    unformattable.addHandler(handler := log_handler(Settings(), io.StringIO()))
+    try:
+        unformattable.warning("%d orders for %s", "not a number", "13612345678")
+    finally:
+        unformattable.removeHandler(handler)
+    reported = capsys.readouterr().err
+    assert "Logging error in app.test.unformattable: TypeError" in reported, reported
+    assert not PHONE.search(reported), reported
+
+
+async def test_access_line_survives_a_lost_stream_and_odd_paths() -> None:
+    """A path id with a digit that is not ASCII ("²": ``str.isdigit`` says yes, ``int`` refuses) is
+    logged as text; and when stderr is gone (a closed pipe) the request is still answered and its
+    context cleared, as ``logging`` would not fail it either."""
+    inner = Starlette(routes=[Route("/orders/{order_id}", lambda request: PlainTextResponse("ok"))])
+    transport = httpx.ASGITransport(app=ObservabilityMiddleware(inner))
+    stream = io.StringIO()
+    with _configured(Settings(log_format="json", log_level="INFO"), stream):
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            assert (await http.get("/orders/²")).status_code == 200
+            lines = [line for line in _json_lines(stream.getvalue().splitlines()) if line["logger"] == "sidan.access"]
+            assert [(line["order_id"], line["status"]) for line in lines] == [("²", 200)], lines
+            stream.close()
+            assert (await http.get("/orders/5")).status_code == 200
+    assert observability.request_context() == {}
+
+
+def test_a_custom_level_filters_the_access_line_as_the_next_standard_one() -> None:
+    logging.addLevelName(25, "NOTICE")
+    with _configured(Settings(log_level="NOTICE")):
+        assert logging.getLogger().level == 25
+        assert not observability.access_log.is_enabled_for(logging.INFO)
+        assert observability.access_log.is_enabled_for(logging.WARNING)
 
 
 # ---- credentials in URLs -------------------------------------------------------------------------
