@@ -8,9 +8,10 @@
   or generated, and echoed in the response), the caller's user id and the order id of the path; each
   request ends with one access line. Phone numbers are masked, and credentials in URL queries
   (WeChat's AppSecret, access tokens, login codes) replaced, in every line, whatever logged them.
-  Every line goes through the same structlog processors: records of ``logging`` through a plain
+  Every line goes through the same structlog processors: records of ``logging`` through a
   ``StreamHandler`` with structlog's ``ProcessorFormatter``, the access line through structlog's own
-  logger, which writes it straight to the same stream.
+  logger, which writes it straight to the same stream. So the access line follows
+  ``SIDAN_LOG_LEVEL`` (``configure_logging``), not ``logging``'s settings for a ``sidan.access`` logger.
 """
 
 from __future__ import annotations
