@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -440,7 +441,8 @@ class LogHandler(logging.StreamHandler[TextIO]):
     def handleError(self, record: logging.LogRecord) -> None:
         if logging.raiseExceptions and sys.stderr:
             failure = sys.exc_info()[1]
-            sys.stderr.write(redact(f"--- Logging error in {record.name}: {type(failure).__name__}: {failure}\n"))
+            with contextlib.suppress(OSError):  # stderr itself is gone, as ``logging``'s own report allows
+                sys.stderr.write(redact(f"--- Logging error in {record.name}: {type(failure).__name__}: {failure}\n"))
 
 
 def log_handler(settings: Settings, stream: TextIO | None = None) -> LogHandler:
