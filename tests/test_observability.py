@@ -374,8 +374,7 @@ async def test_access_line_goes_where_the_other_lines_go_at_their_level() -> Non
             assert (await http.get("/ok")).status_code == 200
             assert (await http.get("/down", headers={"X-Request-ID": "down-1"})).status_code == 503
     (line,) = stream.getvalue().splitlines()
-    assert line.endswith(" WARNING sidan.access GET /down 503 " + line.split(" 503 ")[1]), line
-    assert line.endswith("ms [request_id=down-1]"), line
+    assert " WARNING sidan.access GET /down 503 " in line and line.endswith("ms [request_id=down-1]"), line
 
 
 def test_odd_fields_are_written_masked_and_never_replace_a_column(capsys: pytest.CaptureFixture[str]) -> None:
